@@ -1,0 +1,5 @@
+import sys
+
+from hostdiag.cli import main
+
+sys.exit(main())

@@ -1,0 +1,102 @@
+"""The one root for every host path, and the one way host files are read.
+
+No other module spells "/proc" or "/sys": they ask a :class:`HostRoot` for the
+path under its roots, like node_exporter's ``--path.procfs``. Reading is apart
+from parsing: :meth:`HostRoot.read` returns bytes and raises
+:class:`SourceError` with a kind a snapshot can record.
+"""
+
+import errno
+import os
+
+# /proc files report st_size 0 or 4096 whatever they hold, so reads never trust
+# stat(); they loop until EOF and stop at a cap instead.
+DEFAULT_READ_CAP = 16 * 1024 * 1024
+_CHUNK = 256 * 1024
+
+MISSING = "missing"
+ACCESS_DENIED = "access_denied"
+IO_ERROR = "io_error"
+TOO_LARGE = "too_large"
+MALFORMED = "malformed"
+UNAVAILABLE = "unavailable"
+
+
+class SourceError(Exception):
+    """A host file or interface could not be read; ``kind`` is one of the constants above."""
+
+    def __init__(self, kind, path, message):
+        super().__init__("%s: %s" % (path, message))
+        self.kind = kind
+        self.path = path
+        self.message = message
+
+
+def error_kind(exc):
+    """Map an OSError to the kind recorded in a snapshot's meta.errors."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ESRCH):
+        return MISSING
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return ACCESS_DENIED
+    return IO_ERROR
+
+
+class HostRoot:
+    """Where the host's procfs, sysfs and root filesystem are mounted.
+
+    ``live`` is true when the roots are the running kernel's own, which is when
+    live-kernel interfaces (netlink, /dev/kmsg) describe the same host as the
+    files read and may be used.
+    """
+
+    def __init__(self, proc_root="/proc", sys_root="/sys", rootfs="/", read_cap=DEFAULT_READ_CAP):
+        self.proc_root = os.path.abspath(proc_root)
+        self.sys_root = os.path.abspath(sys_root)
+        self.rootfs = os.path.abspath(rootfs)
+        self.read_cap = read_cap
+        self.live = (self.proc_root, self.sys_root, self.rootfs) == ("/proc", "/sys", "/")
+
+    def proc(self, *parts):
+        return os.path.join(self.proc_root, *parts)
+
+    def sys(self, *parts):
+        return os.path.join(self.sys_root, *parts)
+
+    def host(self, *parts):
+        """A path under the host's root filesystem (``/etc/os-release``, mount points)."""
+        return os.path.join(self.rootfs, *(p.lstrip("/") for p in parts))
+
+    def looks_like_procfs(self):
+        """True when proc_root holds the files every Linux procfs has."""
+        return all(os.path.isfile(self.proc(name)) for name in ("stat", "meminfo"))
+
+    def read(self, path, cap=None):
+        """The whole file at ``path`` as bytes, at most ``cap`` bytes."""
+        cap = self.read_cap if cap is None else cap
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SourceError(error_kind(exc), path, exc.strerror or str(exc)) from None
+        try:
+            chunks = []
+            size = 0
+            while True:
+                try:
+                    chunk = os.read(fd, _CHUNK)
+                except OSError as exc:
+                    raise SourceError(error_kind(exc), path, exc.strerror or str(exc)) from None
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > cap:
+                    raise SourceError(TOO_LARGE, path, "larger than the read cap of %d bytes" % cap)
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def read_proc(self, *parts, cap=None):
+        return self.read(self.proc(*parts), cap)
+
+    def read_sys(self, *parts, cap=None):
+        return self.read(self.sys(*parts), cap)
