@@ -1,0 +1,1 @@
+"""Encoders: pure functions of a snapshot (or of a report document) to bytes."""
