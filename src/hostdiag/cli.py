@@ -103,9 +103,11 @@ def cmd_version(args, out):
         "hostdiag %s" % __version__,
         "python %s (%s)" % (platform.python_version(), platform.python_implementation()),
         "kernel %s" % kernel,
-        "parsers %s (%s)" % (parsers.IMPL, parsers.IMPL_REASON),
+        "parsers %s" % parsers.implementation(),
     ]
-    broken = parsers.IMPL != "compiled" and not parsers.pure_forced()
+    for module, (impl, reason) in sorted(parsers.TWINS.items()):
+        lines.append("  %s: %s (%s)" % (module, impl, reason))
+    broken = parsers.implementation() != "compiled" and not parsers.pure_forced()
     if broken:
         lines.append("WARNING: the compiled parsers failed to load; this build is broken")
     out.write(("\n".join(lines) + "\n").encode())

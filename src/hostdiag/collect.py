@@ -85,7 +85,7 @@ class SystemCollector:
             wall_ns=wall_ns,
             mono_ns=mono_ns,
             duration_ns=duration_ns,
-            parser_impl=parsers.IMPL,
+            parser_impl=parsers.implementation(),
             clock_ticks=CLOCK_TICKS,
             proc_root=root.proc_root,
             sys_root=root.sys_root,

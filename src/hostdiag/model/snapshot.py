@@ -80,6 +80,9 @@ class Snapshot:
     filesystems: Optional[List[Dict[str, Any]]] = None
     network: Optional[Dict[str, Any]] = None
     kernel: Optional[Dict[str, Any]] = None
+    # The process and socket tables; None in a system-only snapshot.
+    processes: Optional[Dict[str, Any]] = None
+    sockets: Optional[Dict[str, Any]] = None
 
     def to_dict(self):
         """Plain data (dicts, lists, str, int, float, bool, None) for the encoders."""
