@@ -1,0 +1,472 @@
+"""The agent's history: a memory ring in front of an on-disk spool, with identity.
+
+A record is keyed by (agent_id, boot_id, seq). ``agent_id`` is a random id made
+once and kept in ``<spool_dir>/agent_id`` (a fresh one per process without a
+spool). ``seq`` counts from 1 for each boot and, after an agent restart on the
+same boot, continues after the newest seq that boot ever had. Records of
+earlier boots stay readable under their own boot id.
+
+Compression (payloads are the caller's msgpack bytes): every ``keyframe_every``
+records, and as the first record of each spool segment, a *keyframe* is stored
+zlib-compressed on its own. The records between are compressed with the first
+32 KiB of their keyframe as a zlib preset dictionary: consecutive snapshots
+share nearly all their keys and most of their values, so such a record is
+about a tenth of a keyframe. Since a keyframe is always in the same segment as
+the records that need it, deleting whole segments never strands a record.
+
+The ring holds the same compressed bytes as the spool (one compression per
+record; an hour of 1 s snapshots fits in a few MiB), plus the dictionaries of
+the keyframes its records need: at most ``max_records / keyframe_every + 1``
+of 32 KiB each. Reads decompress; a record that cannot be decoded is skipped
+and counted, never served.
+
+When the spool cannot write (a full disk), the ring keeps everything and the
+newest seq is noted in ``<spool_dir>/seqmark``, a file allocated at start and
+overwritten in place, so that a restart on the same boot does not reuse a seq
+that a client may already have seen; those records show as a gap.
+
+All methods are thread-safe; a call holds the lock for at most one page of reads.
+"""
+
+import os
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections import OrderedDict, namedtuple
+
+from hostdiag.store.ring import Ring
+from hostdiag.store.spool import (
+    DEFAULT_FSYNC_INTERVAL_S, DEFAULT_RETRY_INTERVAL_S, DEFAULT_SEGMENT_BYTES, FLAG_ZDICT, FLAG_ZLIB,
+    MAX_PAYLOAD_BYTES, MiB, Spool, canonical_id, lookup_id,
+)
+
+Record = namedtuple("Record", "boot_id seq wall_ns payload")
+Record.__doc__ = """One history record; ``payload`` is the uncompressed msgpack bytes given to append."""
+
+DEFAULT_RING_MAX_RECORDS = 3600
+DEFAULT_RING_MAX_BYTES = 64 * MiB
+DEFAULT_SPOOL_MAX_BYTES = 256 * MiB
+DEFAULT_SPOOL_MAX_AGE_S = 7 * 86400
+DEFAULT_KEYFRAME_EVERY = 60
+DEFAULT_COMPRESS_LEVEL = 6
+
+# zlib's window: a preset dictionary longer than this is not used.
+ZDICT_BYTES = 32 * 1024
+_DICT_CACHE = 8
+
+AGENT_ID_FILE = "agent_id"
+SEQMARK_FILE = "seqmark"
+# magic, crc32 of what follows, seq, boot id
+_SEQMARK = struct.Struct("<4sIQ16s")
+_SEQMARK_MAGIC = b"HDSQ"
+
+
+class History:
+    """Ring + spool + identity. Without ``spool_dir`` the history is the ring alone.
+
+    ``boot_id`` is the host's boot id (a UUID string; None: a random one, so
+    each process counts as a new boot). ``clock`` is a monotonic clock in
+    seconds for the spool's fsync and retry timers.
+    """
+
+    def __init__(self, spool_dir=None, *, boot_id=None,
+                 ring_max_records=DEFAULT_RING_MAX_RECORDS, ring_max_bytes=DEFAULT_RING_MAX_BYTES,
+                 spool_max_bytes=DEFAULT_SPOOL_MAX_BYTES, spool_max_age_s=DEFAULT_SPOOL_MAX_AGE_S,
+                 spool_segment_bytes=DEFAULT_SEGMENT_BYTES, spool_fsync_interval_s=DEFAULT_FSYNC_INTERVAL_S,
+                 spool_retry_interval_s=DEFAULT_RETRY_INTERVAL_S, clock=time.monotonic,
+                 keyframe_every=DEFAULT_KEYFRAME_EVERY, compress_level=DEFAULT_COMPRESS_LEVEL):
+        if keyframe_every < 1:
+            raise ValueError("keyframe_every must be >= 1, got %r" % (keyframe_every,))
+        self.boot_id = canonical_id(boot_id) if boot_id is not None else str(uuid.uuid4())
+        self.keyframe_every = keyframe_every
+        self.compress_level = compress_level
+        self._lock = threading.RLock()
+        self._ring = Ring(ring_max_records, ring_max_bytes)
+        self._pinned = OrderedDict()  # keyframe seq -> dictionary, for this process's ring
+        self._dicts = OrderedDict()  # (boot id, keyframe seq) -> dictionary, for spool reads
+        self._zdict = None
+        self._zdict_seq = None
+        self._since_keyframe = 0
+        self._decode_errors = 0
+        self._problems = []
+        self._seqmark_fd = None
+        self._marked_seq = None
+        self.spool_dir = os.fspath(spool_dir) if spool_dir is not None else None
+        self._spool = None
+        next_seq = 1
+        if self.spool_dir is not None:
+            self._spool = Spool(self.spool_dir, spool_max_bytes, spool_max_age_s, spool_segment_bytes,
+                                boot_id=self.boot_id, fsync_interval_s=spool_fsync_interval_s,
+                                retry_interval_s=spool_retry_interval_s, clock=clock)
+            try:
+                self.agent_id = self._load_agent_id()
+                self._spool.agent_id = canonical_id(self.agent_id)
+                self._open_seqmark()
+            except BaseException:
+                self._spool.close()
+                raise
+            newest = self._spool.newest_seq(self.boot_id) or 0
+            next_seq = max(newest, self._marked_seq or 0) + 1
+        else:
+            self.agent_id = uuid.uuid4().hex
+        self._next_seq = next_seq
+        self._retention = {
+            "ring_records": self._ring.max_records,
+            "ring_bytes": self._ring.max_bytes,
+            "spool_bytes": spool_max_bytes if self._spool is not None else None,
+            "spool_age_s": spool_max_age_s if self._spool is not None else None,
+        }
+
+    @classmethod
+    def from_config(cls, config, boot_id=None, clock=time.monotonic):
+        """A History with the ring.* and spool.* settings of a :class:`hostdiag.config.Config`."""
+        return cls(
+            config.spool.dir if config.spool.enabled else None,
+            boot_id=boot_id,
+            ring_max_records=config.ring.max_records,
+            ring_max_bytes=config.ring.max_bytes,
+            spool_max_bytes=config.spool.max_bytes,
+            spool_max_age_s=config.spool.max_age,
+            spool_segment_bytes=config.spool.segment_bytes,
+            spool_fsync_interval_s=config.spool.fsync_interval,
+            clock=clock,
+        )
+
+    # -- identity -------------------------------------------------------------
+
+    def _load_agent_id(self):
+        path = os.path.join(self.spool_dir, AGENT_ID_FILE)
+        try:
+            with open(path, "rb") as f:
+                text = f.read(256).decode("ascii", "replace").strip()
+            return uuid.UUID(hex=text).hex
+        except FileNotFoundError:
+            problem = None
+        except (OSError, ValueError) as exc:
+            problem = "%s is unreadable (%s)" % (path, getattr(exc, "strerror", None) or exc)
+        # Lost or damaged: the segments remember whose they are.
+        recovered = self._spool.segment_agent_ids()
+        agent_id = uuid.UUID(recovered[0]).hex if recovered else uuid.uuid4().hex
+        if problem is not None:
+            self._problems.append(problem + "; agent_id %s %s" % (
+                agent_id, "recovered from the segments" if recovered else "made anew"))
+        self._write_agent_id(path, agent_id)
+        return agent_id
+
+    def _write_agent_id(self, path, agent_id):
+        tmp = path + ".tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, (agent_id + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            dir_fd = os.open(self.spool_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            self._problems.append("agent_id %s not persisted to %s: %s"
+                                  % (agent_id, path, exc.strerror or exc))
+
+    def _open_seqmark(self):
+        """Read the seq noted while the spool could not write, and keep the file
+        open to overwrite in place (no new blocks needed on a full disk)."""
+        path = os.path.join(self.spool_dir, SEQMARK_FILE)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            self._problems.append("seqmark %s unavailable: %s" % (path, exc.strerror or exc))
+            return
+        try:
+            data = os.pread(fd, _SEQMARK.size, 0)
+            if len(data) < _SEQMARK.size:
+                os.pwrite(fd, bytes(_SEQMARK.size), 0)
+                os.fsync(fd)
+            else:
+                magic, crc, seq, boot = _SEQMARK.unpack(data)
+                valid = magic == _SEQMARK_MAGIC and zlib.crc32(data[8:]) == crc
+                if valid and str(uuid.UUID(bytes=boot)) == self.boot_id:
+                    self._marked_seq = seq
+        except OSError as exc:
+            os.close(fd)
+            self._problems.append("seqmark %s unavailable: %s" % (path, exc.strerror or exc))
+            return
+        self._seqmark_fd = fd
+
+    def _mark_seq(self, seq):
+        if self._seqmark_fd is None:
+            return
+        body = struct.pack("<Q16s", seq, uuid.UUID(self.boot_id).bytes)
+        try:
+            os.pwrite(self._seqmark_fd, _SEQMARK_MAGIC + struct.pack("<I", zlib.crc32(body)) + body, 0)
+            self._marked_seq = seq
+        except OSError as exc:
+            self._problems.append("seqmark not updated: %s" % (exc.strerror or exc))
+            os.close(self._seqmark_fd)
+            self._seqmark_fd = None
+
+    # -- writing --------------------------------------------------------------
+
+    def append(self, wall_ns, payload):
+        """Keep one record (``payload``: msgpack bytes of a snapshot); returns its seq.
+
+        Never raises for I/O: when the spool cannot write, the ring still has
+        the record and :meth:`info` says why in ``spool.degraded``.
+        """
+        payload = bytes(payload)
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise ValueError("payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD_BYTES))
+        with self._lock:
+            seq = self._next_seq
+            spool = self._spool
+            keyframe = (self._zdict is None or self._since_keyframe >= self.keyframe_every
+                        or (spool is not None and spool.next_append_starts_segment))
+            if keyframe:
+                stored, flags, base = zlib.compress(payload, self.compress_level), FLAG_ZLIB, None
+                self._zdict, self._zdict_seq, self._since_keyframe = payload[:ZDICT_BYTES], seq, 0
+                self._pinned[seq] = self._zdict
+            else:
+                packer = zlib.compressobj(self.compress_level, zdict=self._zdict)
+                stored = packer.compress(payload) + packer.flush()
+                flags, base = FLAG_ZLIB | FLAG_ZDICT, self._zdict_seq
+            self._since_keyframe += 1
+            self._next_seq = seq + 1
+            if self._ring.append(seq, wall_ns, stored, flags, base):
+                self._unpin()
+            if spool is not None and not spool.append(seq, wall_ns, stored, flags, base):
+                self._mark_seq(seq)
+            return seq
+
+    def _unpin(self):
+        """Drop the dictionaries no record in the ring needs any more."""
+        oldest = self._ring.oldest()
+        needed = oldest.seq if oldest.base_seq is None else oldest.base_seq
+        while self._pinned and next(iter(self._pinned)) < needed:
+            self._pinned.popitem(last=False)
+
+    def flush(self):
+        """Records are in the kernel once append returns; see :meth:`fsync`."""
+        if self._spool is not None:
+            with self._lock:
+                self._spool.flush()
+
+    def fsync(self):
+        """Force the spool to stable storage now (also done every fsync interval)."""
+        if self._spool is None:
+            return True
+        with self._lock:
+            return self._spool.fsync()
+
+    # -- reading --------------------------------------------------------------
+
+    def _dictionary(self, boot_id, seq):
+        if boot_id == self.boot_id and seq in self._pinned:
+            return self._pinned[seq]
+        key = (boot_id, seq)
+        found = self._dicts.get(key)
+        if found is not None:
+            self._dicts.move_to_end(key)
+            return found
+        if boot_id == self.boot_id and self._ring.get(seq) is not None:
+            entry = self._ring.get(seq)
+            stored, flags = entry.payload, entry.flags
+        elif self._spool is not None:
+            record = self._spool.get(seq, boot_id)
+            if record is None:
+                return None
+            stored, flags = record.payload, record.flags
+        else:
+            return None
+        if flags & FLAG_ZDICT or not flags & FLAG_ZLIB:
+            return None  # a base is always a keyframe
+        payload = self._inflate(stored, None)
+        if payload is None:
+            return None
+        self._dicts[key] = payload[:ZDICT_BYTES]
+        while len(self._dicts) > _DICT_CACHE:
+            self._dicts.popitem(last=False)
+        return self._dicts[key]
+
+    @staticmethod
+    def _inflate(data, zdict):
+        try:
+            unpacker = zlib.decompressobj(zdict=zdict) if zdict is not None else zlib.decompressobj()
+            out = unpacker.decompress(data, MAX_PAYLOAD_BYTES)
+            if not unpacker.eof or unpacker.unconsumed_tail:
+                return None
+            return out
+        except zlib.error:
+            return None
+
+    def _decode(self, boot_id, entry):
+        """The Record of a RingEntry or SpoolRecord, or None (counted) when it cannot be decoded."""
+        stored, flags, base_seq = entry.payload, entry.flags, entry.base_seq
+        if not flags & FLAG_ZLIB:
+            payload = bytes(stored)
+        elif flags & FLAG_ZDICT:
+            zdict = self._dictionary(boot_id, base_seq) if base_seq is not None else None
+            payload = None if zdict is None else self._inflate(stored, zdict)
+        else:
+            payload = self._inflate(stored, None)
+        if payload is None:
+            self._decode_errors += 1
+            return None
+        return Record(boot_id, entry.seq, entry.wall_ns, payload)
+
+    def _boot(self, boot_id):
+        return self.boot_id if boot_id is None else lookup_id(boot_id)
+
+    def latest(self):
+        """The newest record of this boot; before this boot has one, the newest of
+        the earlier boots (its boot_id says so); None when there is nothing."""
+        with self._lock:
+            entry = self._ring.newest()
+            if entry is not None:
+                return self._decode(self.boot_id, entry)
+            if self._spool is None:
+                return None
+            boots = self._spool.boots()
+            if self.boot_id in boots:
+                boot = self.boot_id
+            elif boots:
+                boot = max(boots, key=lambda b: boots[b]["newest_wall_ns"])
+            else:
+                return None
+            newest = boots[boot]["newest_seq"]
+            record = self.get(newest, boot)
+            if record is None:  # damaged since the scan: the newest one still readable
+                readable = list(self._spool_records(boot, max(1, newest - self.keyframe_every), newest, None, None))
+                record = readable[-1] if readable else None
+            return record
+
+    def get(self, seq, boot_id=None):
+        """Record ``seq`` of ``boot_id`` (default: this boot), or None when it is not kept."""
+        boot = self._boot(boot_id)
+        with self._lock:
+            if boot == self.boot_id:
+                entry = self._ring.get(seq)
+                if entry is not None:
+                    return self._decode(boot, entry)
+            if self._spool is None:
+                return None
+            found = self._spool.get(seq, boot)
+            if found is None:
+                return None
+            return self._decode(boot, found)
+
+    def _spool_records(self, boot, start_seq, end_seq, start_ns, end_ns):
+        for found in self._spool.iter_range(start_seq, end_seq, boot_id=boot, start_ns=start_ns, end_ns=end_ns):
+            record = self._decode(boot, found)
+            if record is not None:
+                yield record
+
+    def range(self, start_seq=None, end_seq=None, start_ns=None, end_ns=None, limit=100, boot_id=None):
+        """Records of one boot (default: this boot) with start_seq <= seq <= end_seq
+        and start_ns <= wall_ns <= end_ns (None: unbounded), seq ascending, at
+        most ``limit`` (None: no limit). Served from the ring where it has them,
+        else from the spool; a record that fails its checks is left out."""
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be >= 1, got %r" % (limit,))
+        boot = self._boot(boot_id)
+        out = []
+        with self._lock:
+            oldest = self._ring.oldest() if boot == self.boot_id else None
+            if self._spool is not None and (oldest is None or start_seq is None or start_seq < oldest.seq):
+                spool_end = end_seq
+                if oldest is not None:
+                    spool_end = oldest.seq - 1 if end_seq is None else min(end_seq, oldest.seq - 1)
+                for record in self._spool_records(boot, start_seq, spool_end, start_ns, end_ns):
+                    out.append(record)
+                    if limit is not None and len(out) >= limit:
+                        return out
+            if oldest is not None:
+                room = None if limit is None else limit - len(out)
+                for entry in self._ring.range(start_seq, end_seq, start_ns, end_ns, room):
+                    record = self._decode(boot, entry)
+                    if record is not None:
+                        out.append(record)
+        return out
+
+    # -- what is kept ---------------------------------------------------------
+
+    def _boots(self):
+        boots = self._spool.boots() if self._spool is not None else {}
+        oldest, newest = self._ring.oldest(), self._ring.newest()
+        if oldest is not None:
+            mine = boots.get(self.boot_id)
+            if mine is None or oldest.seq < mine["oldest_seq"]:
+                mine = dict(mine or {}, oldest_seq=oldest.seq, oldest_wall_ns=oldest.wall_ns)
+            if newest.seq > mine.get("newest_seq", 0):
+                mine.update(newest_seq=newest.seq, newest_wall_ns=newest.wall_ns)
+            boots[self.boot_id] = mine
+        return boots
+
+    def info(self):
+        with self._lock:
+            boots = self._boots()
+            mine = boots.get(self.boot_id, {})
+            listed = sorted(
+                ({"boot_id": boot, "oldest_seq": b["oldest_seq"], "newest_seq": b["newest_seq"],
+                  "oldest_wall_ns": b["oldest_wall_ns"], "newest_wall_ns": b["newest_wall_ns"]}
+                 for boot, b in boots.items()),
+                key=lambda b: (b["oldest_wall_ns"], b["boot_id"]))
+            return {
+                "agent_id": self.agent_id,
+                "boot_id": self.boot_id,
+                "oldest_seq": mine.get("oldest_seq"),
+                "newest_seq": mine.get("newest_seq"),
+                "oldest_wall_ns": mine.get("oldest_wall_ns"),
+                "newest_wall_ns": mine.get("newest_wall_ns"),
+                "next_seq": self._next_seq,
+                "boots": listed,
+                "retention": dict(self._retention),
+                "ring": {"records": len(self._ring), "bytes": self._ring.bytes, "evicted": self._ring.evicted},
+                "spool": self._spool.stats() if self._spool is not None else None,
+                "decode_errors": self._decode_errors,
+                "problems": list(self._problems),
+            }
+
+    def gaps(self):
+        """Missing seq ranges inside each boot's kept history, ascending:
+        [{"boot_id", "start_seq", "end_seq"}] (inclusive). A gap comes from a
+        record skipped as corrupt, or written to the ring alone (full disk) and
+        gone with a restart. Records before a boot's oldest kept one (aged out)
+        are not gaps: ``info()`` gives where each boot's history starts."""
+        with self._lock:
+            boots = self._boots()
+            out = []
+            for boot in sorted(boots, key=lambda b: boots[b]["oldest_wall_ns"]):
+                runs = list(self._spool.seq_runs(boot)) if self._spool is not None else []
+                if boot == self.boot_id:
+                    runs.extend(self._ring.seq_runs())
+                    marked = self._marked_seq
+                    if marked is not None and runs and marked >= min(runs)[0]:
+                        # Seqs up to the mark were handed out: an empty run that ends there.
+                        runs.append((marked + 1, marked))
+                covered = None
+                for start, end in sorted(runs):
+                    if covered is not None and start > covered + 1:
+                        out.append({"boot_id": boot, "start_seq": covered + 1, "end_seq": start - 1})
+                    covered = end if covered is None else max(covered, end)
+            return out
+
+    def close(self):
+        """fsync and close the spool; the History is unusable afterwards."""
+        with self._lock:
+            if self._spool is not None:
+                self._spool.close()
+            if self._seqmark_fd is not None:
+                os.close(self._seqmark_fd)
+                self._seqmark_fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

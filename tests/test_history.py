@@ -1,0 +1,294 @@
+"""The agent's history: identity, sequences across restarts and boots, ring and
+spool together, a real SIGKILL, a real full disk, and what gaps() reports."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+import zlib
+
+import msgpack
+import pytest
+
+import hostdiag
+from hostdiag.store import History, Record
+from hostdiag.store.spool import RECORD_HEADER, SEGMENT_HEADER, decode_record
+
+BOOT = "6f1c2a4e-0d3b-4c55-9a7e-2b8f0c1d9e11"
+NEXT_BOOT = "0b9d6c3a-5e2f-4a18-8c7d-3f4e5a6b7c8d"
+SECOND = 10 ** 9
+
+# A snapshot-like document per seq, shared with the child process: counters that
+# move a little each sample, like the real thing, so dictionary compression is exercised.
+SNAPSHOT_SRC = textwrap.dedent("""
+    import hashlib
+    import msgpack
+    def snapshot(seq, big=0):
+        return msgpack.packb({
+            "meta": {"seq": seq, "host": "test-host", "schema": 1},
+            "cpu": {"cpu%d" % i: [seq * 97 + i, seq * 13, 4242 + seq, 0, 17 * i] for i in range(8)},
+            "disks": [{"name": "vd%s" % c, "reads": seq * 3 + i, "writes": seq * 5} for i, c in enumerate("abcd")],
+            "mounts": [{"path": "/srv/volume%d" % i, "fstype": "ext4", "options": "rw,relatime"} for i in range(20)],
+            "blob": b"".join(hashlib.sha256(b"%d %d" % (seq, i)).digest() for i in range(big // 32)),
+        })
+""")
+_ns = {}
+exec(SNAPSHOT_SRC, _ns)
+snapshot = _ns["snapshot"]
+
+
+def open_history(directory, boot_id=BOOT, **kw):
+    kw.setdefault("spool_fsync_interval_s", None)
+    return History(directory, boot_id=boot_id, **kw)
+
+
+def fill(history, count, start_wall=0, **kw):
+    seqs = []
+    for _ in range(count):
+        seq = history.info()["next_seq"]
+        seqs.append(history.append(start_wall + seq * SECOND, snapshot(seq, **kw)))
+    return seqs
+
+
+def check(record, boot_id=BOOT, **kw):
+    assert isinstance(record, Record)
+    assert record.boot_id == boot_id
+    assert record.wall_ns == record.seq * SECOND
+    assert record.payload == snapshot(record.seq, **kw)
+
+
+def segment_paths(directory):
+    return sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.startswith("seg-"))
+
+
+def flip_record(directory, seq):
+    """Damage record ``seq`` of whichever segment holds it."""
+    for path in segment_paths(directory):
+        data = open(path, "rb").read()
+        pos = SEGMENT_HEADER.size
+        while pos < len(data):
+            record, end = decode_record(data, pos)
+            if record.seq == seq:
+                with open(path, "r+b") as f:
+                    f.seek(end - 1)
+                    f.write(bytes([data[end - 1] ^ 0xFF]))
+                return
+            pos = end
+    raise AssertionError("record %d not found" % seq)
+
+
+def test_sequences_continue_on_the_same_boot_and_restart_on_a_new_one(tmp_path):
+    with open_history(tmp_path) as history:
+        assert fill(history, 5) == [1, 2, 3, 4, 5]
+        agent_id = history.agent_id
+    with open_history(tmp_path) as history:
+        assert history.agent_id == agent_id
+        assert history.latest().seq == 5  # before the first sample of this process
+        assert fill(history, 3) == [6, 7, 8]
+        assert [r.seq for r in history.range()] == list(range(1, 9))
+    with open_history(tmp_path, boot_id=NEXT_BOOT) as history:
+        assert history.agent_id == agent_id
+        assert history.latest().boot_id == BOOT  # nothing of this boot yet
+        assert history.append(100 * SECOND, snapshot(1)) == 1
+        info = history.info()
+        assert (info["boot_id"], info["oldest_seq"], info["newest_seq"]) == (NEXT_BOOT, 1, 1)
+        assert [(b["boot_id"], b["oldest_seq"], b["newest_seq"]) for b in info["boots"]] == [
+            (BOOT, 1, 8), (NEXT_BOOT, 1, 1)]
+        # The earlier boot's records stay readable under their own boot id.
+        check(history.get(3, boot_id=BOOT))
+        assert [r.seq for r in history.range(boot_id=BOOT)] == list(range(1, 9))
+        assert history.get(3) is None
+        # A boot id from a client may be anything: it names no records.
+        assert history.range(boot_id="not-a-boot") == [] and history.get(1, boot_id=b"\x00") is None
+        assert history.get(1).payload == snapshot(1) and history.get(1).boot_id == NEXT_BOOT
+
+
+def test_agent_id_is_persisted_and_recovered(tmp_path):
+    with open_history(tmp_path) as history:
+        agent_id = history.agent_id
+        fill(history, 2)
+    assert uuid.UUID(hex=agent_id).version == 4
+    assert (tmp_path / "agent_id").read_text().strip() == agent_id
+    (tmp_path / "agent_id").unlink()
+    with open_history(tmp_path) as history:  # the segments remember it
+        assert history.agent_id == agent_id
+    assert (tmp_path / "agent_id").read_text().strip() == agent_id
+
+    ring_only = [History(None, boot_id=BOOT) for _ in range(2)]
+    assert ring_only[0].agent_id != ring_only[1].agent_id
+    assert ring_only[0].info()["spool"] is None
+
+
+def test_kill_9_of_a_real_agent_process(tmp_path):
+    """A child appends snapshots and acknowledges each seq; SIGKILL after 300
+    acks; a restart on the same boot serves every acknowledged record and
+    continues the sequence."""
+    child = SNAPSHOT_SRC + textwrap.dedent("""
+        import os, sys
+        from hostdiag.store import History
+        history = History(sys.argv[1], boot_id=%r, spool_segment_bytes=64 << 10, keyframe_every=10)
+        while True:
+            seq = history.info()["next_seq"]
+            history.append(seq * 10 ** 9, snapshot(seq))
+            os.write(1, b"%%d\\n" %% seq)
+    """ % BOOT)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(hostdiag.__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", child, str(tmp_path)], stdout=subprocess.PIPE, env=env)
+    acked = 0
+    try:
+        for line in proc.stdout:
+            acked = int(line)
+            if acked >= 300:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+    finally:
+        proc.kill()
+        acked = max([acked] + [int(x) for x in proc.stdout.read().split()])
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL and acked >= 300
+
+    with open_history(tmp_path, spool_segment_bytes=64 << 10) as history:
+        served = history.range(limit=None)
+        assert [r.seq for r in served][:acked] == list(range(1, acked + 1))
+        assert len(served) <= acked + 1
+        for record in served:
+            check(record)
+        info = history.info()
+        assert info["decode_errors"] == 0 and info["spool"]["corrupt_skipped"] == 0
+        assert history.gaps() == []
+        newest = served[-1].seq
+        assert history.append((newest + 1) * SECOND, snapshot(newest + 1)) == newest + 1
+
+
+def test_range_spans_spool_and_ring(tmp_path):
+    with open_history(tmp_path, ring_max_records=20, keyframe_every=7, spool_segment_bytes=16 << 10) as history:
+        fill(history, 200)
+        assert history.info()["ring"]["records"] == 20
+        everything = history.range(limit=None)
+        assert [r.seq for r in everything] == list(range(1, 201))
+        for record in everything:
+            check(record)
+        assert [r.seq for r in history.range(170, 190)] == list(range(170, 191))  # spool then ring
+        assert [r.seq for r in history.range(start_seq=50, limit=3)] == [50, 51, 52]
+        assert [r.seq for r in history.range(start_ns=100 * SECOND, end_ns=103 * SECOND)] == [100, 101, 102, 103]
+        assert [r.seq for r in history.range(start_ns=195 * SECOND)] == list(range(195, 201))
+        assert history.range(201, 300) == []
+        check(history.get(3))
+        check(history.get(199))
+        assert history.get(500) is None
+        with pytest.raises(ValueError):
+            history.range(limit=0)
+
+
+def test_ring_only_history_keeps_its_bounds():
+    history = History(None, boot_id=BOOT, ring_max_records=50, keyframe_every=10)
+    fill(history, 120)
+    assert [r.seq for r in history.range(limit=None)] == list(range(71, 121))
+    for record in history.range(limit=None):
+        check(record)
+    assert history.get(70) is None
+    info = history.info()
+    assert (info["oldest_seq"], info["newest_seq"], info["retention"]["spool_bytes"]) == (71, 120, None)
+    # Only the dictionaries the ring's records need are kept.
+    assert len(history._pinned) <= 50 // 10 + 1
+    history = History(None, boot_id=BOOT, ring_max_records=1000, ring_max_bytes=64 * 1024)
+    fill(history, 100, big=4000)
+    assert history.info()["ring"]["bytes"] <= 64 * 1024
+
+
+def test_compresses_like_a_snapshot_stream(tmp_path):
+    """Records share a keyframe's dictionary: far smaller than each compressed alone."""
+    with open_history(tmp_path, keyframe_every=60) as history:
+        fill(history, 120)
+        stats = history.info()["spool"]
+    alone = sum(RECORD_HEADER.size + len(zlib.compress(snapshot(s), 6)) for s in range(1, 121))
+    assert stats["bytes"] < alone / 2
+
+
+@pytest.mark.parametrize("damaged, gap", [(15, (15, 15)), (11, (11, 20))])
+def test_gaps_name_what_was_lost(tmp_path, damaged, gap):
+    """A damaged record is a gap; a damaged keyframe takes the records that need it along."""
+    with open_history(tmp_path, keyframe_every=10) as history:
+        fill(history, 30)
+    flip_record(tmp_path, damaged)
+    with open_history(tmp_path, keyframe_every=10) as history:
+        assert history.gaps() == [{"boot_id": BOOT, "start_seq": gap[0], "end_seq": gap[1]}]
+        served = [r.seq for r in history.range(limit=None)]
+        assert served == [s for s in range(1, 31) if not gap[0] <= s <= gap[1]]
+        assert history.get(damaged) is None
+        assert history.info()["decode_errors"] == 0  # skipped at the scan, never tried
+        assert history.append(31 * SECOND, snapshot(31)) == 31
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 1 MiB tmpfs: a disk that really fills up."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs (needs root): %s" % done.stderr.strip())
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_full_disk_keeps_history_in_memory_and_recovers(small_fs):
+    filler = small_fs / "filler"
+    filler.write_bytes(bytes(256 * 1024))
+    clock = FakeClock()
+    spool_dir = small_fs / "spool"
+    options = dict(spool_segment_bytes=64 << 10, spool_retry_interval_s=10, clock=clock, keyframe_every=5)
+    history = open_history(spool_dir, **options)
+    big = 6000  # little redundancy: the disk fills after some 100 records
+    while history.info()["spool"]["degraded"] is None:
+        fill(history, 1, big=big)
+        assert history.info()["next_seq"] < 1000
+    fill(history, 10, big=big)  # raises nothing, in memory only
+    info = history.info()
+    newest, on_disk = info["newest_seq"], info["spool"]["newest_seq"]
+    assert "ENOSPC" in info["spool"]["degraded"] and on_disk < newest
+    assert [r.seq for r in history.range(limit=None)] == list(range(1, newest + 1))
+    assert history.gaps() == []  # the ring still has what the disk has not
+    history.close()
+
+    # A restart on the same boot, disk still full: seqs seen only in memory are not reused.
+    history = open_history(spool_dir, **options)
+    assert history.info()["next_seq"] == newest + 1
+    assert history.gaps() == [{"boot_id": BOOT, "start_seq": on_disk + 1, "end_seq": newest}]
+    filler.unlink()
+    assert history.append((newest + 1) * SECOND, snapshot(newest + 1, big)) == newest + 1
+    fill(history, 3, big=big)
+    info = history.info()
+    assert info["spool"]["degraded"] is None
+    assert info["spool"]["newest_seq"] == newest + 4
+    served = history.range(limit=None)
+    assert [r.seq for r in served] == list(range(1, on_disk + 1)) + list(range(newest + 1, newest + 5))
+    for record in served:
+        check(record, big=big)
+    history.close()
+
+
+def test_history_from_config(tmp_path):
+    from hostdiag.config import load_config
+
+    config = load_config(env={"HOSTDIAG_SPOOL_DIR": str(tmp_path / "spool"), "HOSTDIAG_RING_MAX_RECORDS": "10"})
+    with History.from_config(config, boot_id=BOOT) as history:
+        fill(history, 12)
+        info = history.info()
+        assert info["retention"] == {"ring_records": 10, "ring_bytes": 64 << 20,
+                                     "spool_bytes": 256 << 20, "spool_age_s": 7 * 86400}
+        assert [r.seq for r in history.range(limit=None)] == list(range(1, 13))
+        assert msgpack.unpackb(history.latest().payload)["meta"]["seq"] == 12
