@@ -22,6 +22,14 @@ EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 COMMANDS = ("report", "version")
+# Commands with parsers of their own: `diag NAME ARGS` runs module.function(ARGS).
+DELEGATED = {
+    "agent": ("hostdiag.agent", "main_agent"),
+    "collector": ("hostdiag.collector.service", "main_collector"),
+    "show": ("hostdiag.historycli", "main_show"),
+    "diff": ("hostdiag.historycli", "main_diff"),
+    "history": ("hostdiag.historycli", "main_history"),
+}
 
 
 class UsageError(Exception):
@@ -60,6 +68,14 @@ def _add_root_options(parser):
 def build_parser():
     parser = _Parser(prog="diag", description="Linux host diagnostics. With no command: `diag report`.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, summary in (
+        ("agent", "run the sampling agent with its history and server"),
+        ("collector", "pull snapshots from agents into a local store"),
+        ("show", "the report for a past moment, from an agent or a collector store"),
+        ("diff", "what changed between two moments"),
+        ("history", "what history is kept: ranges, gaps and boots"),
+    ):
+        sub.add_parser(name, help=summary, add_help=False)
 
     report = sub.add_parser("report", help="two snapshots an interval apart, one screen (default)")
     report.add_argument("--interval", type=_interval, default=1.0, metavar="SECONDS",
@@ -77,7 +93,7 @@ def build_parser():
 
 def parse_args(argv):
     argv = list(argv)
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0] not in COMMANDS + tuple(DELEGATED) and argv[0] not in ("-h", "--help")):
         argv.insert(0, "report")
     return build_parser().parse_args(argv)
 
@@ -174,6 +190,11 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     out = sys.stdout.buffer
     try:
+        if argv and argv[0] in DELEGATED:
+            import importlib
+
+            module, function = DELEGATED[argv[0]]
+            return getattr(importlib.import_module(module), function)(list(argv[1:]))
         args = parse_args(argv)
         return HANDLERS[args.command](args, out)
     except UsageError as exc:
