@@ -7,7 +7,7 @@ import os
 import time
 
 from hostdiag import parsers
-from hostdiag.hostpaths import UNAVAILABLE, SourceError
+from hostdiag.hostpaths import SourceError
 from hostdiag.model import Cpu, ErrorRecord, Memory, Meta, Snapshot
 from hostdiag.sources.cpu import collect_cpu
 from hostdiag.sources.disks import collect_disks
@@ -21,35 +21,28 @@ from hostdiag.sources.problems import Problems
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def open_netlink(root, problems=None):
-    """A netlink session for a live root, or None (and an entry) when there is none."""
-    if not root.live:
-        return None
-    from hostdiag.sources.netlink import Netlink
-
-    try:
-        return Netlink()
-    except SourceError as exc:
-        if problems is not None:
-            problems.add("network", exc.path, exc.kind, exc.message)
-        return None
-
-
 class SystemCollector:
     """Takes system snapshots of one host root, keeping the netlink socket
-    open between samples. Use as a context manager or call :meth:`close`."""
+    open between samples. Use as a context manager or call :meth:`close`.
+
+    A netlink socket that failed during a sample is closed and opened afresh
+    for the next one: pyroute2 keeps failing a socket after a socket error.
+    """
 
     def __init__(self, root, use_netlink=True):
         self.root = root
-        self._netlink_problem = None
+        self.use_netlink = bool(use_netlink) and root.live
         self.netlink = None
-        if use_netlink and root.live:
-            problems = Problems()
-            self.netlink = open_netlink(root, problems)
-            self._netlink_problem = problems.entries
-        elif use_netlink is False and root.live:
-            self._netlink_problem = [{"source": "network", "path": "netlink", "kind": UNAVAILABLE,
-                                      "message": "netlink disabled", "count": 1}]
+
+    def _open_netlink(self, problems):
+        if self.netlink is None and self.use_netlink:
+            from hostdiag.sources.netlink import Netlink
+
+            try:
+                self.netlink = Netlink()
+            except SourceError as exc:
+                problems.add("network", exc.path, exc.kind, exc.message)
+        return self.netlink
 
     def close(self):
         if self.netlink is not None:
@@ -68,14 +61,17 @@ class SystemCollector:
         wall_ns = time.time_ns()
         mono_ns = time.monotonic_ns()
         problems = Problems()
-        for entry in self._netlink_problem or ():
-            problems.add(**entry)
+        netlink = self._open_netlink(problems)
         cpu = collect_cpu(root, problems)
         memory = collect_memory(root, problems)
         pressure = collect_pressure(root, problems)
         disks = collect_disks(root, problems)
         filesystems = collect_filesystems(root, problems)
-        network = collect_network(root, problems, self.netlink)
+        before = len(problems.entries)
+        network = collect_network(root, problems, netlink)
+        if netlink is not None and any(
+                e["path"].startswith("netlink") for e in problems.entries[before:]):
+            self.close()
         kernel = collect_kernel(root, problems, kmsg=kmsg)
         duration_ns = time.monotonic_ns() - mono_ns
         meta = Meta(
