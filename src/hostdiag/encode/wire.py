@@ -13,7 +13,6 @@ import msgpack
 # make the decoder allocate.
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 _UNPACK_LIMITS = dict(
-    max_buffer_size=MAX_DOCUMENT_BYTES,
     max_str_len=MAX_DOCUMENT_BYTES,
     max_bin_len=MAX_DOCUMENT_BYTES,
     max_array_len=4 * 1024 * 1024,
