@@ -1,0 +1,661 @@
+"""The collector's store: raw snapshots of many hosts in one SQLite database.
+
+One file, ``<store dir>/collector.sqlite3``, in WAL mode: one writer (the
+collector) and any number of readers (``diag show``, ``diff``, ``history``,
+``collector --status``) at the same time, each reader seeing whole
+transactions only. docs/collector.md says why SQLite and not segment files.
+
+A record is keyed by (host, agent_id, boot_id, seq) and unique on it: a
+record received twice is stored once (``add_records`` counts the duplicate).
+``wall_ns`` is indexed per host for "the record at or before TIME".
+
+Payloads are the snapshot's msgpack bytes, zlib-compressed (level 6) with a
+preset dictionary: the first 32 KiB of the document that opened the
+dictionary, which is made anew every :data:`RECORDS_PER_DICTIONARY` records
+of a boot. Consecutive snapshots share nearly all their keys and most of
+their values, so a record costs about a seventh of what it costs compressed
+on its own (docs/collector.md has the figures). Dictionaries live in a table of their own, so deleting any record
+never strands another one; a dictionary goes when its last record goes. Each
+record carries the CRC-32 of its uncompressed payload: a damaged record is
+skipped and counted, never returned.
+
+Retention (per host): :attr:`max_host_bytes` bounds the stored bytes of a
+host's records and dictionaries, :attr:`max_host_age_s` their age measured
+against that host's newest record (a host that died keeps its last days for
+the post-mortem). Oldest records go first; a pass that trims for size trims
+to :data:`TRIM_TO` of the limit so that it does not run at every insert.
+
+Units: bytes, nanoseconds since the epoch (wall_ns), seconds (ages).
+"""
+
+import collections
+import fcntl
+import json
+import os
+import sqlite3
+import time
+import urllib.parse
+import zlib
+from collections import namedtuple
+
+DB_NAME = "collector.sqlite3"
+LOCK_NAME = "lock"
+SCHEMA_VERSION = 1
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+DEFAULT_MAX_HOST_BYTES = 1 * GiB
+DEFAULT_MAX_HOST_AGE_S = 30 * 86400.0
+TRIM_TO = 0.98
+
+RECORDS_PER_DICTIONARY = 60
+ZDICT_BYTES = 32 * 1024  # zlib's window: a longer dictionary is not used
+COMPRESS_LEVEL = 6
+MAX_PAYLOAD_BYTES = 64 * MiB
+
+CODEC_ZLIB = 1       # zlib alone
+CODEC_ZLIB_DICT = 2  # zlib with the preset dictionary dict_id
+
+_DICT_CACHE = 16
+_BUSY_TIMEOUT_MS = 10000
+_DELETE_STEP = 500
+
+StoredRecord = namedtuple("StoredRecord", "host agent_id boot_id seq wall_ns payload")
+StoredRecord.__doc__ = """A record read back: ``payload`` is the uncompressed msgpack bytes."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS hosts (
+    host_id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,          -- the agent's name in collector.agents
+    address TEXT,
+    hostname TEXT,                      -- from the agent's info, when it said
+    stored_bytes INTEGER NOT NULL DEFAULT 0,  -- records + dictionaries, for retention
+    created_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS boots (
+    boot_key INTEGER PRIMARY KEY,
+    host_id INTEGER NOT NULL REFERENCES hosts(host_id),
+    agent_id TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    UNIQUE (host_id, agent_id, boot_id)
+);
+CREATE TABLE IF NOT EXISTS dictionaries (
+    dict_id INTEGER PRIMARY KEY,
+    host_id INTEGER NOT NULL,
+    data BLOB NOT NULL                  -- zlib of the preset dictionary
+);
+CREATE TABLE IF NOT EXISTS records (
+    boot_key INTEGER NOT NULL REFERENCES boots(boot_key),
+    seq INTEGER NOT NULL,
+    host_id INTEGER NOT NULL,
+    wall_ns INTEGER NOT NULL,
+    codec INTEGER NOT NULL,
+    dict_id INTEGER,
+    crc32 INTEGER NOT NULL,             -- of the uncompressed payload
+    raw_bytes INTEGER NOT NULL,
+    stored_bytes INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (boot_key, seq)
+);
+CREATE INDEX IF NOT EXISTS records_by_time ON records (host_id, wall_ns);
+CREATE INDEX IF NOT EXISTS records_by_dict ON records (dict_id);
+CREATE TABLE IF NOT EXISTS gaps (
+    boot_key INTEGER NOT NULL REFERENCES boots(boot_key),
+    from_seq INTEGER NOT NULL,
+    to_seq INTEGER,                     -- NULL: the rest of that boot
+    host_id INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    noted_ns INTEGER NOT NULL,
+    PRIMARY KEY (boot_key, from_seq)
+);
+CREATE TABLE IF NOT EXISTS status (
+    host_id INTEGER PRIMARY KEY REFERENCES hosts(host_id),
+    updated_ns INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT NOT NULL                -- JSON: see service.AgentStatus
+);
+"""
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; ``str()`` is one line."""
+
+
+class StoreLocked(StoreError):
+    """Another collector writes this store."""
+
+
+def database_path(directory):
+    return os.path.join(os.fspath(directory), DB_NAME)
+
+
+def _readonly_uri(path):
+    return "file:%s?mode=ro" % urllib.parse.quote(os.path.abspath(path))
+
+
+class CollectorStore:
+    """The store in ``directory``. ``readonly``: for readers, no lock, no writes.
+
+    A writer holds ``<directory>/lock`` (flock) for its lifetime: one
+    collector per store. Not thread-safe: one connection used by one thread
+    at a time; other threads open stores of their own (readers) on the same
+    directory.
+    """
+
+    def __init__(self, directory, readonly=False, max_host_bytes=DEFAULT_MAX_HOST_BYTES,
+                 max_host_age_s=DEFAULT_MAX_HOST_AGE_S, clock=time.time_ns):
+        self.directory = os.fspath(directory)
+        self.path = database_path(self.directory)
+        self.readonly = readonly
+        self.max_host_bytes = int(max_host_bytes)
+        self.max_host_age_s = float(max_host_age_s)
+        self._clock = clock
+        self._lock_fd = None
+        self._dicts = collections.OrderedDict()  # dict_id -> dictionary bytes (reads)
+        self._writing = {}  # boot_key -> [dict_id, dictionary, records since]
+        self._host_ids = {}
+        self._boot_keys = {}
+        self.corrupt_skipped = 0
+        if readonly:
+            if not os.path.exists(self.path):
+                raise StoreError("no collector store in %s (no %s)" % (self.directory, DB_NAME))
+            try:
+                self.db = sqlite3.connect(_readonly_uri(self.path), uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
+                self.db.execute("PRAGMA query_only = 1")
+                version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.Error as exc:
+                raise StoreError("cannot read the collector store %s: %s" % (self.path, exc)) from None
+            if version != SCHEMA_VERSION:
+                self.db.close()
+                raise StoreError("%s has schema version %s; this build reads %d"
+                                 % (self.path, version, SCHEMA_VERSION))
+            return
+        try:
+            os.makedirs(self.directory, mode=0o750, exist_ok=True)
+        except OSError as exc:
+            raise StoreError("cannot create the collector store %s: %s"
+                             % (self.directory, exc.strerror or exc)) from None
+        self._acquire_lock()
+        try:
+            if not os.path.exists(self.path):
+                self._create_new()
+            # One thread at a time, not necessarily the one that opened it (the
+            # collector opens the store, then hands it to its writer thread).
+            self.db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                      check_same_thread=False)
+            self._create()
+        except sqlite3.Error as exc:
+            self.close()
+            raise StoreError("cannot open the collector store %s: %s" % (self.path, exc)) from None
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening --------------------------------------------------------------
+
+    def _acquire_lock(self):
+        path = os.path.join(self.directory, LOCK_NAME)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            raise StoreError("cannot open %s: %s" % (path, exc.strerror or exc)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreLocked("another collector is writing the store %s" % self.directory) from None
+        self._lock_fd = fd
+
+    def _create_new(self):
+        """Make the database under a temporary name and rename it into place,
+        so that a reader never finds a half-made store."""
+        tmp = self.path + ".new"
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.unlink(tmp + suffix)
+            except FileNotFoundError:
+                pass
+        db = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            self.db = db
+            self._create()
+        finally:
+            self.db = None
+            db.close()
+        os.replace(tmp, self.path)
+
+    def _create(self):
+        db = self.db
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise StoreError("%s has schema version %s; this build writes %d" % (self.path, version, SCHEMA_VERSION))
+        # auto_vacuum must be chosen before the first table exists.
+        db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError("%s: WAL journal mode unavailable (got %s)" % (self.path, mode))
+        # NORMAL in WAL: a crash of the process loses nothing committed; a power
+        # loss may lose the last transactions, which the agents still hold and
+        # the collector fetches again on start.
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.executescript("BEGIN;" + _SCHEMA + "PRAGMA user_version = %d; COMMIT;" % SCHEMA_VERSION)
+
+    def close(self):
+        db = getattr(self, "db", None)
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error:
+                pass
+            self.db = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- identity -------------------------------------------------------------
+
+    def host_id(self, name, create=False, address=None):
+        """The id of host ``name`` (None when unknown and not ``create``)."""
+        found = self._host_ids.get(name)
+        if found is not None:
+            return found
+        row = self.db.execute("SELECT host_id FROM hosts WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            if not create:
+                return None
+            cursor = self.db.execute("INSERT INTO hosts (name, address, created_ns) VALUES (?, ?, ?)",
+                                     (name, address, self._clock()))
+            row = (cursor.lastrowid,)
+        self._host_ids[name] = row[0]
+        return row[0]
+
+    def set_host(self, name, address=None, hostname=None):
+        """Note a host's address and hostname (creating the host)."""
+        host = self.host_id(name, create=True, address=address)
+        self.db.execute("UPDATE hosts SET address = COALESCE(?, address), hostname = COALESCE(?, hostname) "
+                        "WHERE host_id = ?", (address, hostname, host))
+        return host
+
+    def _boot_key(self, host, agent_id, boot_id, create=True):
+        key = (host, agent_id, boot_id)
+        found = self._boot_keys.get(key)
+        if found is not None:
+            return found
+        row = self.db.execute("SELECT boot_key FROM boots WHERE host_id = ? AND agent_id = ? AND boot_id = ?",
+                              key).fetchone()
+        if row is None:
+            if not create:
+                return None
+            row = (self.db.execute("INSERT INTO boots (host_id, agent_id, boot_id) VALUES (?, ?, ?)",
+                                   key).lastrowid,)
+        self._boot_keys[key] = row[0]
+        return row[0]
+
+    def resolve_host(self, wanted):
+        """The host name for ``wanted``: a name, a hostname or an agent id
+        (raises StoreError naming the choices when none or several match)."""
+        rows = self.db.execute(
+            "SELECT DISTINCT h.name FROM hosts h LEFT JOIN boots b ON b.host_id = h.host_id "
+            "WHERE h.name = ? OR h.hostname = ? OR b.agent_id = ?", (wanted, wanted, wanted)).fetchall()
+        names = sorted({r[0] for r in rows})
+        exact = [n for n in names if n == wanted]
+        if exact:
+            return exact[0]
+        if len(names) == 1:
+            return names[0]
+        known = [h["name"] for h in self.hosts()]
+        if not names:
+            raise StoreError("no host %r in the store %s (it has: %s)"
+                             % (wanted, self.directory, ", ".join(known) or "none"))
+        raise StoreError("%r matches several hosts: %s" % (wanted, ", ".join(names)))
+
+    # -- writing --------------------------------------------------------------
+
+    def begin(self):
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def commit(self):
+        self.db.execute("COMMIT")
+
+    def rollback(self):
+        if self.db is not None and self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+            # The in-memory dictionary state may name rows that were rolled back.
+            self._writing.clear()
+            self._host_ids.clear()
+            self._boot_keys.clear()
+
+    def add_record(self, host_name, agent_id, boot_id, seq, wall_ns, payload):
+        """Store one record (``payload``: msgpack bytes) inside the caller's
+        transaction; True when stored, False when it was already there."""
+        payload = bytes(payload)
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise ValueError("a payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD_BYTES))
+        host = self.host_id(host_name, create=True)
+        boot_key = self._boot_key(host, agent_id, boot_id)
+        exists = self.db.execute("SELECT 1 FROM records WHERE boot_key = ? AND seq = ?", (boot_key, seq)).fetchone()
+        if exists is not None:
+            return False
+        added_bytes = 0
+        state = self._writing.get(boot_key)
+        if state is None or state[2] >= RECORDS_PER_DICTIONARY:
+            dictionary = payload[:ZDICT_BYTES]
+            packed = zlib.compress(dictionary, COMPRESS_LEVEL)
+            dict_id = self.db.execute("INSERT INTO dictionaries (host_id, data) VALUES (?, ?)",
+                                      (host, packed)).lastrowid
+            added_bytes += len(packed)
+            state = self._writing[boot_key] = [dict_id, dictionary, 0]
+        packer = zlib.compressobj(COMPRESS_LEVEL, zdict=state[1])
+        stored = packer.compress(payload) + packer.flush()
+        state[2] += 1
+        self.db.execute(
+            "INSERT INTO records (boot_key, seq, host_id, wall_ns, codec, dict_id, crc32, raw_bytes, "
+            "stored_bytes, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (boot_key, seq, host, wall_ns, CODEC_ZLIB_DICT, state[0], zlib.crc32(payload), len(payload),
+             len(stored), stored))
+        added_bytes += len(stored)
+        self.db.execute("UPDATE hosts SET stored_bytes = stored_bytes + ? WHERE host_id = ?", (added_bytes, host))
+        return True
+
+    def add_gap(self, host_name, agent_id, boot_id, from_seq, to_seq, reason):
+        """Note that the agent no longer has ``from_seq..to_seq`` (inclusive;
+        ``to_seq`` None: the rest of that boot). A gap noted again is merged."""
+        host = self.host_id(host_name, create=True)
+        boot_key = self._boot_key(host, agent_id, boot_id)
+        self.db.execute(
+            "INSERT INTO gaps (boot_key, from_seq, to_seq, host_id, reason, noted_ns) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (boot_key, from_seq) DO UPDATE SET "
+            "to_seq = CASE WHEN excluded.to_seq IS NULL OR gaps.to_seq IS NULL THEN NULL "
+            "ELSE MAX(gaps.to_seq, excluded.to_seq) END, reason = excluded.reason, noted_ns = excluded.noted_ns",
+            (boot_key, from_seq, to_seq, host, reason, self._clock()))
+
+    def write_status(self, host_name, state, detail):
+        host = self.host_id(host_name, create=True)
+        self.db.execute(
+            "INSERT INTO status (host_id, updated_ns, state, detail) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (host_id) DO UPDATE SET updated_ns = excluded.updated_ns, state = excluded.state, "
+            "detail = excluded.detail",
+            (host, self._clock(), state, json.dumps(detail, sort_keys=True, default=str)))
+
+    def enforce_retention(self, host_name):
+        """Delete a host's oldest records beyond the age and size limits (inside
+        the caller's transaction); the number of records deleted."""
+        host = self.host_id(host_name)
+        if host is None:
+            return 0
+        deleted = 0
+        newest = self.db.execute("SELECT MAX(wall_ns) FROM records WHERE host_id = ?", (host,)).fetchone()[0]
+        if newest is not None:
+            cutoff = newest - int(self.max_host_age_s * 1e9)
+            while True:
+                rows = self.db.execute(
+                    "SELECT rowid, stored_bytes, dict_id FROM records WHERE host_id = ? AND wall_ns < ? "
+                    "ORDER BY wall_ns LIMIT ?", (host, cutoff, _DELETE_STEP)).fetchall()
+                if not rows:
+                    break
+                deleted += self._delete(host, rows)
+        stored = self._stored_bytes(host)
+        if stored > self.max_host_bytes:
+            target = int(self.max_host_bytes * TRIM_TO)
+            while stored > target:
+                rows = self.db.execute(
+                    "SELECT rowid, stored_bytes, dict_id FROM records WHERE host_id = ? "
+                    "ORDER BY wall_ns, seq LIMIT ?", (host, _DELETE_STEP)).fetchall()
+                if not rows:
+                    break
+                chosen, excess = [], stored - target
+                for row in rows:
+                    chosen.append(row)
+                    excess -= row[1]
+                    if excess <= 0:
+                        break
+                deleted += self._delete(host, chosen)
+                stored = self._stored_bytes(host)
+        if deleted:
+            # Gaps before what is kept are history of history: aged out too.
+            self.db.execute(
+                "DELETE FROM gaps WHERE host_id = ? AND (to_seq IS NOT NULL AND to_seq < "
+                "COALESCE((SELECT MIN(seq) FROM records r WHERE r.boot_key = gaps.boot_key), to_seq + 1))",
+                (host,))
+            self.db.execute(
+                "DELETE FROM gaps WHERE host_id = ? AND NOT EXISTS "
+                "(SELECT 1 FROM records r WHERE r.boot_key = gaps.boot_key)", (host,))
+        return deleted
+
+    def _stored_bytes(self, host):
+        return self.db.execute("SELECT stored_bytes FROM hosts WHERE host_id = ?", (host,)).fetchone()[0]
+
+    def _delete(self, host, rows):
+        freed = sum(r[1] for r in rows)
+        self.db.executemany("DELETE FROM records WHERE rowid = ?", [(r[0],) for r in rows])
+        for dict_id in {r[2] for r in rows if r[2] is not None}:
+            if self.db.execute("SELECT 1 FROM records WHERE dict_id = ? LIMIT 1", (dict_id,)).fetchone() is None:
+                row = self.db.execute("SELECT length(data) FROM dictionaries WHERE dict_id = ?",
+                                      (dict_id,)).fetchone()
+                if row is not None:
+                    freed += row[0]
+                    self.db.execute("DELETE FROM dictionaries WHERE dict_id = ?", (dict_id,))
+                for state in self._writing.values():
+                    if state[0] == dict_id:
+                        state[2] = RECORDS_PER_DICTIONARY  # the next record opens a new one
+        self.db.execute("UPDATE hosts SET stored_bytes = MAX(0, stored_bytes - ?) WHERE host_id = ?", (freed, host))
+        return len(rows)
+
+    # -- reading --------------------------------------------------------------
+
+    def _dictionary(self, dict_id):
+        found = self._dicts.get(dict_id)
+        if found is not None:
+            self._dicts.move_to_end(dict_id)
+            return found
+        row = self.db.execute("SELECT data FROM dictionaries WHERE dict_id = ?", (dict_id,)).fetchone()
+        if row is None:
+            return None
+        try:
+            dictionary = zlib.decompress(row[0])
+        except zlib.error:
+            return None
+        self._dicts[dict_id] = dictionary
+        while len(self._dicts) > _DICT_CACHE:
+            self._dicts.popitem(last=False)
+        return dictionary
+
+    def _decode(self, codec, dict_id, crc, stored):
+        try:
+            if codec == CODEC_ZLIB_DICT:
+                dictionary = self._dictionary(dict_id)
+                if dictionary is None:
+                    return None
+                unpacker = zlib.decompressobj(zdict=dictionary)
+            elif codec == CODEC_ZLIB:
+                unpacker = zlib.decompressobj()
+            else:
+                return None
+            payload = unpacker.decompress(stored, MAX_PAYLOAD_BYTES)
+            if not unpacker.eof or unpacker.unconsumed_tail:
+                return None
+        except zlib.error:
+            return None
+        if zlib.crc32(payload) != crc:
+            return None
+        return payload
+
+    _RECORD_COLUMNS = ("h.name, b.agent_id, b.boot_id, r.seq, r.wall_ns, r.codec, r.dict_id, r.crc32, r.payload "
+                       "FROM records r JOIN boots b ON b.boot_key = r.boot_key JOIN hosts h ON h.host_id = r.host_id ")
+
+    def _records(self, sql, params):
+        for name, agent_id, boot_id, seq, wall_ns, codec, dict_id, crc, stored in self.db.execute(
+                "SELECT " + self._RECORD_COLUMNS + sql, params):
+            payload = self._decode(codec, dict_id, crc, stored)
+            if payload is None:
+                self.corrupt_skipped += 1
+                continue
+            yield StoredRecord(name, agent_id, boot_id, seq, wall_ns, payload)
+
+    def get(self, host_name, boot_id, seq, agent_id=None):
+        """Record ``seq`` of ``boot_id`` of a host, or None."""
+        sql = "WHERE h.name = ? AND b.boot_id = ? AND r.seq = ?"
+        params = [host_name, boot_id, seq]
+        if agent_id is not None:
+            sql += " AND b.agent_id = ?"
+            params.append(agent_id)
+        return next(self._records(sql + " ORDER BY b.boot_key DESC LIMIT 1", params), None)
+
+    def at_or_before(self, host_name, wall_ns, boot_id=None, before_seq=None):
+        """The newest readable record of a host with wall_ns <= ``wall_ns``
+        (within ``boot_id``, and below ``before_seq``, when given), or None."""
+        sql = "WHERE h.name = ? AND r.wall_ns <= ?"
+        params = [host_name, wall_ns]
+        if boot_id is not None:
+            sql += " AND b.boot_id = ?"
+            params.append(boot_id)
+        if before_seq is not None:
+            sql += " AND r.seq < ?"
+            params.append(before_seq)
+        return next(self._records(sql + " ORDER BY r.wall_ns DESC, r.seq DESC LIMIT 8", params), None)
+
+    def range(self, host_name, boot_id, from_seq=None, to_seq=None, agent_id=None):
+        """Readable records of one boot of a host, seq ascending."""
+        sql = "WHERE h.name = ? AND b.boot_id = ?"
+        params = [host_name, boot_id]
+        if agent_id is not None:
+            sql += " AND b.agent_id = ?"
+            params.append(agent_id)
+        if from_seq is not None:
+            sql += " AND r.seq >= ?"
+            params.append(from_seq)
+        if to_seq is not None:
+            sql += " AND r.seq <= ?"
+            params.append(to_seq)
+        return self._records(sql + " ORDER BY r.seq", params)
+
+    def seqs(self, host_name, boot_id, agent_id=None):
+        """Every seq kept for one boot of a host, ascending (no payloads read)."""
+        sql = ("SELECT r.seq FROM records r JOIN boots b ON b.boot_key = r.boot_key "
+               "JOIN hosts h ON h.host_id = r.host_id WHERE h.name = ? AND b.boot_id = ?")
+        params = [host_name, boot_id]
+        if agent_id is not None:
+            sql += " AND b.agent_id = ?"
+            params.append(agent_id)
+        return [row[0] for row in self.db.execute(sql + " ORDER BY r.seq", params)]
+
+    def hosts(self):
+        """[{"name", "address", "hostname", "stored_bytes", "records"}], by name."""
+        rows = self.db.execute(
+            "SELECT h.name, h.address, h.hostname, h.stored_bytes, "
+            "(SELECT COUNT(*) FROM records r WHERE r.host_id = h.host_id) FROM hosts h ORDER BY h.name").fetchall()
+        return [{"name": r[0], "address": r[1], "hostname": r[2], "stored_bytes": r[3], "records": r[4]}
+                for r in rows]
+
+    def boots(self, host_name):
+        """What is kept per boot of a host, oldest first: [{"agent_id",
+        "boot_id", "first_seq", "last_seq", "first_wall_ns", "last_wall_ns",
+        "records", "raw_bytes", "stored_bytes"}]."""
+        rows = self.db.execute(
+            "SELECT b.agent_id, b.boot_id, MIN(r.seq), MAX(r.seq), MIN(r.wall_ns), MAX(r.wall_ns), COUNT(*), "
+            "SUM(r.raw_bytes), SUM(r.stored_bytes) FROM records r JOIN boots b ON b.boot_key = r.boot_key "
+            "JOIN hosts h ON h.host_id = r.host_id WHERE h.name = ? GROUP BY r.boot_key ORDER BY MIN(r.wall_ns)",
+            (host_name,)).fetchall()
+        keys = ("agent_id", "boot_id", "first_seq", "last_seq", "first_wall_ns", "last_wall_ns", "records",
+                "raw_bytes", "stored_bytes")
+        return [dict(zip(keys, row)) for row in rows]
+
+    def newest(self, host_name, agent_id=None):
+        """{boot_id: newest seq} of a host (of one agent), and the newest
+        record's (boot_id, seq, wall_ns) or None."""
+        sql = ("SELECT b.boot_id, MAX(r.seq), MAX(r.wall_ns) FROM records r JOIN boots b ON b.boot_key = r.boot_key "
+               "JOIN hosts h ON h.host_id = r.host_id WHERE h.name = ?")
+        params = [host_name]
+        if agent_id is not None:
+            sql += " AND b.agent_id = ?"
+            params.append(agent_id)
+        rows = self.db.execute(sql + " GROUP BY r.boot_key", params).fetchall()
+        per_boot = {boot: seq for boot, seq, _ in rows}
+        last = None
+        for boot, seq, wall in rows:
+            if last is None or wall > last[2]:
+                last = (boot, seq, wall)
+        return per_boot, last
+
+    def resume_points(self, host_name, agent_id):
+        """Where a collector resumes one agent: ``(accounted, closed, last)``.
+
+        ``accounted`` is {boot_id: the highest seq of that boot the store
+        accounts for, kept or noted gone}; ``closed`` the boots noted gone to
+        their end; ``last`` the newest record's (boot_id, seq, wall_ns) or None.
+        """
+        accounted, last = self.newest(host_name, agent_id)
+        closed = set()
+        for boot_id, from_seq, to_seq in self.db.execute(
+                "SELECT b.boot_id, g.from_seq, g.to_seq FROM gaps g JOIN boots b ON b.boot_key = g.boot_key "
+                "JOIN hosts h ON h.host_id = g.host_id WHERE h.name = ? AND b.agent_id = ?",
+                (host_name, agent_id)):
+            if to_seq is None:
+                closed.add(boot_id)
+                to_seq = from_seq - 1
+            if to_seq > accounted.get(boot_id, 0):
+                accounted[boot_id] = to_seq
+        return accounted, closed, last
+
+    def gaps(self, host_name):
+        """Missing seq ranges of a host's kept history, oldest first:
+        [{"agent_id", "boot_id", "from_seq", "to_seq", "reason", "noted_ns"}].
+
+        The ranges the agent said were gone, and any hole between kept records
+        that no such note explains (reason "missing"; never expected). Records
+        before a boot's oldest kept one are not listed unless the agent said so.
+        """
+        host = self.host_id(host_name)
+        if host is None:
+            return []
+        noted = self.db.execute(
+            "SELECT b.agent_id, b.boot_id, g.from_seq, g.to_seq, g.reason, g.noted_ns, g.boot_key FROM gaps g "
+            "JOIN boots b ON b.boot_key = g.boot_key WHERE g.host_id = ? ORDER BY g.noted_ns, g.from_seq",
+            (host,)).fetchall()
+        holes = self.db.execute(
+            "SELECT b.agent_id, b.boot_id, prev + 1, seq - 1, w.boot_key FROM ("
+            " SELECT boot_key, seq, LAG(seq) OVER (PARTITION BY boot_key ORDER BY seq) AS prev"
+            " FROM records WHERE host_id = ?) w JOIN boots b ON b.boot_key = w.boot_key "
+            "WHERE w.seq > w.prev + 1", (host,)).fetchall()
+        out = [{"agent_id": a, "boot_id": b, "from_seq": f, "to_seq": t, "reason": reason, "noted_ns": n,
+                "_key": key} for a, b, f, t, reason, n, key in noted]
+        for agent_id, boot_id, start, end, key in holes:
+            covered = [g for g in out if g["_key"] == key and g["from_seq"] <= start
+                       and (g["to_seq"] is None or g["to_seq"] >= end)]
+            if not covered:
+                out.append({"agent_id": agent_id, "boot_id": boot_id, "from_seq": start, "to_seq": end,
+                            "reason": "missing", "noted_ns": None, "_key": key})
+        for gap in out:
+            del gap["_key"]
+        return out
+
+    def status(self):
+        """[{"name", "state", "updated_ns", **detail}] of every host with a status row."""
+        rows = self.db.execute(
+            "SELECT h.name, s.state, s.updated_ns, s.detail FROM status s JOIN hosts h ON h.host_id = s.host_id "
+            "ORDER BY h.name").fetchall()
+        out = []
+        for name, state, updated, detail in rows:
+            try:
+                extra = json.loads(detail)
+            except ValueError:
+                extra = {}
+            out.append(dict(extra, name=name, state=state, updated_ns=updated))
+        return out
+
+    def stats(self):
+        """Size of the database files in bytes, and records kept."""
+        size = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                size += os.stat(self.path + suffix).st_size
+            except FileNotFoundError:
+                pass
+        records = self.db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        return {"file_bytes": size, "records": records, "corrupt_skipped": self.corrupt_skipped}

@@ -1,0 +1,805 @@
+"""The collector against real agent processes on real sockets, and its store.
+
+Agents run with a 0.2 s interval in a temporary directory of their own, the
+collector as a process of its own; every wait polls a condition with a
+deadline, and every process is stopped (or killed) at the end of its test.
+The helpers here (AgentProcess, CollectorProcess, wait_for) are shared with
+test_show.py.
+"""
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+
+import pytest
+
+from hostdiag.collector import service
+from hostdiag.collector.service import AgentStatus, Backoff, Cursor, main_collector, parse_duration, parse_size
+from hostdiag.collector.store import (
+    RECORDS_PER_DICTIONARY, CollectorStore, StoreError, StoreLocked,
+)
+from hostdiag.transport.client import AgentClient
+from hostdiag.transport.protocol import ProtocolError
+
+AGENT_MAIN = "import sys; from hostdiag.agent import main_agent; sys.exit(main_agent(sys.argv[1:]))"
+COLLECTOR_MAIN = ("import sys; from hostdiag.collector.service import main_collector; "
+                  "sys.exit(main_collector(sys.argv[1:]))")
+INTERVAL = 0.2
+DEADLINE_S = 30.0
+
+
+# -- helpers (also used by test_show.py) --------------------------------------
+
+def wait_for(condition, what, deadline_s=DEADLINE_S, step_s=0.05, on_fail=None):
+    """Poll ``condition()`` until it returns something true; that value."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            detail = on_fail() if on_fail else ""
+            raise AssertionError("timed out after %.0f s waiting for %s\n%s" % (deadline_s, what, detail))
+        time.sleep(step_s)
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(value)
+
+
+def write_toml(path, settings, agents=()):
+    lines = []
+    for section, table in settings.items():
+        lines.append("[%s]" % section)
+        lines.extend("%s = %s" % (key, _toml_value(value)) for key, value in table.items())
+    for agent in agents:
+        lines.append("[[collector.agents]]")
+        lines.extend("%s = %s" % (key, _toml_value(value)) for key, value in agent.items())
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def clean_env():
+    """The environment of a process under test: no HOSTDIAG_* setting leaks in."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("HOSTDIAG_") or k in ("HOSTDIAG_PURE", "HOSTDIAG_DEBUG")}
+    env.pop("NOTIFY_SOCKET", None)
+    return env
+
+
+class AgentProcess:
+    """One `diag agent` process with its own config, spool and socket."""
+
+    def __init__(self, workdir, **sections):
+        self.dir = workdir
+        self.sock_path = os.path.join(workdir, "agent.sock")
+        self.spool_dir = os.path.join(workdir, "spool")
+        self.config_path = os.path.join(workdir, "agent.toml")
+        self.log_path = os.path.join(workdir, "agent.log")
+        self.settings = {
+            # No process or socket tables: the first table sample costs seconds.
+            "agent": {"interval": INTERVAL, "table_every": 3600, "budget": INTERVAL},
+            "spool": {"dir": self.spool_dir},
+            "server": {"unix_path": self.sock_path, "read_timeout": 5},
+        }
+        for section, table in sections.items():
+            self.settings.setdefault(section, {}).update(table)
+        write_toml(self.config_path, self.settings)
+        self.proc = None
+        self.log = None
+
+    @property
+    def address(self):
+        return "unix:" + self.sock_path
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", AGENT_MAIN, "--config", self.config_path, "--foreground"],
+            stdout=self.log, stderr=subprocess.STDOUT, env=clean_env(), cwd=self.dir)
+        return self
+
+    def client(self, timeout=10):
+        return AgentClient.connect(self.address, timeout=timeout)
+
+    def info(self):
+        with self.client() as client:
+            return client.info()
+
+    def wait_ready(self):
+        """Poll the socket until the agent serves a record."""
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError("agent exited with %s:\n%s" % (self.proc.returncode, self.read_log()))
+            try:
+                with self.client(timeout=5) as client:
+                    return client.latest() is not None
+            except (OSError, ProtocolError):
+                return False
+        wait_for(ready, "the agent to serve a record", on_fail=self.read_log)
+        return self
+
+    def wait_newest(self, seq):
+        """Until the agent's current boot has a record at or after ``seq``; its info."""
+        def reached():
+            info = self.info()
+            return info if (info.get("newest_seq") or 0) >= seq else None
+        return wait_for(reached, "agent seq %d" % seq, on_fail=self.read_log)
+
+    def seqs(self, boot_id=None):
+        """Every seq the agent keeps of a boot (the current one by default)."""
+        with self.client() as client:
+            return [r.seq for r in client.range(from_seq=1, boot_id=boot_id, page=1000)]
+
+    def read_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self, signum=signal.SIGTERM, timeout=15):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        code, self.proc = self.proc.returncode, None
+        return code
+
+
+class CollectorProcess:
+    """One `diag collector` process over a config naming its agents."""
+
+    def __init__(self, workdir, agents, poll_interval=INTERVAL, extra_args=()):
+        self.dir = workdir
+        self.store_dir = os.path.join(workdir, "store")
+        self.config_path = os.path.join(workdir, "collector.toml")
+        self.log_path = os.path.join(workdir, "collector.log")
+        write_toml(self.config_path, {"collector": {"store": self.store_dir, "poll_interval": poll_interval}},
+                   [{"name": name, "address": address} for name, address in agents])
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.log = None
+
+    def command(self, *args):
+        return [sys.executable, "-c", COLLECTOR_MAIN, "--config", self.config_path, *args]
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.command("--foreground", *self.extra_args), stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=clean_env(), cwd=self.dir)
+        return self
+
+    def run(self, *args, timeout=60):
+        return subprocess.run(self.command(*args), capture_output=True, text=True, env=clean_env(),
+                              cwd=self.dir, timeout=timeout)
+
+    def read_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")[-4000:]
+        except OSError:
+            return ""
+
+    def store(self):
+        return CollectorStore(self.store_dir, readonly=True)
+
+    def stored_seqs(self, host, boot_id):
+        if not os.path.exists(os.path.join(self.store_dir, "collector.sqlite3")):
+            return []
+        with self.store() as store:
+            return store.seqs(host, boot_id)
+
+    def wait_stored(self, host, boot_id, seq):
+        def reached():
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError("collector exited with %s:\n%s" % (self.proc.returncode, self.read_log()))
+            seqs = self.stored_seqs(host, boot_id)
+            return bool(seqs) and seqs[-1] >= seq
+        wait_for(reached, "the store to hold seq %d of %s" % (seq, host), on_fail=self.read_log)
+
+    def status(self, host):
+        with self.store() as store:
+            return next((row for row in store.status() if row["name"] == host), None)
+
+    def stop(self, signum=signal.SIGTERM, timeout=20):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        code, self.proc = self.proc.returncode, None
+        return code
+
+
+@pytest.fixture
+def workdir():
+    # Short: a Unix socket path holds at most 107 bytes.
+    path = tempfile.mkdtemp(prefix="hdc-", dir="/tmp")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def processes():
+    """Every AgentProcess / CollectorProcess registered here is stopped at the end."""
+    started = []
+    yield started
+    for proc in reversed(started):
+        proc.stop(signal.SIGKILL)
+
+
+def assert_contiguous(seqs):
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "seqs are not contiguous: %s" % seqs
+
+
+# -- real processes ------------------------------------------------------------
+
+def test_catches_up_after_being_down_and_survives_agent_restarts(workdir, processes):
+    agent = AgentProcess(workdir)
+    processes.append(agent)
+    agent.start().wait_ready()
+    boot = agent.info()["boot_id"]
+    collector = CollectorProcess(workdir, [("web1", agent.address)])
+    processes.append(collector)
+
+    # 1. Live: the collector follows the agent.
+    collector.start()
+    first = agent.wait_newest(1)["newest_seq"]
+    collector.wait_stored("web1", boot, first + 5)
+
+    # 2. The collector is down while the agent goes on, is killed (-9) and restarted.
+    assert collector.stop() == 0
+    down_at = collector.stored_seqs("web1", boot)[-1]
+    agent.wait_newest(down_at + 5)
+    agent.stop(signal.SIGKILL)
+    agent.start().wait_ready()
+    missed_until = agent.wait_newest(down_at + 12)["newest_seq"]
+
+    # 3. Up again: it backfills what it missed, then follows live.
+    collector.start()
+    collector.wait_stored("web1", boot, missed_until + 3)
+
+    # 4. The agent restarts (SIGTERM) under a live collector: it reconnects and resumes.
+    agent.stop(signal.SIGTERM)
+    agent.start().wait_ready()
+    restarted = agent.wait_newest(1)["newest_seq"]
+    collector.wait_stored("web1", boot, restarted + 5)
+    status = wait_for(lambda: (lambda s: s if s and s["state"] == "live" and s["connects"] >= 2 else None)(
+        collector.status("web1")), "a live status after the reconnect", on_fail=collector.read_log)
+    assert collector.stop() == 0
+
+    # What the collector has is exactly what the agent has, from the first seq it took.
+    agent_seqs = agent.seqs()
+    stored = collector.stored_seqs("web1", boot)
+    assert stored[0] == agent_seqs[0]
+    assert stored == [s for s in agent_seqs if s <= stored[-1]]
+    assert_contiguous(stored)
+    with collector.store() as store:
+        assert store.gaps("web1") == []
+        rows = store.db.execute("SELECT COUNT(*), COUNT(DISTINCT boot_key || ':' || seq) FROM records").fetchone()
+        assert rows[0] == rows[1] == len(stored)
+        # Payloads read back as the agent's snapshots.
+        record = store.get("web1", boot, stored[-1])
+        with agent.client() as client:
+            page = client.range_page(from_seq=stored[-1], to_seq=stored[-1])
+        from hostdiag.transport.framing import decode_document
+        assert decode_document(record.payload) == page.records[0].snapshot
+    assert status["errors"] >= 1  # the restart was seen (and recovered from)
+    assert status["duplicates"] == 0 and status["gaps"] == 0
+    assert status["bytes_received"] > 0 and status["records_received"] > 0
+    assert status["lag_seqs"] is not None and status["lag_s"] is not None
+
+
+def test_records_exact_gap_when_the_agent_no_longer_has_records(workdir, processes):
+    # No spool and a ring of 5: records the collector misses while down are gone.
+    agent = AgentProcess(workdir, spool={"enabled": False}, ring={"max_records": 5})
+    processes.append(agent)
+    agent.start().wait_ready()
+    boot = agent.info()["boot_id"]
+    collector = CollectorProcess(workdir, [("web1", agent.address)])
+    processes.append(collector)
+    collector.start()
+    collector.wait_stored("web1", boot, 3)
+    assert collector.stop() == 0
+    last = collector.stored_seqs("web1", boot)[-1]
+    agent.wait_newest(last + 12)
+    collector.start()
+
+    def gap_noted():
+        with collector.store() as store:
+            return store.gaps("web1")
+    gaps = wait_for(gap_noted, "the gap to be recorded", on_fail=collector.read_log)
+    collector.wait_stored("web1", boot, last + 14)
+    assert collector.stop() == 0
+    stored = collector.stored_seqs("web1", boot)
+    assert len(gaps) == 1
+    gap = gaps[0]
+    assert gap["boot_id"] == boot and gap["reason"] == "not_kept"
+    assert gap["from_seq"] == last + 1
+    after = [s for s in stored if s > last]
+    assert gap["to_seq"] == after[0] - 1
+    # Kept and gone together cover every seq exactly once.
+    covered = sorted(stored + list(range(gap["from_seq"], gap["to_seq"] + 1)))
+    assert_contiguous(covered)
+    status = json.loads(collector.run("--status", "--format", "json").stdout)["agents"][0]
+    assert status["gaps"] == 1 and status["gap_records"] == gap["to_seq"] - gap["from_seq"] + 1
+
+
+def test_once_and_status(workdir, processes):
+    agent = AgentProcess(workdir)
+    processes.append(agent)
+    agent.start().wait_ready()
+    newest = agent.wait_newest(3)["newest_seq"]
+    collector = CollectorProcess(workdir, [("web1", agent.address), ("gone", "unix:" + workdir + "/none.sock")])
+    done = collector.run("--once")
+    assert done.returncode == 1  # one agent could not be reached
+    assert "none.sock" in done.stderr or "gone" in done.stderr
+    with collector.store() as store:
+        boot = store.boots("web1")[0]
+        assert boot["first_seq"] == 1 and boot["last_seq"] >= newest
+        hosts = {h["name"]: h for h in store.hosts()}
+        assert hosts["web1"]["hostname"] and hosts["gone"]["hostname"] is None
+    text = collector.run("--status")
+    assert text.returncode == 0
+    lines = text.stdout.splitlines()
+    assert lines[0].split()[:2] == ["agent", "state"]
+    web1 = next(line for line in lines if line.startswith("web1"))
+    assert web1.split()[1] == "done"
+    assert any(line.startswith("gone: last error") for line in lines)
+    document = json.loads(collector.run("--status", "--format", "json").stdout)
+    by_name = {a["name"]: a for a in document["agents"]}
+    assert by_name["web1"]["records_received"] >= newest and by_name["web1"]["errors"] == 0
+    assert by_name["gone"]["state"] == "failed" and by_name["gone"]["errors"] == 1
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_pulls_over_tcp_with_a_token(workdir, processes):
+    token_file = os.path.join(workdir, "token")
+    with open(token_file, "w") as f:
+        f.write("s3cret-token\n")
+    os.chmod(token_file, 0o600)
+    port = _free_port()
+    agent = AgentProcess(workdir, tcp={"enabled": True, "listen": "127.0.0.1:%d" % port, "token_file": token_file})
+    processes.append(agent)
+    agent.start().wait_ready()
+    newest = agent.wait_newest(3)["newest_seq"]
+    wrong = os.path.join(workdir, "wrong")
+    with open(wrong, "w") as f:
+        f.write("nope\n")
+    collector = CollectorProcess(workdir, [])
+    write_toml(collector.config_path, {"collector": {"store": collector.store_dir, "poll_interval": INTERVAL}}, [
+        {"name": "tcp1", "address": "tcp:127.0.0.1:%d" % port, "token_file": token_file},
+        {"name": "tcp2", "address": "tcp:127.0.0.1:%d" % port, "token_file": wrong}])
+    result = collector.run("--once")
+    assert result.returncode == 1 and "tcp2" in result.stderr and "auth_failed" in result.stderr
+    with collector.store() as store:
+        kept = store.boots("tcp1")[0]
+        assert kept["first_seq"] == 1 and kept["last_seq"] >= newest
+        assert store.boots("tcp2") == []
+        assert {row["name"]: row["state"] for row in store.status()} == {"tcp1": "done", "tcp2": "failed"}
+
+
+def test_status_without_a_store_fails_in_one_line(workdir):
+    collector = CollectorProcess(workdir, [("web1", "unix:/tmp/x.sock")])
+    result = collector.run("--status")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "no collector store" in result.stderr
+
+
+def test_second_collector_on_the_same_store_is_refused(workdir):
+    collector = CollectorProcess(workdir, [("web1", "unix:/tmp/x.sock")])
+    with CollectorStore(collector.store_dir):
+        result = collector.run("--once")
+    assert result.returncode == 1
+    assert "another collector" in result.stderr
+
+
+# -- configuration and usage -------------------------------------------------
+
+def _run_main(capsys, argv):
+    code = main_collector(argv)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("agents, key", [
+    ([{"name": "web1", "address": "http://x"}], "collector.agents[0].address"),
+    ([{"name": "web 1", "address": "unix:/tmp/a.sock"}], "collector.agents[0].name"),
+    ([{"name": "web1", "address": "tcp:10.0.0.1:7781"}], "collector.agents[0].token_file"),
+    ([{"name": "a", "address": "unix:/tmp/a.sock"}, {"name": "a", "address": "unix:/tmp/b.sock"}],
+     "collector.agents[1].name"),
+    ([{"name": "web1", "adress": "unix:/tmp/a.sock"}], "collector.agents[0].adress"),
+    ([], "collector.agents"),
+])
+def test_bad_agents_config_is_one_line_naming_the_key(workdir, capsys, monkeypatch, agents, key):
+    monkeypatch.delenv("HOSTDIAG_CONFIG", raising=False)
+    path = os.path.join(workdir, "c.toml")
+    write_toml(path, {"collector": {"store": os.path.join(workdir, "store")}}, agents)
+    code, err = _run_main(capsys, ["--config", path])
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("diag collector: error: ")
+    assert key in err
+    assert not os.path.exists(os.path.join(workdir, "store"))
+
+
+@pytest.mark.parametrize("settings, key", [
+    ({"collector": {"poll_interval": "soon"}}, "collector.poll_interval"),
+    ({"collector": {"pol_interval": 1}}, "collector.pol_interval"),
+    ({"collector": {"store": "relative/dir"}}, "collector.store"),
+])
+def test_bad_collector_settings_are_one_line(workdir, capsys, monkeypatch, settings, key):
+    monkeypatch.delenv("HOSTDIAG_CONFIG", raising=False)
+    path = os.path.join(workdir, "c.toml")
+    write_toml(path, settings, [{"name": "web1", "address": "unix:/tmp/a.sock"}])
+    code, err = _run_main(capsys, ["--config", path])
+    assert code == 2 and err.count("\n") == 1 and key in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--host-max-bytes", "lots"], "--host-max-bytes"),
+    (["--host-max-bytes", "10K"], "at least 1MiB"),
+    (["--host-max-age", "1s"], "--host-max-age"),
+    (["--frobnicate"], "unrecognized arguments"),
+])
+def test_bad_options_are_one_line(workdir, capsys, argv, words):
+    path = os.path.join(workdir, "c.toml")
+    write_toml(path, {}, [{"name": "web1", "address": "unix:/tmp/a.sock"}])
+    code, err = _run_main(capsys, ["--config", path, *argv])
+    assert code == 2 and err.count("\n") == 1 and words in err
+
+
+def test_unreadable_token_file_names_the_key(workdir, capsys):
+    path = os.path.join(workdir, "c.toml")
+    write_toml(path, {}, [{"name": "web1", "address": "tcp:127.0.0.1:7781",
+                           "token_file": os.path.join(workdir, "missing-token")}])
+    code, err = _run_main(capsys, ["--config", path])
+    assert code == 2 and "collector.agents[0].token_file" in err and err.count("\n") == 1
+
+
+# -- the store -----------------------------------------------------------------
+
+def _payload(i, size=3000):
+    from hostdiag.encode.wire import encode_msgpack
+
+    return encode_msgpack({"meta": {"wall_ns": i, "hostname": "h"}, "cpu": {"ctxt": 1000 * i, "pad": "x" * size},
+                           "counter": list(range(i, i + 50))})
+
+
+def _fill(store, host, count, boot="b1", agent="a1", start=1, wall0=10**18, step_ns=10**9):
+    store.begin()
+    for seq in range(start, start + count):
+        store.add_record(host, agent, boot, seq, wall0 + seq * step_ns, _payload(seq))
+    store.commit()
+
+
+def test_store_keeps_each_record_once_and_reads_it_back(tmp_path):
+    with CollectorStore(tmp_path) as store:
+        _fill(store, "h1", 3)
+        store.begin()
+        assert store.add_record("h1", "a1", "b1", 2, 5, _payload(2)) is False
+        assert store.add_record("h1", "a2", "b1", 2, 5, _payload(2)) is True  # another agent's history
+        store.commit()
+        assert [r.seq for r in store.range("h1", "b1", agent_id="a1")] == [1, 2, 3]
+        assert store.get("h1", "b1", 3, agent_id="a1").payload == _payload(3)
+        with pytest.raises(sqlite3.IntegrityError):
+            store.db.execute("INSERT INTO records (boot_key, seq, host_id, wall_ns, codec, crc32, raw_bytes, "
+                             "stored_bytes, payload) SELECT boot_key, seq, host_id, wall_ns, codec, crc32, "
+                             "raw_bytes, stored_bytes, payload FROM records LIMIT 1")
+
+
+def test_store_compresses_with_shared_dictionaries(tmp_path):
+    count = RECORDS_PER_DICTIONARY * 2 + 5
+    with CollectorStore(tmp_path) as store:
+        _fill(store, "h1", count)
+        raw, stored = store.db.execute("SELECT SUM(raw_bytes), SUM(stored_bytes) FROM records").fetchone()
+        dictionaries = store.db.execute("SELECT COUNT(*) FROM dictionaries").fetchone()[0]
+        assert dictionaries == 3
+        assert stored < raw / 5
+        assert store.hosts()[0]["stored_bytes"] == stored + store.db.execute(
+            "SELECT SUM(length(data)) FROM dictionaries").fetchone()[0]
+        assert [r.payload for r in store.range("h1", "b1")] == [_payload(i) for i in range(1, count + 1)]
+
+
+def test_store_retention_by_bytes_keeps_the_newest(tmp_path):
+    with CollectorStore(tmp_path, max_host_bytes=20000) as store:
+        _fill(store, "h1", 300)
+        _fill(store, "h2", 10)
+        store.begin()
+        deleted = store.enforce_retention("h1")
+        store.commit()
+        assert deleted > 0
+        seqs = store.seqs("h1", "b1")
+        assert seqs[-1] == 300 and seqs == list(range(seqs[0], 301))
+        assert store.hosts()[0]["stored_bytes"] <= 20000
+        # Dictionaries whose records are gone went with them; every kept record still reads.
+        used = store.db.execute("SELECT COUNT(DISTINCT dict_id) FROM records WHERE host_id = 1").fetchone()[0]
+        kept = store.db.execute("SELECT COUNT(*) FROM dictionaries WHERE host_id = 1").fetchone()[0]
+        assert kept == used
+        assert len(list(store.range("h1", "b1"))) == len(seqs)
+        assert store.seqs("h2", "b1") == list(range(1, 11))  # another host is untouched
+
+
+def test_store_retention_by_age_against_the_host_newest(tmp_path):
+    with CollectorStore(tmp_path, max_host_age_s=60) as store:
+        _fill(store, "h1", 100, step_ns=10**9)  # 100 s of records
+        store.begin()
+        store.add_gap("h1", "a1", "b1", 5, 6, "not_kept")
+        deleted = store.enforce_retention("h1")
+        store.commit()
+        seqs = store.seqs("h1", "b1")
+        assert deleted == 100 - len(seqs)
+        assert seqs[0] == 40 and seqs[-1] == 100  # newest - 60 s
+        assert store.gaps("h1") == []  # a gap before what is kept is aged out with it
+
+
+def test_store_gaps_merge_and_resume_points(tmp_path):
+    with CollectorStore(tmp_path) as store:
+        _fill(store, "h1", 5)
+        store.begin()
+        store.add_gap("h1", "a1", "b1", 6, 9, "not_kept")
+        store.add_gap("h1", "a1", "b1", 6, 12, "not_kept")  # the same gap, seen longer
+        store.add_gap("h1", "a1", "b0", 40, None, "boot_not_kept")
+        store.commit()
+        _fill(store, "h1", 3, start=13)
+        accounted, closed, last = store.resume_points("h1", "a1")
+        assert accounted == {"b1": 15, "b0": 39}
+        assert closed == {"b0"}
+        assert last[:2] == ("b1", 15)
+        gaps = [(g["boot_id"], g["from_seq"], g["to_seq"]) for g in store.gaps("h1")]
+        assert gaps == [("b1", 6, 12), ("b0", 40, None)]
+        assert store.resume_points("h1", "other") == ({}, set(), None)
+
+
+def test_store_skips_a_damaged_record_and_reports_unexplained_holes(tmp_path):
+    with CollectorStore(tmp_path) as store:
+        _fill(store, "h1", 6)
+        store.db.execute("UPDATE records SET payload = zeroblob(length(payload)) WHERE seq = 3")
+        store.db.execute("DELETE FROM records WHERE seq = 5")
+        assert [r.seq for r in store.range("h1", "b1")] == [1, 2, 4, 6]
+        assert store.corrupt_skipped == 1
+        assert store.get("h1", "b1", 3) is None
+        assert store.at_or_before("h1", 10**18 + 3 * 10**9).seq == 2  # the damaged one is passed over
+        assert [(g["from_seq"], g["to_seq"], g["reason"]) for g in store.gaps("h1")] == [(5, 5, "missing")]
+
+
+def test_store_read_only_and_locked(tmp_path):
+    with pytest.raises(StoreError, match="no collector store"):
+        CollectorStore(tmp_path / "none", readonly=True)
+    with CollectorStore(tmp_path) as writer:
+        _fill(writer, "h1", 2)
+        with pytest.raises(StoreLocked):
+            CollectorStore(tmp_path)
+        with CollectorStore(tmp_path, readonly=True) as reader:
+            assert reader.seqs("h1", "b1") == [1, 2]
+            with pytest.raises(sqlite3.Error):
+                reader.db.execute("DELETE FROM records")
+        assert writer.resolve_host("h1") == "h1"
+        with pytest.raises(StoreError, match="no host"):
+            writer.resolve_host("h9")
+
+
+def test_store_finds_the_record_at_or_before_a_time(tmp_path):
+    with CollectorStore(tmp_path) as store:
+        _fill(store, "h1", 10, wall0=0, step_ns=10)
+        _fill(store, "h1", 3, boot="b2", start=1, wall0=1000, step_ns=10)
+        assert store.at_or_before("h1", 55).seq == 5
+        assert store.at_or_before("h1", 50).seq == 5
+        assert store.at_or_before("h1", 5) is None
+        assert (store.at_or_before("h1", 2000).boot_id, store.at_or_before("h1", 2000).seq) == ("b2", 3)
+        assert store.at_or_before("h1", 2000, boot_id="b1").seq == 10
+        assert store.at_or_before("h1", 2000, boot_id="b1", before_seq=4).seq == 3
+        assert zlib.crc32(store.get("h1", "b2", 1).payload) == zlib.crc32(_payload(1))
+
+
+# -- units of the service ----------------------------------------------------
+
+def test_cursor_accounts_for_records_and_gaps():
+    cursor = Cursor({"b1": 4}, set(), ("b1", 4, 40))
+    cursor.note_record("b1", 5, 50)
+    cursor.note_gone("b1", 6, 9)
+    assert cursor.next_seq("b1") == 10 and cursor.next_seq("b2") == 1
+    cursor.note_gone("b0", 3, None)
+    assert "b0" in cursor.closed and cursor.last == ("b1", 5, 50)
+
+
+def test_backoff_doubles_to_the_cap_with_jitter():
+    backoff = Backoff(0.5, cap=4, rng=lambda: 0.5)
+    assert [backoff.next() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    backoff.reset()
+    assert backoff.next() == 0.5
+    jittered = Backoff(1.0, rng=lambda: 1.0).next()
+    assert jittered == pytest.approx(1.2)
+
+
+def test_status_lags():
+    status = AgentStatus("web1", "unix:/x")
+    status.update(boot_id="b", agent_boot_id="b", newest_seq=10, agent_newest_seq=14, newest_wall_ns=5 * 10**9)
+    snap = status.snapshot(now_ns=7 * 10**9)
+    assert snap["lag_seqs"] == 4 and snap["lag_s"] == pytest.approx(2.0)
+    status.update(agent_boot_id="c")
+    assert status.snapshot()["lag_seqs"] is None
+
+
+@pytest.mark.parametrize("text, value", [("1048576", 1 << 20), ("512MiB", 512 << 20), ("2G", 2 << 30),
+                                         ("1.5GiB", 3 << 29)])
+def test_parse_size(text, value):
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text, value", [("3600", 3600), ("90m", 5400), ("30d", 30 * 86400), ("2h", 7200)])
+def test_parse_duration(text, value):
+    assert parse_duration(text) == value
+
+
+def test_client_address_from_config_entries():
+    from hostdiag.config import AgentEntry
+
+    assert service.client_address(AgentEntry("a", "unix:/run/a.sock", None, None)) == "unix:/run/a.sock"
+    assert service.client_address(AgentEntry("a", "tcp:10.0.0.1:7781", "/t", None)) == "tcp://10.0.0.1:7781"
+    assert service.client_address(AgentEntry("a", "tcp:[::1]:7781", "/t", "/ca")) == "tls://[::1]:7781"
+
+
+# -- the puller's backfill against a scripted agent ------------------------------
+
+class _ScriptedAgent:
+    """range_page over a set of kept seqs; ``lies`` are gone ranges it reports
+    once although it has them (a reply built while a record was being added)."""
+
+    def __init__(self, kept, lies=(), skip_silently=()):
+        self.kept = sorted(kept)
+        self.lies = list(lies)
+        self.skip_silently = set(skip_silently)  # served by a second, bounded request only
+        self.bytes_received = 0
+        self.requests = []
+        self.closed = 0
+
+    def close(self):
+        self.closed += 1
+
+    def range_page(self, from_seq=None, to_seq=None, boot_id=None, limit=100, **_):
+        from hostdiag.transport.client import RangePage, SnapshotRecord
+
+        self.requests.append((from_seq, to_seq))
+        stop = self.kept[-1] if to_seq is None else min(to_seq, self.kept[-1])
+        bounded = to_seq is not None
+        wanted = [s for s in self.kept if from_seq <= s <= stop and (bounded or s not in self.skip_silently)]
+        page, more = wanted[:limit], len(wanted) > limit
+        gone, expected = [], from_seq
+        for seq in page:
+            if seq > expected and not any(expected <= s < seq for s in self.skip_silently):
+                gone.append((expected, seq - 1))
+            expected = seq + 1
+        if not more and expected <= stop:
+            gone.append((expected, stop))
+        if self.lies:
+            gone.append(self.lies.pop(0))
+            page = [s for s in page if not gone[-1][0] <= s <= gone[-1][1]]
+        records = [SnapshotRecord(boot_id, s, s * 1000, {"meta": {"seq": s}}) for s in page]
+        gone = [_gone(boot_id, a, b) for a, b in gone]
+        return RangePage(records, more, page[-1] + 1 if more else None, gone, self.kept[0], self.kept[-1])
+
+
+def _gone(boot_id, from_seq, to_seq):
+    from hostdiag.transport.client import Gone
+
+    return Gone(boot_id, from_seq, to_seq, None, "not_kept")
+
+
+class _Sink:
+    def __init__(self):
+        import threading
+
+        self.items = []
+        self.stop_event = threading.Event()
+        self.poll_interval = 0.1
+        self.once = False
+        self.store_dir = None
+
+    def put(self, item):
+        self.items.append(item)
+
+    def seqs(self):
+        return sorted(item[4] for item in self.items if item[0] == "record")
+
+    def gaps(self):
+        return [item[4:6] for item in self.items if item[0] == "gap"]
+
+
+def _puller(sink, agent):
+    from hostdiag.config import AgentEntry
+
+    puller = service.Puller(AgentEntry("web1", "unix:/tmp/x.sock", None, None), None, sink)
+    puller._connect = lambda: agent
+    return puller
+
+
+def _info(agent):
+    return {"agent_id": "a1", "boot_id": "b1", "boots": [
+        {"boot_id": "b1", "oldest_seq": agent.kept[0], "newest_seq": agent.kept[-1], "oldest_wall_ns": 1}]}
+
+
+def test_backfill_records_exactly_what_the_agent_no_longer_has():
+    sink, agent = _Sink(), _ScriptedAgent([1, 2, 3, 6, 7, 8, 9, 10])
+    puller, cursor = _puller(sink, agent), Cursor({}, set(), None)
+    puller.backfill(agent, "a1", _info(agent), cursor)
+    assert sink.seqs() == [1, 2, 3, 6, 7, 8, 9, 10]
+    assert sink.gaps() == [(4, 5)]
+    assert cursor.next_seq("b1") == 11
+
+
+def test_backfill_checks_a_gone_notice_before_believing_it():
+    sink, agent = _Sink(), _ScriptedAgent(range(1, 11), lies=[(9, 10)])
+    puller = _puller(sink, agent)
+    puller.backfill(agent, "a1", _info(agent), Cursor({}, set(), None))
+    assert sink.seqs() == list(range(1, 11)) and sink.gaps() == []
+    assert (9, 10) in agent.requests  # the second look, for exactly those seqs
+
+
+def test_a_jump_nobody_explained_is_checked_with_the_agent():
+    sink, agent = _Sink(), _ScriptedAgent(range(1, 11), skip_silently=[4, 5])
+    puller = _puller(sink, agent)
+    puller.backfill(agent, "a1", _info(agent), Cursor({}, set(), None))
+    assert sink.seqs() == list(range(1, 11)) and sink.gaps() == []
+
+
+def test_resume_skips_what_the_store_has_and_notes_a_lost_boot():
+    sink, agent = _Sink(), _ScriptedAgent(range(1, 21))
+    puller = _puller(sink, agent)
+    cursor = Cursor({"b0": 7, "b1": 15}, set(), ("b1", 15, 150))
+    info = _info(agent)
+    puller.backfill(agent, "a1", info, cursor)
+    assert sink.seqs() == [16, 17, 18, 19, 20]
+    assert sink.gaps() == []  # b0 is older than what we follow: not ours to mourn
+    cursor = Cursor({"b9": 7}, set(), ("b9", 7, 10**12))
+    sink.items.clear()
+    puller.backfill(agent, "a1", info, cursor)
+    assert sink.gaps() == [(8, None)] and "b9" in cursor.closed
+    assert sink.seqs() == list(range(1, 21))  # the current boot, all of it
+
+
+def test_a_gone_frame_on_a_subscription_is_checked_on_a_connection_of_its_own():
+    sink, agent = _Sink(), _ScriptedAgent(range(1, 11))
+    puller = _puller(sink, agent)
+    cursor = Cursor({"b1": 5}, set(), ("b1", 5, 5000))
+    puller.missing(None, "a1", cursor, "b1", 6, 8, "not_kept")
+    assert sink.seqs() == [6, 7, 8] and sink.gaps() == [] and agent.closed == 1
+    sink, agent = _Sink(), _ScriptedAgent([1, 2, 3, 4, 5, 9, 10])
+    puller = _puller(sink, agent)
+    puller.missing(None, "a1", cursor, "b1", 6, 8, "not_kept")
+    assert sink.seqs() == [] and sink.gaps() == [(6, 8)]
+    assert cursor.next_seq("b1") == 9
