@@ -1,0 +1,54 @@
+"""What the benchmark files share: the variant names, the raw-read floor and
+the store of results the end-of-session summary prints."""
+
+import os
+
+# Variants, in the order the summary prints them.
+RAW = "raw_read"
+COMPILED = "read+compiled"
+PURE = "read+pure"
+PSUTIL = "psutil"
+COMPILED_ONLY = "compiled parse only"
+PURE_ONLY = "pure parse only"
+
+# Read size of the raw floor: the same chunk HostRoot.read asks for.
+RAW_CHUNK = 256 * 1024
+
+
+def raw_read(path):
+    """The floor: open, read to EOF, close; no error mapping, no size cap."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, RAW_CHUNK)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+class Results:
+    """What the benchmarks measured, kept for the end-of-session summary.
+
+    ``medians[group][variant]`` holds median wall seconds per call;
+    ``cpu[label]`` holds ``{"cpu_s": seconds per call, "n": calls, "note": ...}``;
+    ``notes[group]`` holds a line such as "no psutil equivalent".
+    """
+
+    def __init__(self):
+        self.medians = {}
+        self.cpu = {}
+        self.notes = {}
+
+    def record(self, benchmark):
+        stats = benchmark.stats
+        if stats is None or not stats.stats.data:
+            return
+        variant = benchmark.extra_info.get("variant", benchmark.name)
+        self.medians.setdefault(benchmark.group, {})[variant] = stats.stats.median
+
+
+RESULTS = Results()
