@@ -1,0 +1,201 @@
+"""How many bytes the agent's history and its protocol cost, measured on this
+machine with the real agent (see benchmarks/README-agent.md).
+
+Two runs of `diag agent` at the default 1 s interval, each with a spool in a
+temporary directory and a subscriber reading every frame:
+
+* system counters only (tables off): bytes per full snapshot frame, per delta
+  frame, and per record in the spool, hence bytes per host per day;
+* with 1,000 extra sleeping processes and the process and socket tables
+  every ``agent.table_every`` (5) samples, as the agent runs by default.
+
+The spool's per-record sizes are read from the segment files themselves
+(header included). A day is projected from one keyframe cycle of the history
+(a zlib keyframe every 60 records, the records between compressed against it),
+measured directly: the system run takes 61 samples by default (a minute).
+Fewer ($HOSTDIAG_BENCH_SAMPLES) project the cycle from the keyframe and the mean
+of the records measured, which underestimates: a record compresses worse the
+further it is from its keyframe. The table run takes $HOSTDIAG_BENCH_TABLE_SAMPLES
+(default 16: three tables). Other processes started meanwhile change the table
+figures: run it on a quiet machine (the process counts are printed).
+
+Run: ``python -m pytest benchmarks/test_bench_compactness.py -q -s``.
+"""
+
+import glob
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from hostdiag.encode.wire import encode_msgpack
+from hostdiag.store.history import DEFAULT_KEYFRAME_EVERY
+from hostdiag.store.spool import FLAG_ZDICT, SEGMENT_HEADER, decode_record
+from hostdiag.transport.client import AgentClient, SnapshotRecord
+from hostdiag.transport.framing import encode_frame
+
+AGENT_MAIN = "import sys; from hostdiag.agent import main_agent; sys.exit(main_agent(sys.argv[1:]))"
+SAMPLES = int(os.environ.get("HOSTDIAG_BENCH_SAMPLES", "61"))
+TABLE_SAMPLES = int(os.environ.get("HOSTDIAG_BENCH_TABLE_SAMPLES", "16"))
+DAY_S = 86400
+INTERVAL_S = 1.0
+TABLE_EVERY = 5
+EXTRA_PROCESSES = 1000
+DELTA_GOAL_BYTES = 2048
+DAY_GOAL_BYTES = 200 * 1000 * 1000
+
+
+def run_agent(samples, table_every):
+    """Run an agent for ``samples`` records; (frames, stored) where frames are
+    the subscription's SnapshotRecords and stored is [(seq, bytes, keyframe)]
+    from the spool's segment files."""
+    workdir = tempfile.mkdtemp(prefix="hd-bench-", dir="/tmp")
+    config = os.path.join(workdir, "agent.toml")
+    sock = os.path.join(workdir, "agent.sock")
+    spool = os.path.join(workdir, "spool")
+    with open(config, "w") as f:
+        f.write('[agent]\ninterval = %r\ntable_every = %d\n[spool]\ndir = "%s"\n[server]\nunix_path = "%s"\n'
+                % (INTERVAL_S, table_every, spool, sock))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOSTDIAG_") or k == "HOSTDIAG_PURE"}
+    log = open(os.path.join(workdir, "agent.log"), "wb")
+    proc = subprocess.Popen([sys.executable, "-c", AGENT_MAIN, "--config", config, "--foreground"],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        client = None
+        deadline = time.monotonic() + 60
+        while client is None:
+            assert proc.poll() is None, "the agent exited"
+            assert time.monotonic() < deadline, "the agent did not start"
+            try:
+                client = AgentClient.connect("unix:" + sock, timeout=30)
+            except OSError:
+                time.sleep(0.1)
+        frames = []
+        with client:
+            for item in client.subscribe(from_seq=1, idle_timeout=60):
+                assert isinstance(item, SnapshotRecord)
+                frames.append(item)
+                if len(frames) == samples:
+                    break
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        return frames, spool_records(spool)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def spool_records(spool_dir):
+    out = []
+    for path in sorted(glob.glob(os.path.join(spool_dir, "seg-*.hds"))):
+        with open(path, "rb") as f:
+            data = f.read()
+        pos = SEGMENT_HEADER.size
+        while True:
+            found = decode_record(data, pos)
+            if found is None:
+                break
+            record, end = found
+            out.append((record.seq, end - pos, not record.flags & FLAG_ZDICT))
+            pos = end
+    return out
+
+
+def full_frame_bytes(record):
+    return len(encode_frame({"type": "snapshot", "boot_id": record.boot_id, "seq": record.seq,
+                             "wall_ns": record.wall_ns, "snapshot": record.snapshot}))
+
+
+def per_day(stored, interval_s=INTERVAL_S, keyframe_every=DEFAULT_KEYFRAME_EVERY):
+    """Bytes of spool per day: one keyframe cycle, measured or projected."""
+    sizes = [size for _, size, _ in stored]
+    if len(sizes) > keyframe_every:
+        cycle = sum(sizes[:keyframe_every])
+    else:
+        keyframe = sizes[0]
+        others = statistics.mean(sizes[1:])
+        cycle = keyframe + (keyframe_every - 1) * others
+    return cycle / keyframe_every * (DAY_S / interval_s)
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+
+def show(rows):
+    width = max(len(r[0]) for r in rows)
+    sys.stdout.write("\n")
+    for label, value in rows:
+        sys.stdout.write("%-*s  %s\n" % (width, label, value))
+
+
+@pytest.fixture(scope="module")
+def system_run():
+    return run_agent(SAMPLES, table_every=3600)
+
+
+def test_system_counters_only(system_run):
+    frames, stored = system_run
+    assert [f.seq for f in frames] == list(range(1, SAMPLES + 1))
+    full = full_frame_bytes(frames[0])
+    deltas = [f.frame_bytes for f in frames[1:] if not f.full]
+    keyframe = stored[0][1]
+    between = [size for _, size, key in stored[1:] if not key]
+    day = per_day(stored)
+    full_every = 60  # server.full_every's default
+    wire_day = (full + (full_every - 1) * statistics.mean(deltas)) / full_every * DAY_S / INTERVAL_S
+    show([
+        ("samples (1 s apart)", len(frames)),
+        ("full snapshot frame, bytes", full),
+        ("delta frame, bytes: median / p95 / max", "%d / %d / %d" % (
+            statistics.median(deltas), percentile(deltas, 95), max(deltas))),
+        ("spool keyframe record, bytes", keyframe),
+        ("spool record between, bytes: mean / max", "%d / %d" % (statistics.mean(between), max(between))),
+        ("spool per host per day, MB", "%.1f" % (day / 1e6)),
+        ("subscription per host per day, MB", "%.1f" % (wire_day / 1e6)),
+    ])
+    # The max can catch a burst of network changes (links made by other tests).
+    assert percentile(deltas, 95) <= DELTA_GOAL_BYTES
+    assert day < DAY_GOAL_BYTES
+
+
+def test_with_1000_extra_processes_and_tables(system_run):
+    sys.path.insert(0, os.path.dirname(__file__))
+    from procload import ProcessLoad
+
+    samples = max(TABLE_SAMPLES, 2 * TABLE_EVERY + 1)
+    with ProcessLoad(EXTRA_PROCESSES):
+        frames, stored = run_agent(samples, table_every=TABLE_EVERY)
+    tables = [f for f in frames if f.snapshot.get("processes") is not None]
+    assert len(tables) >= 2
+    processes = [len(f.snapshot["processes"]["processes"]) for f in tables]
+    sockets = [(f.snapshot.get("sockets") or {}).get("tcp_total") for f in tables]
+    last = tables[-1].snapshot
+    section_bytes = {name: len(encode_msgpack(last.get(name))) for name in ("processes", "sockets")}
+    table_full = full_frame_bytes(tables[-1])
+    table_deltas = [f.frame_bytes for f in tables[1:] if not f.full]
+    sizes = {seq: size for seq, size, _ in stored}
+    table_stored = [sizes[f.seq] for f in tables]
+    system_day = per_day(system_run[1])
+    system_mean = statistics.mean(size for _, size, _ in system_run[1])
+    day = system_day + (DAY_S / INTERVAL_S / TABLE_EVERY) * (statistics.mean(table_stored) - system_mean)
+    show([
+        ("processes in each table", ", ".join(str(n) for n in processes)),
+        ("tcp sockets in each table", ", ".join(str(n) for n in sockets)),
+        ("last table's sections (msgpack), bytes", ", ".join("%s %d" % kv for kv in section_bytes.items())),
+        ("full frame with the process table, bytes", table_full),
+        ("delta frame of a table record (from the previous table), bytes",
+         ", ".join(str(d) for d in table_deltas)),
+        ("spool table record, bytes: each", ", ".join(str(s) for s in table_stored)),
+        ("spool per host per day, tables every %d s, MB" % TABLE_EVERY, "%.1f" % (day / 1e6)),
+    ])

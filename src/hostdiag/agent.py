@@ -1,0 +1,592 @@
+"""`diag agent`: the daemon that samples on a fixed schedule, keeps the history
+and serves it (docs/protocol.md).
+
+The main thread is the sampler and the only actor: signal handlers only put a
+word in a queue, and the wait for the next tick is a wait on that queue, so a
+SIGTERM or SIGHUP is acted on at once between samples and never during one.
+The server runs its event loop in a thread of its own and receives each new
+record from the sampler; nothing it does can hold a sample back.
+
+Schedule: tick k is due at start + k x interval on the monotonic clock. A
+collection that overruns its budget is logged and counted; ticks whose time
+has passed are skipped (and counted), never taken late in a burst, so samples
+never pile up and the schedule never drifts. The process and socket tables
+are taken on every ``agent.table_every``-th tick (the Nth, 2Nth...); the
+records between have ``processes`` and ``sockets`` null, and
+``agent.tables_seq`` names the newest record that has them.
+
+Exit codes: 0 stopped by a signal; 1 could not start (socket in use, spool
+locked, unusable TLS or token file); 2 bad usage or configuration (one line
+naming the key); 70 an internal error.
+"""
+
+import argparse
+import importlib
+import logging
+import os
+import queue
+import signal
+import socket
+import ssl
+import sys
+import time
+
+from hostdiag import __version__
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+
+log = logging.getLogger("hostdiag.agent")
+
+# The optional table sources, used when they are installed: (module, class, method).
+TABLE_SOURCES = {
+    "processes": ("hostdiag.sources.processes", "ProcessTable", "scan"),
+    "sockets": ("hostdiag.sources.sockets", "SocketTable", "collect"),
+}
+# STATUS= for systemd is refreshed every this many ticks.
+_STATUS_EVERY = 10
+
+
+class UsageError(Exception):
+    pass
+
+
+class StartError(Exception):
+    """The agent cannot start: one line, exit 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser():
+    parser = _Parser(prog="diag agent",
+                     description="Sample this host on a fixed schedule, keep its history and serve it.")
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file (default $HOSTDIAG_CONFIG)")
+    parser.add_argument("--interval", metavar="SECONDS", help="seconds between samples (agent.interval)")
+    parser.add_argument("--spool-dir", metavar="DIR", help="on-disk history directory (spool.dir)")
+    parser.add_argument("--unix-path", metavar="PATH", help="the Unix socket (server.unix_path)")
+    parser.add_argument("--tcp-listen", metavar="HOST:PORT",
+                        help="also listen on TCP there (tcp.listen, sets tcp.enabled)")
+    parser.add_argument("--foreground", action="store_true",
+                        help="log for a terminal (timestamps) instead of for journald (priority prefixes)")
+    group = parser.add_argument_group("host roots")
+    group.add_argument("--proc-root", default="/proc", metavar="DIR")
+    group.add_argument("--sys-root", default="/sys", metavar="DIR")
+    group.add_argument("--rootfs", default="/", metavar="DIR")
+    return parser
+
+
+def overrides_from(args):
+    return {
+        "agent.interval": args.interval,
+        "spool.dir": args.spool_dir,
+        "server.unix_path": args.unix_path,
+        "tcp.listen": args.tcp_listen,
+        "tcp.enabled": True if args.tcp_listen else None,
+    }
+
+
+class _JournalFormatter(logging.Formatter):
+    """`<N>message`: journald reads the syslog priority from the prefix."""
+
+    PRIORITIES = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6,
+                  logging.DEBUG: 7}
+
+    def format(self, record):
+        return "<%d>%s" % (self.PRIORITIES.get(record.levelno, 6), super().format(record))
+
+
+def setup_logging(foreground):
+    handler = logging.StreamHandler(sys.stderr)
+    if foreground:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
+    root = logging.getLogger("hostdiag")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+class SdNotify:
+    """sd_notify(3) over $NOTIFY_SOCKET; does nothing outside systemd."""
+
+    def __init__(self, env=os.environ):
+        address = env.get("NOTIFY_SOCKET")
+        self.sock = None
+        if not address:
+            return
+        if address[0] == "@":
+            address = "\0" + address[1:]
+        try:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self.sock.connect(address)
+        except OSError as exc:
+            log.warning("NOTIFY_SOCKET %s unusable: %s", env.get("NOTIFY_SOCKET"), exc.strerror or exc)
+            self.close()
+
+    def notify(self, *states):
+        if self.sock is None:
+            return
+        try:
+            self.sock.send("\n".join(states).encode("utf-8", "replace"))
+        except OSError as exc:
+            log.warning("sd_notify failed: %s", exc.strerror or exc)
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class Durations:
+    """Last, mean and max of a series of durations, in seconds."""
+
+    def __init__(self):
+        self.count = 0
+        self.total = 0.0
+        self.last = None
+        self.max = None
+
+    def add(self, seconds):
+        self.count += 1
+        self.total += seconds
+        self.last = seconds
+        self.max = seconds if self.max is None else max(self.max, seconds)
+
+    def as_dict(self):
+        return {"last": self.last, "avg": self.total / self.count if self.count else None, "max": self.max}
+
+
+def read_self_usage(self_root):
+    """This process's CPU (user and system clock ticks since it started) and
+    resident set (bytes), from /proc/self under ``self_root``; None when unreadable."""
+    from hostdiag.hostpaths import SourceError
+
+    try:
+        stat = self_root.read_proc("self", "stat")
+        statm = self_root.read_proc("self", "statm")
+    except SourceError as exc:
+        log.debug("self usage unreadable: %s", exc)
+        return None
+    fields = stat.rpartition(b")")[2].split()
+    pages = statm.split()
+    if len(fields) < 13 or len(pages) < 2:
+        return None
+    try:
+        return {"utime_ticks": int(fields[11]), "stime_ticks": int(fields[12]),
+                "rss_bytes": int(pages[1]) * os.sysconf("SC_PAGE_SIZE")}
+    except ValueError:
+        return None
+
+
+def load_tls(cert, key):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartError("tcp.tls_cert/tcp.tls_key: cannot load %s and %s: %s"
+                         % (cert, key, getattr(exc, "strerror", None) or exc)) from None
+    return context
+
+
+def read_token(path):
+    try:
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            token = f.read(4096).decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StartError("tcp.token_file: cannot read %s: %s"
+                         % (path, getattr(exc, "strerror", None) or exc)) from None
+    if not token:
+        raise StartError("tcp.token_file: %s is empty" % path)
+    if mode & 0o007:
+        log.warning("tcp.token_file %s is readable by others (mode %03o)", path, mode & 0o777)
+    return token
+
+
+def listeners_from(config):
+    from hostdiag.config import parse_host_port
+    from hostdiag.transport.server import Listener
+
+    listeners = [Listener("unix", path=config.server.unix_path, mode=config.server.unix_mode,
+                          group=config.server.unix_group)]
+    if config.tcp.enabled:
+        host, port = parse_host_port(config.tcp.listen)
+        context = load_tls(config.tcp.tls_cert, config.tcp.tls_key) if config.tcp.tls_cert else None
+        listeners.append(Listener("tcp", host=host, port=port, token=read_token(config.tcp.token_file),
+                                  ssl_context=context))
+    return listeners
+
+
+def limits_from(config):
+    from hostdiag.transport.server import Limits
+
+    s = config.server
+    return Limits(max_clients=s.max_clients, send_buffer_bytes=s.send_buffer_bytes,
+                  read_timeout=s.read_timeout, max_frame_bytes=s.max_frame_bytes, full_every=s.full_every)
+
+
+# Settings a SIGHUP applies at once; the others need a restart.
+RELOADABLE = ("agent.interval", "agent.table_every", "agent.budget", "agent.budget_ratio",
+              "server.max_clients", "server.send_buffer_bytes", "server.read_timeout",
+              "server.max_frame_bytes", "server.full_every")
+
+
+class Agent:
+    """The daemon. :meth:`run` returns the exit code."""
+
+    def __init__(self, config, root, config_path=None, overrides=None, env=os.environ):
+        from hostdiag.hostpaths import HostRoot
+
+        self.config = config
+        self.root = root
+        self.config_path = config_path
+        self.overrides = overrides or {}
+        self.env = env
+        self.self_root = HostRoot()  # the agent's own /proc/self, whatever root it samples
+        self.control = queue.SimpleQueue()
+        self.notifier = SdNotify(env)
+        self.started_wall_ns = time.time_ns()
+        self.started_mono = time.monotonic()
+        self.samples = 0
+        self.tables_seq = None
+        self.overruns = 0
+        self.missed_ticks = 0
+        self.errors = 0
+        self.durations = Durations()
+        self.table_durations = Durations()
+        self.history = None
+        self.server = None
+        self.collector = None
+        self.tables = {}
+        self.last_seq = None
+        self.spool_degraded = None
+        self.host = {}
+        self.info_extra = {}
+
+    # -- signals -----------------------------------------------------------
+
+    def install_signals(self):
+        put = self.control.put  # SimpleQueue.put is reentrant: safe in a handler
+        signal.signal(signal.SIGTERM, lambda signum, frame: put("stop"))
+        signal.signal(signal.SIGINT, lambda signum, frame: put("stop"))
+        signal.signal(signal.SIGHUP, lambda signum, frame: put("reload"))
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self):
+        from hostdiag.collect import SystemCollector
+        from hostdiag.store import History, SpoolError
+        from hostdiag.transport.server import AgentServer
+
+        boot_id = self.host_boot_id()
+        try:
+            self.history = History.from_config(self.config, boot_id=boot_id)
+        except SpoolError as exc:
+            raise StartError("spool.dir: %s" % exc) from None
+        except OSError as exc:
+            raise StartError("spool.dir: %s: %s" % (self.config.spool.dir, exc.strerror or exc)) from None
+        for problem in self.history.info().get("problems") or ():
+            log.warning("history: %s", problem)
+        self.collector = SystemCollector(self.root)
+        self.tables = self.open_tables()
+        self.server = AgentServer(self.history, listeners_from(self.config), limits_from(self.config),
+                                  describe=self.describe)
+        try:
+            self.server.start()
+        except (OSError, ValueError) as exc:
+            raise StartError("server: %s" % (getattr(exc, "strerror", None) or exc)) from None
+        info = self.history.info()
+        log.info("hostdiag agent %s started: agent %s, boot %s, next seq %s, interval %gs, tables every %d",
+                 __version__, info["agent_id"], info["boot_id"], info.get("next_seq"),
+                 self.config.agent.interval, self.config.agent.table_every)
+
+    def host_boot_id(self):
+        from hostdiag.hostpaths import SourceError
+
+        try:
+            raw = self.root.read_proc("sys", "kernel", "random", "boot_id")
+        except SourceError as exc:
+            log.warning("no boot id (%s): this run counts as a boot of its own", exc)
+            return None
+        return raw.decode("ascii", "replace").strip() or None
+
+    def open_tables(self):
+        tables = {}
+        for section, (module_name, class_name, method) in TABLE_SOURCES.items():
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                log.info("%s table unavailable: %s", section, exc)
+                continue
+            try:
+                tables[section] = getattr(module, class_name)(self.root)
+            except Exception as exc:  # noqa: BLE001 - an optional source that cannot start is left out
+                log.warning("%s table disabled: %s: %s", section, type(exc).__name__, exc)
+        return tables
+
+    def close(self):
+        self.notifier.notify("STOPPING=1")
+        if self.server is not None:
+            self.server.stop()
+        if self.collector is not None:
+            self.collector.close()
+        for table in self.tables.values():
+            if hasattr(table, "close"):
+                table.close()
+        if self.history is not None:
+            self.history.close()
+        self.notifier.close()
+
+    def run(self):
+        self.install_signals()
+        try:
+            self.start()
+            self.loop()
+        except StartError as exc:
+            log.error("cannot start: %s", exc)
+            return EXIT_FAILED
+        finally:
+            self.close()
+        log.info("stopped after %d samples", self.samples)
+        return EXIT_OK
+
+    # -- the main loop -----------------------------------------------------
+
+    def loop(self):
+        anchor = time.monotonic()
+        tick = 0
+        ready = False
+        while True:
+            interval = self.config.agent.interval
+            due = anchor + tick * interval
+            command = self.wait_until(due)
+            if command == "stop":
+                log.info("stopping")
+                return
+            if command == "reload":
+                if self.reload():
+                    anchor, tick = time.monotonic(), 0
+                continue
+            late = time.monotonic() - due
+            if late >= interval:
+                skipped = int(late // interval)
+                self.missed_ticks += skipped
+                tick += skipped
+                log.warning("%d tick(s) skipped: the agent was %.3f s late", skipped, late)
+            # Tables on ticks N-1, 2N-1...: the first sample, which readiness
+            # waits for, is the cheap one.
+            with_tables = (tick + 1) % self.config.agent.table_every == 0
+            if self.sample(with_tables) and not ready:
+                ready = True
+                self.notifier.notify("READY=1", "STATUS=%s" % self.status())
+            tick += 1
+            self.notifier.notify("WATCHDOG=1")
+            if ready and self.samples % _STATUS_EVERY == 0:
+                self.notifier.notify("STATUS=%s" % self.status())
+
+    def wait_until(self, due):
+        """The next control command, or None once ``due`` (monotonic) has come."""
+        remaining = due - time.monotonic()
+        try:
+            if remaining > 0:
+                return self.control.get(timeout=remaining)
+            return self.control.get_nowait()
+        except queue.Empty:
+            return None
+
+    def status(self):
+        info = self.info_extra
+        return "seq %s, %d clients, %d overruns, %d errors" % (
+            self.last_seq, info.get("clients", 0), self.overruns, self.errors)
+
+    def reload(self):
+        """Apply the settings file again; True when the schedule changed."""
+        from hostdiag.config import ConfigError, load_config
+
+        try:
+            new = load_config(self.config_path, self.env, self.overrides)
+        except ConfigError as exc:
+            log.error("reload refused, settings unchanged: %s", exc)
+            return False
+        old = self.config
+        later = [name for name in _names() if name not in RELOADABLE and new[name] != old[name]
+                 and not name.startswith("collector.")]
+        if later:
+            log.warning("reload: %s take effect at the next restart", ", ".join(later))
+        self.config = _merge(old, new)
+        self.server.set_limits(limits_from(self.config))
+        changed = any(new[name] != old[name] for name in ("agent.interval", "agent.table_every"))
+        log.info("reloaded %s", self.config_path or "settings")
+        return changed
+
+    # -- one sample --------------------------------------------------------
+
+    def sample(self, with_tables):
+        """Take, store and publish one snapshot; False when it failed."""
+        from hostdiag.encode.wire import encode_msgpack
+        from hostdiag.sources.problems import Problems
+        from hostdiag.store import Record
+
+        started = time.monotonic()
+        try:
+            snapshot = self.collector.collect().to_dict()
+            if with_tables and self.tables:
+                table_started = time.monotonic()
+                problems = Problems()
+                for section, table in self.tables.items():
+                    snapshot[section] = self.take_table(section, table, problems)
+                snapshot["meta"]["errors"].extend(problems.all())
+                self.table_durations.add(time.monotonic() - table_started)
+            snapshot["agent"] = self.self_report(with_tables)
+            payload = encode_msgpack(snapshot)
+            wall_ns = snapshot["meta"]["wall_ns"]
+            seq = self.history.append(wall_ns, payload)
+        except Exception:  # noqa: BLE001 - a failed sample is logged and counted; the next tick tries again
+            self.errors += 1
+            log.exception("sample failed")
+            return False
+        record = Record(self.history.boot_id, seq, wall_ns, payload)
+        self.server.publish(record, snapshot)
+        self.samples += 1
+        if with_tables and self.tables:
+            self.tables_seq = seq
+        duration = time.monotonic() - started
+        self.durations.add(duration)
+        self.last_seq = seq
+        budget = self.config.agent.budget
+        if duration > budget:
+            self.overruns += 1
+            log.warning("sample %d took %.3f s, over its %.3f s budget", seq, duration, budget)
+        self.note_spool(snapshot["agent"]["spool"])
+        meta = snapshot["meta"]
+        self.host = {"hostname": meta.get("hostname"), "kernel": meta.get("kernel"),
+                     "boot_id": meta.get("boot_id")}
+        # What info says about the agent: this sample's report, brought up to date.
+        self.info_extra = dict(snapshot["agent"], samples=self.samples, sample_s=self.durations.as_dict(),
+                               overruns=self.overruns, errors=self.errors, last_seq=seq)
+        return True
+
+    def take_table(self, section, table, problems):
+        """One table, or None with an entry in ``problems`` when its source
+        fails outright: the system counters are kept either way."""
+        from hostdiag.hostpaths import UNAVAILABLE
+
+        try:
+            return getattr(table, TABLE_SOURCES[section][2])(problems)
+        except Exception as exc:  # noqa: BLE001 - a broken optional source costs its section, not the sample
+            log.exception("%s table failed", section)
+            problems.add(section, "", UNAVAILABLE, "the %s table failed: %s: %s"
+                         % (section, type(exc).__name__, exc))
+            return None
+
+    def note_spool(self, spool):
+        """Say when the spool stops writing (the history goes on in memory) and when it recovers."""
+        degraded = None if spool is None else spool.get("degraded")
+        if degraded and not self.spool_degraded:
+            log.warning("spool degraded, keeping history in memory only: %s", degraded)
+        elif self.spool_degraded and not degraded:
+            log.info("spool writing again")
+        self.spool_degraded = degraded
+
+    def self_report(self, with_tables):
+        """The snapshot's ``agent`` section: the agent's own cost and health
+        up to the previous sample (this one is not over yet)."""
+        usage = read_self_usage(self.self_root)
+        history = self.history.info()
+        spool = history.get("spool")
+        server_stats = self.server.stats if self.server is not None else {}
+        config = self.config
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "agent_id": history.get("agent_id"),
+            "started_wall_ns": self.started_wall_ns,
+            "uptime_s": time.monotonic() - self.started_mono,
+            "interval_s": config.agent.interval,
+            "table_every": config.agent.table_every,
+            "budget_s": config.agent.budget,
+            "tables": with_tables and bool(self.tables),
+            "tables_seq": self.tables_seq,
+            "cpu": None if usage is None else {"utime_ticks": usage["utime_ticks"],
+                                               "stime_ticks": usage["stime_ticks"]},
+            "rss_bytes": None if usage is None else usage["rss_bytes"],
+            "samples": self.samples,
+            "sample_s": self.durations.as_dict(),
+            "table_s": self.table_durations.as_dict(),
+            "overruns": self.overruns,
+            "missed_ticks": self.missed_ticks,
+            "errors": self.errors,
+            "clients": self.server.client_count() if self.server is not None else 0,
+            "clients_dropped": server_stats.get("clients_dropped", 0),
+            "spool": None if spool is None else {
+                "bytes": spool.get("bytes"),
+                "records": spool.get("records"),
+                "degraded": spool.get("degraded"),
+                "last_error": spool.get("last_error"),
+            },
+            "ring": history.get("ring"),
+        }
+
+    def describe(self):
+        """The agent's part of an info reply (called on the server's thread:
+        it reads attributes the sampler replaces whole, never mutates)."""
+        return {
+            "host": dict(self.host, proc_root=self.root.proc_root, sys_root=self.root.sys_root,
+                         live=self.root.live),
+            "interval_s": self.config.agent.interval,
+            "table_every": self.config.agent.table_every,
+            "agent": self.info_extra,
+        }
+
+
+def _names():
+    from hostdiag.config import SETTINGS
+
+    return [s.name for s in SETTINGS]
+
+
+def _merge(old, new):
+    """``new`` for the reloadable settings, ``old`` for the others."""
+    from hostdiag.config import Config
+
+    values = {name: (new[name] if name in RELOADABLE else old[name]) for name in _names()}
+    sources = {name: (new.source(name) if name in RELOADABLE else old.source(name)) for name in _names()}
+    return Config(values, sources, new.path)
+
+
+def main_agent(argv=None):
+    """`diag agent ...`: parse the options, load the settings, run; the exit code."""
+    from hostdiag.config import ConfigError, load_config
+    from hostdiag.hostpaths import HostRoot
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        overrides = overrides_from(args)
+        config = load_config(args.config, os.environ, overrides)
+        root = HostRoot(args.proc_root, args.sys_root, args.rootfs)
+        if not root.looks_like_procfs():
+            raise UsageError("%s is not a procfs (it has no stat and meminfo)" % root.proc_root)
+    except (UsageError, ConfigError) as exc:
+        sys.stderr.write("diag agent: error: %s\n" % exc)
+        return EXIT_USAGE
+    setup_logging(args.foreground)
+    try:
+        return Agent(config, root, args.config, overrides).run()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a trace
+        if os.environ.get("HOSTDIAG_DEBUG"):
+            raise
+        sys.stderr.write("diag agent: internal error: %s: %s (set HOSTDIAG_DEBUG=1 for a trace)\n"
+                         % (type(exc).__name__, exc))
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main_agent())

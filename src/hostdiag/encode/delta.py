@@ -1,0 +1,381 @@
+"""Deltas between two snapshot dicts, small enough to send every second.
+
+``apply(delta(old, new), old) == new`` exactly, for any plain data (dicts with
+str keys, lists, str, bytes, int, float, bool, None). Both functions are pure:
+neither mutates its arguments; the result of :func:`apply` shares unchanged
+subtrees with the base, so treat bases and results as read-only.
+
+The wire form (docs/protocol.md, "Delta encoding") is plain msgpack data. A
+dict delta is a map with these optional members; ``IDX`` is the position of a
+key in the *sorted* key list of the base dict, so it does not depend on the
+order either side happened to build its dicts in:
+
+``"i"``: ``[IDX, value, ...]``   the key's value is replaced by ``value``
+``"n"``: ``[IDX, diff, ...]``    an integer value grows by ``diff`` (counters)
+``"c"``: ``[IDX, delta, ...]``   a dict or list value changes by a nested delta
+``"s"``: ``{key: value}``        keys the base does not have
+``"r"``: ``[IDX, ...]``          keys removed
+
+At the top level only, ``"p"``: ``{key: delta}`` says that a key whose base
+value is null now holds a map that is *prior[key]* changed by ``delta``, where
+prior is the newest non-null value of that key the receiver holds. The process
+and socket tables are taken every few samples and are null in between: their
+new value is a small change from the previous table, not from null.
+
+A list delta is a map with ``"l"`` (the new length) and either positional
+changes (``"i"``/``"n"``/``"c"`` with element positions, the base truncated or
+extended with ``"x"``) or, for lists of records with an identity (``pid`` and
+start time, ``name``, ``device``...; the rows of a table map, ``{"fields":
+[column names], "rows": [[...], ...]}``, by the same names among its columns),
+``"m"``: the new list as a sequence of items, each an int (a base element by
+position), a ``[start, stop]`` pair (a run of base elements) or ``{"v":
+element}`` (a new element); then ``"c"`` changes by new position. A list is
+sent whole when that is not larger.
+
+Integer counters travel as differences because cumulative counters are large
+numbers that move little: 1,234,567,890,123 costs 9 bytes, +1,500 costs 3.
+"""
+
+from hostdiag.encode.wire import encode_msgpack
+
+# Fields that identify an element of a list of records, tried in this order.
+# The wire form does not name them: matching is the encoder's business only.
+IDENTITY_FIELDS = (
+    ("pid", "start_time"),
+    ("pid", "starttime"),
+    ("pid",),
+    ("family", "local", "local_port", "remote", "remote_port"),
+    ("name",),
+    ("device",),
+    ("dev",),
+    ("mountpoint",),
+    ("id",),
+    ("inode",),
+    ("key",),
+)
+
+def delta(old, new, prior=None):
+    """The delta turning dict ``old`` into dict ``new`` (``{}`` when equal).
+
+    ``prior``: {key: value} of top-level keys, the newest non-null value the
+    receiver holds for each; a key null in ``old`` is then sent as a change
+    from its prior value when that is smaller (the ``"p"`` member)."""
+    if type(old) is not dict or type(new) is not dict:
+        raise TypeError("delta() takes two dicts")
+    return _dict_delta(old, new, prior) or {}
+
+
+def apply(change, base, prior=None):
+    """``base`` changed by ``change`` (``prior`` as given to :func:`delta`);
+    raises ValueError on a delta that does not fit the base (the caller then
+    asks for a full snapshot)."""
+    if type(change) is not dict or type(base) is not dict:
+        raise ValueError("a delta and its base must be maps")
+    try:
+        out = _apply_dict({k: v for k, v in change.items() if k != "p"}, base)
+        for key, sub in _prior_changes(change).items():
+            if prior is None or type(prior.get(key)) is not dict:
+                raise KeyError("no prior value for %r" % (key,))
+            out[key] = _apply_dict(sub, prior[key])
+        return out
+    except (IndexError, KeyError, TypeError) as exc:
+        raise ValueError("delta does not apply to this base: %s: %s"
+                         % (type(exc).__name__, exc)) from None
+
+
+def prior_keys(change):
+    """The top-level keys a delta takes from prior values."""
+    return list(_prior_changes(change))
+
+
+def _prior_changes(change):
+    found = change.get("p", {})
+    if type(found) is not dict or not all(type(v) is dict for v in found.values()):
+        raise TypeError("prior changes are a map of maps")
+    return found
+
+
+def _same(a, b):
+    """Equal and of the same types all the way down (1 == 1.0 == True are not the same)."""
+    if a is b:
+        return True
+    ta = type(a)
+    if ta is not type(b):
+        return False
+    if ta is dict:
+        if len(a) != len(b):
+            return False
+        for key, value in a.items():
+            if key not in b or not _same(value, b[key]):
+                return False
+        return True
+    if ta is list:
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _value_change(old, new, columns=None):
+    """How a changed value travels: ("n", diff), ("c", delta) or ("i", new).
+    ``columns``: the column names when the value is the rows of a table."""
+    to, tn = type(old), type(new)
+    if to is int and tn is int:
+        diff = new - old
+        if abs(diff) < abs(new):
+            return "n", diff
+        return "i", new
+    if to is tn and to is dict:
+        sub = _dict_delta(old, new)
+        if sub is not None:
+            return "c", sub
+    elif to is tn and to is list:
+        sub = _list_delta(old, new, columns)
+        if sub is not None:
+            return "c", sub
+    return "i", new
+
+
+def _table_columns(old, new):
+    """The column names of a table map ({"fields": [names], "rows": [[...]]})
+    whose columns did not change, else None."""
+    fields = new.get("fields")
+    if (type(fields) is list and "rows" in new and _same(old.get("fields"), fields)
+            and all(type(f) is str for f in fields)):
+        return fields
+    return None
+
+
+def _dict_delta(old, new, prior=None):
+    """A dict delta, or None when the two are the same."""
+    keys = sorted(old)
+    out = {}
+    removed = []
+    columns = _table_columns(old, new)
+    for idx, key in enumerate(keys):
+        if key not in new:
+            removed.append(idx)
+            continue
+        a, b = old[key], new[key]
+        if _same(a, b):
+            continue
+        if a is None and prior and type(b) is dict and type(prior.get(key)) is dict:
+            sub = _dict_delta(prior[key], b) or {}
+            if len(encode_msgpack(sub)) < len(encode_msgpack(b)):
+                out.setdefault("p", {})[key] = sub
+                continue
+        op, value = _value_change(a, b, columns if key == "rows" else None)
+        out.setdefault(op, []).extend((idx, value))
+    added = {key: value for key, value in new.items() if key not in old}
+    if added:
+        out["s"] = added
+    if removed:
+        out["r"] = removed
+    return out or None
+
+
+def _identity_of(fields, columns):
+    """A function giving an element's identity (None when it has none): by
+    key for map elements, by column position for rows of a table."""
+    if columns is None:
+        def identity(element):
+            if type(element) is not dict:
+                return None
+            try:
+                ident = tuple(element[f] for f in fields)
+                hash(ident)
+            except (KeyError, TypeError):
+                return None
+            return ident
+        return identity
+    positions = [columns.index(f) for f in fields]
+    width = len(columns)
+
+    def identity(row):
+        if type(row) is not list or len(row) != width:
+            return None
+        ident = tuple(row[i] for i in positions)
+        try:
+            hash(ident)
+        except TypeError:
+            return None
+        return ident
+    return identity
+
+
+def _index_by(identity, items):
+    """{identity: position} when every element has a unique identity, else None."""
+    index = {}
+    for pos, element in enumerate(items):
+        ident = identity(element)
+        if ident is None or ident in index:
+            return None
+        index[ident] = pos
+    return index
+
+
+def _keyed_list_delta(old, new, columns=None):
+    """The "m" form of a list delta, or None when no identity fits. Elements
+    are maps, or rows of a table whose column names are ``columns``."""
+    if not old or not new or (columns is None and type(old[0]) is not dict):
+        return None
+    names = old[0] if columns is None else columns
+    for fields in IDENTITY_FIELDS:
+        if not all(f in names for f in fields):
+            continue
+        identity = _identity_of(fields, columns)
+        old_index = _index_by(identity, old)
+        if old_index is None:
+            continue
+        if _index_by(identity, new) is not None:
+            break
+    else:
+        return None
+    items = []
+    changes = []
+    run_start = run_stop = None
+    for pos, element in enumerate(new):
+        base_pos = old_index.get(identity(element))
+        op = None
+        if base_pos is not None:
+            a = old[base_pos]
+            op, value = (None, None) if _same(a, element) else _value_change(a, element)
+        if base_pos is not None and op in (None, "c"):
+            if run_start is not None and base_pos == run_stop:
+                run_stop += 1
+            else:
+                _close_run(items, run_start, run_stop)
+                run_start, run_stop = base_pos, base_pos + 1
+            if op == "c":
+                changes.extend((pos, value))
+        else:
+            _close_run(items, run_start, run_stop)
+            run_start = run_stop = None
+            items.append({"v": element})
+    _close_run(items, run_start, run_stop)
+    out = {"l": len(new), "m": items}
+    if changes:
+        out["c"] = changes
+    return out
+
+
+def _close_run(items, start, stop):
+    if start is None or stop <= start:
+        return
+    if stop - start == 1:
+        items.append(start)
+    else:
+        items.append([start, stop])
+
+
+def _positional_list_delta(old, new):
+    out = {"l": len(new)}
+    for pos in range(min(len(old), len(new))):
+        a, b = old[pos], new[pos]
+        if _same(a, b):
+            continue
+        op, value = _value_change(a, b)
+        out.setdefault(op, []).extend((pos, value))
+    if len(new) > len(old):
+        out["x"] = new[len(old):]
+    return out
+
+
+def _list_delta(old, new, columns=None):
+    """A list delta, or None when sending the list whole is not larger."""
+    if not new:
+        return None
+    candidates = []
+    keyed = _keyed_list_delta(old, new, columns)
+    if keyed is not None:
+        candidates.append(keyed)
+    if len(old) == len(new) or keyed is None:
+        candidates.append(_positional_list_delta(old, new))
+    best, best_size = None, len(encode_msgpack(new))
+    for candidate in candidates:
+        size = len(encode_msgpack(candidate))
+        if size < best_size:
+            best, best_size = candidate, size
+    return best
+
+
+def _pairs(flat):
+    if type(flat) is not list or len(flat) % 2:
+        raise TypeError("a change list holds position, value pairs")
+    return zip(flat[0::2], flat[1::2])
+
+
+def _changed(op, base_value, value):
+    if op == "i":
+        return value
+    if op == "n":
+        if type(base_value) is not int or type(value) is not int:
+            raise TypeError("an integer step applies to an integer")
+        return base_value + value
+    if type(value) is not dict:
+        raise TypeError("a nested delta is a map")
+    if type(base_value) is dict:
+        return _apply_dict(value, base_value)
+    if type(base_value) is list:
+        return _apply_list(value, base_value)
+    raise TypeError("a nested delta applies to a map or a list")
+
+
+def _check_index(idx, size):
+    if type(idx) is not int or not 0 <= idx < size:
+        raise IndexError("position %r outside 0..%d" % (idx, size - 1))
+    return idx
+
+
+def _apply_dict(change, base):
+    for op in change:
+        if op not in ("i", "n", "c", "s", "r"):
+            raise KeyError("unknown dict delta member %r" % (op,))
+    keys = sorted(base)
+    out = dict(base)
+    for op in ("i", "n", "c"):
+        for idx, value in _pairs(change.get(op, [])):
+            key = keys[_check_index(idx, len(keys))]
+            out[key] = _changed(op, base[key], value)
+    for idx in change.get("r", ()):
+        out.pop(keys[_check_index(idx, len(keys))], None)
+    added = change.get("s")
+    if added is not None:
+        if type(added) is not dict:
+            raise TypeError("added keys are a map")
+        out.update(added)
+    return out
+
+
+def _apply_list(change, base):
+    for op in change:
+        if op not in ("l", "m", "i", "n", "c", "x"):
+            raise KeyError("unknown list delta member %r" % (op,))
+    length = change.get("l")
+    if type(length) is not int or length < 0:
+        raise TypeError("a list delta needs its new length")
+    if "m" in change:
+        out = []
+        for item in change["m"]:
+            if type(item) is int:
+                out.append(base[_check_index(item, len(base))])
+            elif type(item) is list and len(item) == 2:
+                start, stop = item
+                _check_index(start, len(base))
+                if type(stop) is not int or not start < stop <= len(base):
+                    raise IndexError("run %r outside the base" % (item,))
+                out.extend(base[start:stop])
+            elif type(item) is dict and len(item) == 1 and "v" in item:
+                out.append(item["v"])
+            else:
+                raise TypeError("a list item is a position, a [start, stop] run or {\"v\": element}")
+        ops = ("c",)
+    else:
+        out = list(base[:length])
+        out.extend(change.get("x", ()))
+        ops = ("i", "n", "c")
+    if len(out) != length:
+        raise IndexError("list delta gives %d elements, not %d" % (len(out), length))
+    for op in ops:
+        for pos, value in _pairs(change.get(op, [])):
+            pos = _check_index(pos, length)
+            out[pos] = _changed(op, out[pos], value)
+    return out
