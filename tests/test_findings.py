@@ -15,6 +15,8 @@ from hostdiag.collect import SystemCollector
 from hostdiag.derive import derive_rates
 from hostdiag.hostpaths import HostRoot
 from hostdiag.model import Cpu, Memory, Snapshot
+from hostdiag.parsers.procpure import RECORD_KEYS
+from hostdiag.parsers.sockdiagpure import ROW_FIELDS
 from hostdiag.views import findings as F
 
 GIB = 1 << 30
@@ -176,6 +178,85 @@ def kmsg(severity):
                          "message": "EXT4-fs error (device vdz1)"}])
 
 
+# --- process and socket tables, built by hand --------------------------------
+
+def proc(pid, state="S", ppid=1, comm=None, start_time=None, **fields):
+    """A process record with every key of the table; counters at calm values."""
+    record = dict.fromkeys(RECORD_KEYS)
+    record.update(pid=pid, ppid=ppid, comm=comm or "p%d" % pid, cmdline=["/usr/bin/p%d" % pid, "-x"],
+                  state=state, uid=0, user="root", start_time=start_time or 1000 + pid,
+                  kernel_thread=False, utime=100, stime=100, minflt=1000, majflt=10,
+                  num_threads=1, nice=0, priority=20, rss_bytes=pid * 4096, vsize_bytes=pid * 8192,
+                  delayacct_blkio_ticks=0, voluntary_ctxt_switches=10,
+                  nonvoluntary_ctxt_switches=10, read_bytes=0, write_bytes=0, fd_count=5,
+                  cgroup="/", oom_score_adj=0, denied=[])
+    record.update(fields)
+    return record
+
+
+def processes_section(records):
+    by_state = {}
+    for r in records:
+        by_state[r["state"]] = by_state.get(r["state"], 0) + 1
+    return {"processes": records, "counts": {"total": len(records), "threads": len(records),
+                                             "by_state": by_state}, "vanished": 0, "denied": 0}
+
+
+def table(records_prev, records_cur):
+    """Edit: give both snapshots a process table."""
+    def edit(prev, cur):
+        prev.processes = processes_section(records_prev)
+        cur.processes = processes_section(records_cur)
+    return edit
+
+
+def d_state(count):
+    return table([], [proc(100 + i, state="D") for i in range(count)] + [proc(10)])
+
+
+def zombies(count):
+    parent = proc(50, comm="spawner")
+    return table([], [parent] + [proc(200 + i, state="Z", ppid=50, cmdline=[]) for i in range(count)])
+
+
+def conn_row(local_port, remote_port, inode, total_retrans, state="ESTABLISHED", rtt=2000,
+             rqueue=0, wqueue=0):
+    values = {"family": "inet", "state": state, "local": "127.0.0.1", "local_port": local_port,
+              "remote": "127.0.0.2", "remote_port": remote_port, "rqueue": rqueue, "wqueue": wqueue,
+              "uid": 0, "inode": inode, "rtt": rtt, "total_retrans": total_retrans,
+              "bytes_acked": 1000, "drops": 0}
+    return [values[name] for name in ROW_FIELDS]
+
+
+def sockets_section(rows, listeners=(), owners=None):
+    return {"source": "netlink", "limits": {"tcp_rows": 100000, "udp": 10000, "detail_per_rank": 20},
+            "tcp_total": len(rows) + len(listeners),
+            "tcp_states": {"ESTABLISHED": len(rows), "LISTEN": len(listeners)},
+            "tcp_table": {"fields": list(ROW_FIELDS), "rows": rows, "dropped": 0},
+            "tcp": [], "listeners": list(listeners), "udp": [], "udp_total": 0, "udp_dropped": 0,
+            "unix": {"total": 0, "by_state": {}, "by_type": {}}, "owners": owners or {}}
+
+
+def retrans(per_second, owners=None):
+    """Edit: one connection retransmits ``per_second`` segments/s over the 1 s interval."""
+    def edit(prev, cur):
+        prev.sockets = sockets_section([conn_row(5000, 6000, 77, 10), conn_row(5001, 6001, 78, 3)])
+        cur.sockets = sockets_section([conn_row(5000, 6000, 77, 10 + per_second),
+                                       conn_row(5001, 6001, 78, 3)], owners=owners)
+    return edit
+
+
+def listener(backlog, backlog_max=128, owners=None):
+    def edit(prev, cur):
+        full = {"family": "inet", "local": "0.0.0.0", "local_port": 8080, "inode": 99,
+                "backlog": backlog, "backlog_max": backlog_max}
+        calm = {"family": "inet6", "local": "::", "local_port": 22, "inode": 98, "backlog": 0,
+                "backlog_max": 128}
+        prev.sockets = sockets_section([], [calm])
+        cur.sockets = sockets_section([], [calm, full], owners=owners)
+    return edit
+
+
 # (rule, id, severity, subject, edit past the threshold, edit just under it, needs rates)
 CASES = [
     (F.rule_load, "load_high", "warn", None, load(2.1), load(1.9), False),
@@ -239,6 +320,14 @@ CASES = [
      kernel(tainted=0, taint_flags=""), False),
     (F.rule_kernel_log, "kernel_log_errors", "warn", None, kmsg(3), kmsg(4), False),
     (F.rule_kernel_log, "kernel_log_errors", "crit", None, kmsg(2), kmsg(4), False),
+    (F.rule_procs_d_state, "procs_d_state", "warn", None, d_state(1), d_state(0), False),
+    (F.rule_procs_zombies, "procs_zombie", "warn", None, zombies(11), zombies(10), False),
+    (F.rule_tcp_conn_retrans, "tcp_conn_retrans", "warn", "127.0.0.1:5000 -> 127.0.0.2:6000",
+     retrans(6), retrans(4), True),
+    (F.rule_tcp_listener_full, "tcp_listener_full", "warn", "0.0.0.0:8080", listener(129),
+     listener(127), False),
+    (F.rule_tcp_listener_full, "tcp_listener_full", "warn", "0.0.0.0:8080", listener(5, 5),
+     listener(5, None), False),     # /proc gives no backlog limit: never full
 ]
 CASE_IDS = ["%s-%s-%d" % (c[1], c[2], i) for i, c in enumerate(CASES)]
 
@@ -359,3 +448,145 @@ def test_docs_name_every_rule_and_threshold():
     for rule_id in {case[1] for case in CASES}:
         assert "`%s`" % rule_id in text, rule_id
     assert len(F.RULES) == len({case[0] for case in CASES})
+
+
+# --- culprits: the processes and connections behind a finding -------------------
+
+def _only(rule, prev, cur, with_rates=True):
+    found = list(rule(cur, derive_rates(prev, cur) if with_rates else None))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_cpu_busy_names_the_top_cpu_processes(pair):
+    prev, cur = pair
+    total_ticks(user=95, idle=5)(prev, cur)
+    ticks = cur.meta.clock_ticks
+    table([proc(300), proc(301), proc(302), proc(303)],
+          [proc(300, utime=100 + ticks * 9 // 10), proc(301, stime=100 + ticks // 20), proc(302),
+           proc(303, start_time=99999, utime=10**6)])(prev, cur)   # 303: pid reused, no rate
+    finding = _only(F.rule_cpu_states, prev, cur)
+    assert finding["id"] == "cpu_busy"
+    assert [c["pid"] for c in finding["culprits"]] == [300, 301]
+    top = finding["culprits"][0]
+    assert top["kind"] == "process" and top["comm"] == "p300" and top["user"] == "root"
+    assert top["command"] == "/usr/bin/p300 -x"
+    assert abs(top["cpu_pct"] - 100.0 * (ticks * 9 // 10) / ticks) < 0.01
+    assert "p300[300]" in finding["title"] and "% CPU" in finding["title"]
+
+
+def test_without_tables_there_are_no_culprits(pair):
+    prev, cur = pair
+    total_ticks(user=95, idle=5)(prev, cur)
+    finding = _only(F.rule_cpu_states, prev, cur)
+    assert finding["culprits"] == []
+    assert finding["title"] == "CPUs 95 % busy"
+
+
+def test_iowait_and_disks_name_the_top_io_processes(pair):
+    prev, cur = pair
+    total_ticks(iowait=25, idle=75)(prev, cur)
+    disk(io_time_ms=950)(prev, cur)
+    table([proc(410), proc(411)],
+          [proc(410, write_bytes=50 << 20), proc(411, read_bytes=1 << 20)])(prev, cur)
+    for rule in (F.rule_cpu_states, F.rule_disk_util):
+        finding = _only(rule, prev, cur)
+        assert [c["pid"] for c in finding["culprits"]] == [410, 411]
+        assert finding["culprits"][0]["io_bytes_per_s"] == 50 << 20
+        assert "p410[410] 50.0 MiB/s I/O" in finding["title"]
+
+
+def test_memory_low_names_the_top_rss_processes_from_one_snapshot(pair):
+    prev, cur = pair
+    available(0.08)(prev, cur)
+    table([], [proc(1), proc(2, rss_bytes=6 << 30, comm="hog"), proc(3)])(prev, cur)
+    finding = _only(F.rule_memory_available, prev, cur, with_rates=False)
+    assert finding["culprits"][0]["pid"] == 2 and finding["culprits"][0]["rss_bytes"] == 6 << 30
+    assert [c["pid"] for c in finding["culprits"]] == [2, 3, 1]
+    assert "hog[2] 6144 MiB resident" in finding["title"]
+
+
+def test_major_faults_name_the_faulting_processes(pair):
+    prev, cur = pair
+    vmstat(pgmajfault=150)(prev, cur)
+    table([proc(500), proc(501)], [proc(500, majflt=10 + 140), proc(501, minflt=10**6)])(prev, cur)
+    finding = _only(F.rule_major_faults, prev, cur)
+    assert [(c["pid"], c["majflt_per_s"]) for c in finding["culprits"]] == [(500, 140.0)]
+
+
+def test_d_state_names_user_processes_first(pair):
+    prev, cur = pair
+    table([], [proc(7, state="D", comm="jbd2/vda1-8", kernel_thread=True, cmdline=[]),
+               proc(900, state="D", comm="postgres"), proc(901, state="R")])(prev, cur)
+    cur.cpu.procs_blocked = 2
+    finding = _only(F.rule_procs_d_state, prev, cur, with_rates=False)
+    assert [(c["pid"], c["comm"]) for c in finding["culprits"]] == [(900, "postgres"), (7, "jbd2/vda1-8")]
+    assert finding["culprits"][1]["command"] == "[jbd2/vda1-8]"
+    assert finding["evidence"] == {"d_state": 2, "procs_blocked": 2}
+    assert "postgres[900]" in finding["title"]
+
+
+def test_zombies_name_their_parents(pair):
+    prev, cur = pair
+    records = [proc(50, comm="spawner"), proc(60, comm="other")]
+    records += [proc(200 + i, state="Z", ppid=50, cmdline=[]) for i in range(12)]
+    records += [proc(300, state="Z", ppid=60, cmdline=[])]
+    table([], records)(prev, cur)
+    finding = _only(F.rule_procs_zombies, prev, cur, with_rates=False)
+    assert [(c["kind"], c["pid"], c["comm"], c["zombies"]) for c in finding["culprits"]] == [
+        ("parent", 50, "spawner", 12), ("parent", 60, "other", 1)]
+    assert finding["evidence"] == {"zombies": 13, "parents": 2}
+    assert "spawner[50] has 12 zombie(s)" in finding["title"]
+
+
+def test_retransmits_name_the_connection_and_its_process(pair):
+    prev, cur = pair
+    proto("snmp", "Tcp", OutSegs=1000, RetransSegs=30)(prev, cur)
+    retrans(30, owners={"77": [{"pid": 4242, "comm": "nginx"}]})(prev, cur)
+    rates = derive_rates(prev, cur)
+    assert F.socket_inodes_named(cur, rates) == {77}
+    for rule in (F.rule_tcp_retransmits, F.rule_tcp_conn_retrans):
+        finding = _only(rule, prev, cur)
+        assert len(finding["culprits"]) == 1, "the connection that did not retransmit is not named"
+        culprit = finding["culprits"][0]
+        assert culprit == {"kind": "connection", "local": "127.0.0.1:5000", "remote": "127.0.0.2:6000",
+                           "state": "ESTABLISHED", "rtt_ms": 2.0, "total_retrans": 40,
+                           "retrans_per_s": 30.0, "processes": [{"pid": 4242, "comm": "nginx"}]}
+        assert "127.0.0.1:5000 -> 127.0.0.2:6000 30 retrans/s (nginx[4242])" in finding["title"]
+
+
+def test_listen_overflow_names_the_full_listener_and_its_process(pair):
+    prev, cur = pair
+    proto("netstat", "TcpExt", ListenOverflows=3)(prev, cur)
+    holders = [{"pid": 812, "comm": "haproxy"}, {"pid": 813, "comm": "haproxy"}]
+    listener(129, owners={"99": holders})(prev, cur)
+    assert F.socket_inodes_named(cur, None) == {99}
+    for rule, with_rates in ((F.rule_tcp_listen, True), (F.rule_tcp_listener_full, False)):
+        finding = _only(rule, prev, cur, with_rates)
+        assert finding["culprits"] == [{"kind": "listener", "local": "0.0.0.0:8080", "backlog": 129,
+                                        "backlog_max": 128,
+                                        "processes": [{"pid": 812, "comm": "haproxy"},
+                                                      {"pid": 813, "comm": "haproxy"}]}]
+        assert "0.0.0.0:8080 backlog 129/128 (haproxy[812] +1)" in finding["title"]
+
+
+@pytest.mark.parametrize("processes, sockets", [
+    ({}, {}),
+    ({"processes": None, "counts": None}, {"tcp_table": None, "listeners": None, "owners": None}),
+    ({"processes": [None, {}, {"pid": None, "state": "D"}, {"pid": 5, "start_time": None, "state": "Z",
+                                                           "ppid": None, "cmdline": None}]},
+     {"tcp_table": {"fields": ["state"], "rows": [["ESTABLISHED"]]}, "listeners": [{}],
+      "owners": {"1": None}}),
+])
+def test_odd_tables_never_crash_a_rule(pair, processes, sockets):
+    prev, cur = pair
+    total_ticks(user=95, idle=5)(prev, cur)
+    table([proc(5)], [proc(5, utime=10**6)])(prev, cur)
+    retrans(10)(prev, cur)
+    rates = derive_rates(prev, cur)
+    cur.processes = copy.deepcopy(processes)
+    cur.sockets = copy.deepcopy(sockets)
+    for rule in F.RULES:
+        list(rule(cur, rates))
+        list(rule(cur, None))
+    assert [f["id"] for f in F.evaluate(cur, rates)] == ["cpu_busy"]

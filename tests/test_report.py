@@ -13,7 +13,15 @@ from hostdiag.derive import derive_rates
 from hostdiag.hostpaths import HostRoot
 from hostdiag.model import Cpu, ErrorRecord, Memory, Snapshot
 from hostdiag.views.findings import evaluate
-from hostdiag.views.report import human_bits, human_bytes, human_count, render_text
+from hostdiag.parsers.procpure import RECORD_KEYS
+from hostdiag.parsers.sockdiagpure import ROW_FIELDS
+from hostdiag.views.report import (
+    human_bits,
+    human_bytes,
+    human_count,
+    render_text,
+    socket_inodes_shown,
+)
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 TREES = sorted(p.name for p in FIXTURES.iterdir() if (p / "proc").is_dir()) if FIXTURES.is_dir() else []
@@ -35,7 +43,9 @@ def test_report_with_rates(real_pair):
     text = render_text(cur, rates, evaluate(cur, rates))
     lines = text.splitlines()
     assert lines[0].startswith("hostdiag  %s  kernel %s" % (cur.meta.hostname, cur.meta.kernel))
-    assert "interval 0.3" in lines[0] and "parser %s" % cur.meta.parser_impl in lines[0]
+    # At least the 0.3 s slept; a loaded host adds the first collection's duration.
+    assert re.search(r"interval 0\.[3-9][0-9] s", lines[0]), lines[0]
+    assert "parser %s" % cur.meta.parser_impl in lines[0]
     for label in ("FINDINGS", "LOAD", "CPU %", "PRESSURE", "MEMORY", "DISK", "FS", "NET", "TCP", "KERNEL"):
         assert any(line.startswith(label) for line in lines), label
     assert "no rates" not in text
@@ -142,3 +152,152 @@ def test_report_on_fixture_trees(tree):
 ])
 def test_human_units(func, value, expected):
     assert func(value) == expected
+
+
+# --- the process and socket tables ---------------------------------------------------
+
+def _proc(pid, state="S", ppid=1, **fields):
+    record = dict.fromkeys(RECORD_KEYS)
+    record.update(pid=pid, ppid=ppid, comm="w%d" % pid, cmdline=["/opt/app/bin/worker", "--id", str(pid)],
+                  state=state, uid=1000, user="app", start_time=5000 + pid, kernel_thread=False,
+                  utime=100, stime=100, minflt=10, majflt=1, num_threads=2, nice=0, priority=20,
+                  rss_bytes=pid * 4096, vsize_bytes=pid * 8192, delayacct_blkio_ticks=0,
+                  voluntary_ctxt_switches=1, nonvoluntary_ctxt_switches=1, read_bytes=0,
+                  write_bytes=0, fd_count=4, cgroup="/app", oom_score_adj=0, denied=[])
+    record.update(fields)
+    return record
+
+
+def _procs_section(records):
+    by_state = {}
+    for r in records:
+        by_state[r["state"]] = by_state.get(r["state"], 0) + 1
+    return {"processes": records, "counts": {"total": len(records), "threads": 2 * len(records),
+                                             "by_state": by_state}, "vanished": 3, "denied": 1}
+
+
+def _row(i, total_retrans, rtt, wqueue, state="ESTABLISHED"):
+    values = {"family": "inet", "state": state, "local": "10.0.0.1", "local_port": 443,
+              "remote": "10.9.%d.%d" % (i // 250, i % 250), "remote_port": 40000 + i, "rqueue": 0,
+              "wqueue": wqueue, "uid": 0, "inode": 10**6 + i, "rtt": rtt,
+              "total_retrans": total_retrans, "bytes_acked": 10**6, "drops": 0}
+    return [values[name] for name in ROW_FIELDS]
+
+
+def _sockets_section(rows, listeners, owners):
+    return {"source": "netlink", "limits": {"tcp_rows": 100000, "udp": 10000, "detail_per_rank": 20},
+            "tcp_total": len(rows) + len(listeners),
+            "tcp_states": {"ESTABLISHED": len(rows) - 10, "TIME_WAIT": 10, "LISTEN": len(listeners)},
+            "tcp_table": {"fields": list(ROW_FIELDS), "rows": rows, "dropped": 0},
+            "tcp": [{"family": "inet", "state": "ESTABLISHED", "local": "10.0.0.1", "local_port": 443,
+                     "remote": "10.9.0.7", "remote_port": 40007, "rqueue": 0, "wqueue": 0, "uid": 0,
+                     "inode": 10**6 + 7, "cong": "cubic", "skmem": None,
+                     "tcp_info": {"cwnd": 42, "rtt": 150000}}],
+            "listeners": listeners, "udp": [], "udp_total": 4, "udp_dropped": 0,
+            "unix": {"total": 120, "by_state": {}, "by_type": {}}, "owners": owners}
+
+
+@pytest.fixture(scope="module")
+def busy_pair(real_pair):
+    """The real system sections with a busy host's tables: 3000 processes (20 in D
+    state, 30 zombies, many using CPU, I/O and faults) and 5000 connections
+    (many retransmitting, slow or queued) behind 10 full listeners."""
+    prev, cur = copy.deepcopy(real_pair)
+    ticks = cur.meta.clock_ticks
+    dt = (cur.meta.mono_ns - prev.meta.mono_ns) / 1e9
+    before, after = [], []
+    for pid in range(100, 3100):
+        state = "D" if pid < 120 else "Z" if pid < 150 else "S"
+        before.append(_proc(pid, state=state))
+        after.append(_proc(pid, state=state, ppid=3000 if state == "Z" else 1,
+                           utime=100 + int(ticks * dt * (pid % 97) / 100), read_bytes=pid * 1000,
+                           write_bytes=pid * 5000, minflt=10 + pid, majflt=1 + pid % 7))
+    prev.processes, cur.processes = _procs_section(before), _procs_section(after)
+    rows_before = [_row(i, i % 50, 1000 + i, 0) for i in range(5000)]
+    rows_after = [_row(i, i % 50 + i % 13, 1000 + i * 10, (i % 17) * 4096) for i in range(5000)]
+    listeners = [{"family": "inet", "local": "0.0.0.0", "local_port": 8000 + i, "inode": 500 + i,
+                  "backlog": 129, "backlog_max": 128} for i in range(10)]
+    owners = {str(10**6 + i): [{"pid": 3000, "comm": "frontend"}] for i in range(5000)}
+    owners.update({str(500 + i): [{"pid": 2000 + i, "comm": "acceptor"}] for i in range(10)})
+    prev.sockets = _sockets_section(rows_before, listeners, {})
+    cur.sockets = _sockets_section(rows_after, listeners, owners)
+    return prev, cur
+
+
+def test_busy_tables_fit_one_screen(busy_pair):
+    prev, cur = busy_pair
+    rates = derive_rates(prev, cur)
+    findings = evaluate(cur, rates)
+    text = render_text(cur, rates, findings)
+    lines = text.splitlines()
+    for label in ("PROCS", "PROC CPU", "PROC MEM", "PROC IO", "PROC FLT", "SOCKETS", "CONNS", "LISTEN"):
+        assert any(line.startswith(label) for line in lines), label
+    procs = next(line for line in lines if line.startswith("PROCS"))
+    assert "3.0k processes  6.0k threads" in procs and "D 20" in procs and "Z 30" in procs
+    assert "vanished 3  denied 1" in procs
+    stuck = next(line for line in lines if "D state:" in line)
+    named = re.findall(r"w\d+\[\d+\]", stuck)
+    assert 1 <= len(named) <= 5 and named[0] == "w100[100]"
+    assert stuck.endswith("(+%d more)" % (20 - len(named)))
+    zombie = next(line for line in lines if "zombies:" in line)
+    named = re.findall(r"w\d+\[\d+\] of w3000\[3000\]", zombie)
+    assert named and named[0] == "w120[120] of w3000[3000]"
+    assert zombie.endswith("(+%d more)" % (30 - len(named)))
+    for label in ("PROC CPU", "PROC MEM", "PROC IO", "PROC FLT"):
+        start = next(i for i, line in enumerate(lines) if line.startswith(label))
+        rows = [line for line in lines[start + 1:start + 7] if line.startswith("         ")]
+        assert len(rows) == 5, label
+    cpu_rows = lines[next(i for i, line in enumerate(lines) if line.startswith("PROC CPU")) + 1]
+    assert "app" in cpu_rows and "worker --id" in cpu_rows
+    conns = next(i for i, line in enumerate(lines) if line.startswith("CONNS"))
+    assert lines[conns + 1].startswith(" retrans ") and "frontend[3000]" in lines[conns + 1]
+    assert sum(1 for line in lines[conns + 1:] if "->" in line) == 9
+    listen = next(line for line in lines if line.startswith("LISTEN"))
+    assert "10 of 10 full: 0.0.0.0:8000 backlog 129/128 acceptor[2000]" in listen
+    assert listen.endswith("(+%d more)" % (10 - listen.count("backlog")))
+    ids = {f["id"] for f in findings}
+    assert {"procs_d_state", "procs_zombie", "tcp_conn_retrans", "tcp_listener_full"} <= ids
+    retransmitting = next(f for f in findings if f["id"] == "tcp_conn_retrans")
+    assert len(retransmitting["culprits"]) == 3
+    assert retransmitting["evidence"]["connections_over"] > 100, "all counted, not just those named"
+    assert any(line.startswith("        who: ") for line in lines)
+    assert len(lines) <= 100, len(lines)
+    assert max(len(line) for line in lines) <= 140
+
+
+def test_sockets_shown_are_the_ones_the_report_names(busy_pair):
+    prev, cur = busy_pair
+    rates = derive_rates(prev, cur)
+    shown = socket_inodes_shown(cur, rates)
+    text = render_text(cur, rates, evaluate(cur, rates))
+    # Ranked connections (3 per ranking) and full listeners (4 shown, 5 named by findings).
+    assert {500, 501, 502, 503, 504} <= shown
+    assert 3 <= len(shown - set(range(500, 510))) <= 9
+    assert all(i >= 10**6 or 500 <= i < 510 for i in shown)
+    without_owners = copy.deepcopy(cur)
+    without_owners.sockets["owners"] = {}
+    assert "frontend[" in text
+    assert "frontend[" not in render_text(without_owners, rates, evaluate(without_owners, rates))
+
+
+def test_tables_without_rates_show_memory_only(busy_pair):
+    _, cur = busy_pair
+    text = render_text(cur, None, evaluate(cur, None))
+    assert "PROC MEM" in text and "D state:" in text
+    assert "PROC CPU" not in text and "PROC IO" not in text and "PROC FLT" not in text
+    assert "CONNS" in text      # ranked by total retransmits, rtt and queue: no rates needed
+
+
+def test_tables_absent_or_odd(real_pair):
+    prev, cur = real_pair
+    text = render_text(cur, derive_rates(prev, cur), [])
+    assert "PROCS    - (no process table)" in text and "SOCKETS  - (no socket table)" in text
+    odd = copy.deepcopy(cur)
+    for processes, sockets in (({}, {}),
+                               ({"processes": [None, {"pid": 1}], "counts": None},
+                                {"tcp_table": {"fields": ["state"], "rows": [["LISTEN"]]},
+                                 "listeners": [{"backlog": 1, "backlog_max": 1}], "unix": None})):
+        odd.processes, odd.sockets = processes, sockets
+        for rates in (None, derive_rates(prev, cur)):
+            text = render_text(odd, rates, evaluate(odd, rates))
+            assert "PROCS" in text and "SOCKETS" in text

@@ -83,7 +83,9 @@ def build_parser():
     report.add_argument("--format", choices=("text", "json", "msgpack"), default="text")
     report.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
     report.add_argument("--no-netlink", action="store_true",
-                        help="read links from /proc/net/dev instead of netlink")
+                        help="read links and sockets from /proc/net instead of netlink")
+    report.add_argument("--no-tables", action="store_true",
+                        help="skip the process and socket tables (their sections are null)")
     _add_root_options(report)
 
     version = sub.add_parser("version", help="versions and which parser implementation is live")
@@ -109,6 +111,8 @@ def _root(args):
 
 def cmd_version(args, out):
     from hostdiag import parsers
+    # Each twin registers itself when imported: list every pair, not just the first.
+    from hostdiag.parsers import procs, sockdiag  # noqa: F401
 
     root = _root(args)
     try:
@@ -138,15 +142,17 @@ def cmd_report(args, out):
     from hostdiag.views.report import render_text
 
     root = _root(args)
-    with SystemCollector(root, use_netlink=not args.no_netlink) as collector:
+    with SystemCollector(root, use_netlink=not args.no_netlink) as collector, \
+            _tables(root, args) as tables:
         if args.interval > 0:
-            previous = collector.collect()
+            previous = _sample(collector, tables)
             time.sleep(max(0.0, args.interval - (time.monotonic_ns() - previous.meta.mono_ns) / 1e9))
-            current = collector.collect(kmsg=True)
+            current = _sample(collector, tables, kmsg=True)
             rates = derive_rates(previous, current)
         else:
-            current = collector.collect(kmsg=True)
+            current = _sample(collector, tables, kmsg=True)
             rates = None
+        _add_socket_owners(tables, current, rates)
     findings = evaluate(current, rates)
     if args.format == "text":
         color = args.output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
@@ -165,6 +171,44 @@ def cmd_report(args, out):
     else:
         out.write(payload)
     return EXIT_OK
+
+
+def _tables(root, args):
+    """The process and socket tables, or a stand-in that collects nothing (--no-tables)."""
+    if args.no_tables:
+        import contextlib
+
+        return contextlib.nullcontext()
+    from hostdiag.collect_tables import TableCollector
+
+    return TableCollector(root, netlink=not args.no_netlink)
+
+
+def _sample(collector, tables, kmsg=False):
+    """One snapshot: the tables (if any) first, then the system sections, whose
+    start dates the snapshot (see hostdiag.collect_tables)."""
+    if tables is None:
+        return collector.collect(kmsg=kmsg)
+    from hostdiag.collect_tables import attach
+    from hostdiag.sources.problems import Problems
+
+    problems = Problems()
+    processes, sockets = tables.collect(problems)
+    return attach(collector.collect(kmsg=kmsg), processes, sockets, problems)
+
+
+def _add_socket_owners(tables, snapshot, rates):
+    """The processes holding the sockets the report will show, as
+    ``snapshot.sockets["owners"]``: found on demand, for those sockets only."""
+    if tables is None or snapshot.sockets is None:
+        return
+    from hostdiag.collect_tables import add_errors
+    from hostdiag.sources.problems import Problems
+    from hostdiag.views.report import socket_inodes_shown
+
+    problems = Problems()
+    snapshot.sockets["owners"] = tables.owners(socket_inodes_shown(snapshot, rates), problems)
+    add_errors(snapshot, problems)
 
 
 def _write_file(path, payload):

@@ -64,7 +64,22 @@ percent, 0–100; every leaf may be ``None``)::
                     {"some_pct", "full_pct"}}: percent of the interval in which
                     some / all non-idle tasks stalled on cpu, memory, io or irq
                     (from total_us, capped at 100)
+    processes       None unless both snapshots have a processes section, else
+                    {"pid:start_time": process rates} for every process of the
+                    second one (:mod:`hostdiag.derive.process_rates`): cpu_pct
+                    (percent of one CPU, may exceed 100 for several threads),
+                    read_bytes_per_s, write_bytes_per_s, minflt_per_s,
+                    majflt_per_s, ctxsw_per_s; all None for a process new in
+                    the interval
+    sockets         None unless both snapshots have a sockets section, else
+                    {connection key: {"retrans_per_s", "bytes_acked_per_s"}}
+                    for every TCP row of the second one
+                    (:mod:`hostdiag.derive.socket_rates`); None for a
+                    connection new in the interval or without tcp_info
 """
+
+from hostdiag.derive.process_rates import process_rates
+from hostdiag.derive.socket_rates import socket_rates
 
 NS_PER_S = 1e9
 SECTOR_BYTES = 512
@@ -196,6 +211,8 @@ def derive_rates(prev, cur):
         "partitions": _block_devices(prev.disks, cur.disks, rate_dt, partitions=True),
         "network": _network(prev.network, cur.network, rate_dt),
         "pressure": _pressure(prev.pressure, cur.pressure, rate_dt),
+        "processes": _processes(prev, cur, rate_dt),
+        "sockets": _sockets(prev.sockets, cur.sockets, rate_dt),
     }
 
 
@@ -349,3 +366,16 @@ def _pressure(a, b, dt):
             for kind in ("some", "full")
         }
     return result
+
+
+def _processes(prev, cur, dt):
+    if prev.processes is None or cur.processes is None:
+        return None
+    return process_rates(prev.processes, cur.processes, dt, cur.meta.clock_ticks)
+
+
+def _sockets(a, b, dt):
+    if a is None or b is None:
+        return None
+    # socket_rates takes a number: 0 makes every rate None, as for a bad interval.
+    return socket_rates(a, b, dt if dt is not None else 0)

@@ -6,14 +6,32 @@ yields findings::
 
     {"id": rule id, "severity": "crit" | "warn", "title": one line,
      "evidence": {name: number}, "threshold": the limit that fired, as text,
-     "subject": the disk, link, mount point or CPU concerned, or None}
+     "subject": the disk, link, mount point, CPU or connection concerned, or None,
+     "culprits": [the processes or connections behind it, most to blame first]}
 
 Rules over rates stay quiet when ``rates`` is None or a rate is unknown; the
-gauge rules (load, memory, PSI averages, filesystems, limits, kernel) run on
-one snapshot. A missing section or field never raises: the rule says nothing.
-Every limit is in :data:`THRESHOLDS`; docs/findings.md says what each rule
-means and where to look next.
+gauge rules (load, memory, PSI averages, filesystems, limits, kernel, process
+states, full listeners) run on one snapshot. A missing section or field never
+raises: the rule says nothing. Every limit is in :data:`THRESHOLDS`;
+docs/findings.md says what each rule means and where to look next.
+
+Culprits come from the process and socket tables when the snapshot has them
+(else the list is empty) and the title names the first one. A process culprit
+is ``{"kind": "process", "pid", "start_time", "comm", "user", "command"}`` plus
+the measure it was ranked by (``cpu_pct``, ``io_bytes_per_s``, ``rss_bytes``,
+``majflt_per_s``), or ``{"kind": "parent", ..., "zombies": n}``; a connection
+is ``{"kind": "connection", "local", "remote", "state", "rtt_ms",
+"total_retrans", "retrans_per_s", "processes"}`` and a listener ``{"kind":
+"listener", "local", "backlog", "backlog_max", "processes"}``, where
+``processes`` lists ``{"pid", "comm"}`` of the holders found (the caller maps
+the sockets that :func:`socket_inodes_named` returns into
+``sockets["owners"]``).
 """
+
+import heapq
+
+from hostdiag.derive.process_rates import process_key
+from hostdiag.derive.socket_rates import listeners_overflowing, top_connections
 
 CRIT = "crit"
 WARN = "warn"
@@ -59,7 +77,19 @@ THRESHOLDS = {
     "conntrack_warn_pct": 80.0,         # conntrack entries, % of the table size (warn)
     "conntrack_crit_pct": 95.0,         # ... at or above (crit)
     "kernel_log_severity": 3,           # kernel log lines at err (3) or worse (warn; crit at <= 2)
+    "procs_d_state": 0,                 # processes in D state (uninterruptible) in the snapshot (warn)
+    "procs_zombie": 10,                 # zombie processes in the snapshot (warn)
+    "tcp_conn_retrans_per_s": 5.0,      # segments one connection retransmits per second (warn)
 }
+
+# Processes or connections named per finding, and connections ranked per
+# measure (the report shows the same ranking); processes named in a D-state finding.
+CULPRITS = 3
+TOP_CONNECTIONS = 3
+NAMED_D_STATE = 5
+# Full listeners named.
+MAX_FULL_LISTENERS = 5
+COMMAND_WIDTH = 80
 
 # Filesystems that are mounted read-write in normal operation; read-only means
 # the kernel remounted them after an error, or someone did it by hand.
@@ -104,14 +134,196 @@ def _limit(label, name, op=">", unit=""):
     return "%s %s %s%s" % (label, op, _show(THRESHOLDS[name]), unit)
 
 
-def _finding(rule_id, severity, title, evidence, threshold, subject=None):
+def _finding(rule_id, severity, title, evidence, threshold, subject=None, culprits=()):
     clean = {}
     for key, value in evidence.items():
         value = _num(value)
         if value is not None:
             clean[key] = round(value, 2) if isinstance(value, float) else value
+    culprits = list(culprits)
+    if culprits:
+        title = "%s; %s" % (title, culprit_text(culprits[0]))
     return {"id": rule_id, "severity": severity, "title": title, "evidence": clean,
-            "threshold": threshold, "subject": subject}
+            "threshold": threshold, "subject": subject, "culprits": culprits}
+
+
+# --- culprits: who is behind a symptom ------------------------------------
+
+def _rounded(value):
+    value = _num(value)
+    return round(value, 2) if isinstance(value, float) else value
+
+
+def _command(record):
+    args = record.get("cmdline")
+    if record.get("kernel_thread") or not isinstance(args, (list, tuple)) or not args:
+        return "[%s]" % record.get("comm")
+    text = " ".join(str(a) for a in args)
+    return text if len(text) <= COMMAND_WIDTH else text[:COMMAND_WIDTH - 3] + "..."
+
+
+def _process(record, kind="process", **measures):
+    culprit = {"kind": kind, "pid": record.get("pid"), "start_time": record.get("start_time"),
+               "comm": record.get("comm"), "user": record.get("user"), "command": _command(record)}
+    culprit.update((key, _rounded(value)) for key, value in measures.items())
+    return culprit
+
+
+def _records(snapshot):
+    section = getattr(snapshot, "processes", None)
+    records = section.get("processes") if isinstance(section, dict) else None
+    return [r for r in records or () if isinstance(r, dict) and _num(r.get("pid")) is not None]
+
+
+def _process_rates(rates, record):
+    per = _get(rates, "processes")
+    if not isinstance(per, dict) or _num(record.get("start_time")) is None:
+        return {}
+    return per.get(process_key(record)) or {}
+
+
+def _io_bytes_per_s(r):
+    read, write = _num(r.get("read_bytes_per_s")), _num(r.get("write_bytes_per_s"))
+    return None if read is None and write is None else (read or 0) + (write or 0)
+
+
+# measure name -> how to read it from (record, its rates)
+_MEASURES = {
+    "cpu_pct": lambda record, r: r.get("cpu_pct"),
+    "io_bytes_per_s": lambda record, r: _io_bytes_per_s(r),
+    "majflt_per_s": lambda record, r: r.get("majflt_per_s"),
+    "rss_bytes": lambda record, r: record.get("rss_bytes"),
+}
+
+
+def top_culprits(snapshot, rates, measure, n=CULPRITS):
+    """The ``n`` processes with the largest ``measure`` (a key of
+    :data:`_MEASURES`) above zero, as process culprits; empty without a
+    process table (or without rates, for a rate)."""
+    read = _MEASURES[measure]
+    ranked = []
+    for record in _records(snapshot):
+        value = _num(read(record, _process_rates(rates, record)))
+        if value is not None and value > 0:
+            ranked.append((value, -record["pid"], record))
+    return [_process(record, **{measure: value})
+            for value, _, record in heapq.nlargest(n, ranked, key=lambda item: item[:2])]
+
+
+def _endpoint(address, port):
+    return ("[%s]:%s" if ":" in str(address) else "%s:%s") % (address, port)
+
+
+def _holders(snapshot, inode):
+    owners = _get(snapshot.sockets, "owners")
+    holders = owners.get(str(inode)) if isinstance(owners, dict) and inode else None
+    return [{"pid": h.get("pid"), "comm": h.get("comm")} for h in holders or () if isinstance(h, dict)]
+
+
+def _connection(snapshot, entry):
+    rtt = _num(entry.get("rtt"))
+    return {"kind": "connection",
+            "local": _endpoint(entry.get("local"), entry.get("local_port")),
+            "remote": _endpoint(entry.get("remote"), entry.get("remote_port")),
+            "state": entry.get("state"), "rtt_ms": None if rtt is None else round(rtt / 1000.0, 2),
+            "total_retrans": entry.get("total_retrans"),
+            "retrans_per_s": _rounded(entry.get("retrans_per_s")),
+            "processes": _holders(snapshot, entry.get("inode"))}
+
+
+def _listener(snapshot, listener):
+    return {"kind": "listener", "local": _endpoint(listener.get("local"), listener.get("local_port")),
+            "backlog": listener.get("backlog"), "backlog_max": listener.get("backlog_max"),
+            "processes": _holders(snapshot, listener.get("inode"))}
+
+
+def _sockets(snapshot):
+    sockets = getattr(snapshot, "sockets", None)
+    return sockets if isinstance(sockets, dict) else None
+
+
+# The last ranking computed, as (sockets section, socket rates, ranking).
+_last_ranking = [None]
+
+
+def connection_rankings(snapshot, rates):
+    """``top_connections`` of the snapshot's sockets section with the socket
+    rates (or None), :data:`TOP_CONNECTIONS` per measure; empty lists without a
+    socket table. The report and several rules ask for the same ranking, which
+    costs about a second per 100,000 connections, so the last one is kept
+    (with the objects it was computed from, compared by identity: read it, do
+    not change it)."""
+    sockets = _sockets(snapshot)
+    if sockets is None:
+        return {"retrans": [], "rtt": [], "queue": []}
+    per_connection = _get(rates, "sockets")
+    per_connection = per_connection if isinstance(per_connection, dict) else None
+    last = _last_ranking[0]
+    if last is not None and last[0] is sockets and last[1] is per_connection:
+        return last[2]
+    ranking = top_connections(sockets, per_connection, TOP_CONNECTIONS)
+    _last_ranking[0] = (sockets, per_connection, ranking)
+    return ranking
+
+
+def _retransmitting(snapshot, rates):
+    """The top connections by retransmits per second, with a known rate above zero."""
+    if not isinstance(_get(rates, "sockets"), dict):
+        return []
+    top = connection_rankings(snapshot, rates)
+    return [e for e in top.get("retrans") or () if (_num(e.get("retrans_per_s")) or 0) > 0]
+
+
+def _full_listeners(snapshot):
+    sockets = _sockets(snapshot)
+    return listeners_overflowing(sockets)[:MAX_FULL_LISTENERS] if sockets is not None else []
+
+
+def socket_inodes_named(snapshot, rates):
+    """The inodes of the sockets the rules may name: their holders are looked
+    up by the caller into ``sockets["owners"]`` before :func:`evaluate`."""
+    entries = _retransmitting(snapshot, rates) + _full_listeners(snapshot)
+    return {e.get("inode") for e in entries if e.get("inode")}
+
+
+def _owner_text(holders):
+    if not holders:
+        return ""
+    first = holders[0]
+    return " (%s[%s]%s)" % (first.get("comm"), first.get("pid"),
+                            " +%d" % (len(holders) - 1) if len(holders) > 1 else "")
+
+
+_MIB = 1024.0 * 1024.0
+# measure -> its words in a title
+_CULPRIT_UNITS = (
+    ("cpu_pct", lambda v: "%.0f %% CPU" % v),
+    ("io_bytes_per_s", lambda v: "%.1f MiB/s I/O" % (v / _MIB)),
+    ("rss_bytes", lambda v: "%.0f MiB resident" % (v / _MIB)),
+    ("majflt_per_s", lambda v: "%.0f major faults/s" % v),
+)
+
+
+def culprit_text(culprit):
+    """One culprit as a few words: ``hd-burner[4242] 97 % CPU``, ``10.0.0.1:443 ->
+    10.0.0.2:5123 12 retrans/s (nginx[812])``."""
+    kind = culprit.get("kind")
+    if kind == "connection":
+        return "%s -> %s %s retrans/s%s" % (
+            culprit.get("local"), culprit.get("remote"), _show(culprit.get("retrans_per_s")),
+            _owner_text(culprit.get("processes")))
+    if kind == "listener":
+        return "%s backlog %s/%s%s" % (culprit.get("local"), culprit.get("backlog"),
+                                       culprit.get("backlog_max"),
+                                       _owner_text(culprit.get("processes")))
+    name = "%s[%s]" % (culprit.get("comm"), culprit.get("pid"))
+    if kind == "parent":
+        return "%s has %s zombie(s)" % (name, culprit.get("zombies"))
+    for key, words in _CULPRIT_UNITS:
+        value = _num(culprit.get(key))
+        if value is not None:
+            return "%s %s" % (name, words(value))
+    return name
 
 
 # --- CPU and load ---------------------------------------------------------
@@ -134,10 +346,12 @@ def rule_load(snapshot, rates):
 
 def rule_cpu_states(snapshot, rates):
     total = _get(rates, "cpu", "total")
-    for key, name, rule_id, title in (
-            ("busy_pct", "cpu_busy_pct", "cpu_busy", "CPUs %.0f %% busy"),
-            ("iowait_pct", "cpu_iowait_pct", "cpu_iowait", "CPUs %.0f %% in iowait"),
-            ("steal_pct", "cpu_steal_pct", "cpu_steal", "%.0f %% of CPU time stolen by the hypervisor")):
+    for key, name, rule_id, title, measure in (
+            ("busy_pct", "cpu_busy_pct", "cpu_busy", "CPUs %.0f %% busy", "cpu_pct"),
+            ("iowait_pct", "cpu_iowait_pct", "cpu_iowait", "CPUs %.0f %% in iowait",
+             "io_bytes_per_s"),
+            ("steal_pct", "cpu_steal_pct", "cpu_steal", "%.0f %% of CPU time stolen by the hypervisor",
+             None)):
         value = _num(_get(total, key))
         if _over(value, name):
             yield _finding(
@@ -147,7 +361,8 @@ def rule_cpu_states(snapshot, rates):
                  "steal_pct": _get(total, "steal_pct"),
                  "procs_running": _get(snapshot.cpu, "procs_running"),
                  "procs_blocked": _get(snapshot.cpu, "procs_blocked")},
-                _limit(key.replace("_pct", ""), name, unit=" %"))
+                _limit(key.replace("_pct", ""), name, unit=" %"),
+                culprits=top_culprits(snapshot, rates, measure) if measure else ())
 
 
 def rule_one_cpu_busy(snapshot, rates):
@@ -162,7 +377,8 @@ def rule_one_cpu_busy(snapshot, rates):
         + ("" if len(hot) == 1 else " (%d CPUs over the limit)" % len(hot)),
         {"busy_pct": busy, "cpus_over": len(hot), "cpus": len(cpus),
          "total_busy_pct": _get(rates, "cpu", "total", "busy_pct")},
-        _limit("one CPU busy", "one_cpu_busy_pct", unit=" %"), subject=name)
+        _limit("one CPU busy", "one_cpu_busy_pct", unit=" %"), subject=name,
+        culprits=top_culprits(snapshot, rates, "cpu_pct"))
 
 
 # --- memory ---------------------------------------------------------------
@@ -183,7 +399,8 @@ def rule_memory_available(snapshot, rates):
         "memory_low", severity, "only %.1f %% of memory available" % pct,
         {"available_pct": pct, "available_bytes": available, "total_bytes": total,
          "swap_free_bytes": _get(meminfo, "SwapFree")},
-        _limit("available", name, op="<", unit=" %"))
+        _limit("available", name, op="<", unit=" %"),
+        culprits=top_culprits(snapshot, rates, "rss_bytes"))
 
 
 def rule_swapping(snapshot, rates):
@@ -195,7 +412,8 @@ def rule_swapping(snapshot, rates):
         yield _finding(
             "swapping", WARN, "swapping %.0f pages/s" % (swap_in + swap_out),
             {"swap_in_pages_per_s": swap_in, "swap_out_pages_per_s": swap_out},
-            _limit("swap in + out", "swap_pages_per_s", unit=" pages/s"))
+            _limit("swap in + out", "swap_pages_per_s", unit=" pages/s"),
+            culprits=top_culprits(snapshot, rates, "majflt_per_s"))
 
 
 def rule_major_faults(snapshot, rates):
@@ -205,7 +423,8 @@ def rule_major_faults(snapshot, rates):
             "major_faults", WARN, "%.0f major page faults/s" % faults,
             {"major_faults_per_s": faults,
              "swap_in_pages_per_s": _get(rates, "memory", "swap_in_pages_per_s")},
-            _limit("major faults", "major_faults_per_s", unit="/s"))
+            _limit("major faults", "major_faults_per_s", unit="/s"),
+            culprits=top_culprits(snapshot, rates, "majflt_per_s"))
 
 
 def rule_oom_kills(snapshot, rates):
@@ -251,7 +470,8 @@ def rule_disk_util(snapshot, rates):
                 {"util_pct": util, "avg_queue": _get(disk, "avg_queue"),
                  "await_ms": _get(disk, "await_ms"), "reads_per_s": _get(disk, "reads_per_s"),
                  "writes_per_s": _get(disk, "writes_per_s")},
-                _limit("util", "disk_util_pct", unit=" %"), subject=name)
+                _limit("util", "disk_util_pct", unit=" %"), subject=name,
+                culprits=top_culprits(snapshot, rates, "io_bytes_per_s"))
 
 
 def rule_disk_await(snapshot, rates):
@@ -268,7 +488,7 @@ def rule_disk_await(snapshot, rates):
                  "util_pct": _get(disk, "util_pct"), "avg_queue": _get(disk, "avg_queue")},
                 "%s (at >= %s IOPS)" % (_limit("await", "disk_await_ms", unit=" ms"),
                                         _show(THRESHOLDS["disk_await_min_iops"])),
-                subject=name)
+                subject=name, culprits=top_culprits(snapshot, rates, "io_bytes_per_s"))
 
 
 def filesystem_usage(fs):
@@ -346,7 +566,8 @@ def rule_tcp_retransmits(snapshot, rates):
              "out_segs_per_s": _get(tcp, "out_segs_per_s")},
             "%s (at >= %s segments/s sent)" % (
                 _limit("retransmits", "tcp_retransmit_pct", unit=" %"),
-                _show(THRESHOLDS["tcp_retransmit_min_out_segs_per_s"])))
+                _show(THRESHOLDS["tcp_retransmit_min_out_segs_per_s"])),
+            culprits=[_connection(snapshot, e) for e in _retransmitting(snapshot, rates)])
 
 
 def rule_tcp_listen(snapshot, rates):
@@ -363,7 +584,39 @@ def rule_tcp_listen(snapshot, rates):
             "listen queues overflowing: %s overflows/s, %s drops/s" % (_show(overflows), _show(drops)),
             {"listen_overflows_per_s": overflows, "listen_drops_per_s": drops,
              "passive_opens_per_s": _get(tcp, "passive_opens_per_s")},
-            " or ".join(fired))
+            " or ".join(fired),
+            culprits=[_listener(snapshot, listener) for listener in _full_listeners(snapshot)])
+
+
+def rule_tcp_conn_retrans(snapshot, rates):
+    over = [e for e in _retransmitting(snapshot, rates)
+            if _over(e.get("retrans_per_s"), "tcp_conn_retrans_per_s")]
+    if not over:
+        return
+    # Every connection over the limit is counted; the top ones are named.
+    count = sum(1 for r in rates["sockets"].values()
+                if isinstance(r, dict) and _over(r.get("retrans_per_s"), "tcp_conn_retrans_per_s"))
+    worst = _connection(snapshot, over[0])
+    yield _finding(
+        "tcp_conn_retrans", WARN, "%d connection(s) retransmitting" % max(count, len(over)),
+        {"retrans_per_s": over[0].get("retrans_per_s"), "total_retrans": over[0].get("total_retrans"),
+         "rtt_ms": worst["rtt_ms"], "connections_over": max(count, len(over))},
+        _limit("one connection's retransmits", "tcp_conn_retrans_per_s", unit=" segments/s"),
+        subject="%s -> %s" % (worst["local"], worst["remote"]),
+        culprits=[_connection(snapshot, e) for e in over])
+
+
+def rule_tcp_listener_full(snapshot, rates):
+    sockets = _sockets(snapshot)
+    full = listeners_overflowing(sockets) if sockets is not None else []
+    if not full:
+        return
+    culprits = [_listener(snapshot, listener) for listener in full[:MAX_FULL_LISTENERS]]
+    yield _finding(
+        "tcp_listener_full", WARN, "accept queue full on %d listener(s)" % len(full),
+        {"listeners_full": len(full), "backlog": full[0].get("backlog"),
+         "backlog_max": full[0].get("backlog_max")},
+        "accept queue in use >= listen backlog", subject=culprits[0]["local"], culprits=culprits)
 
 
 def rule_tcp_resets(snapshot, rates):
@@ -424,6 +677,38 @@ def rule_conntrack(snapshot, rates):
                    _limit("entries", name, op=op, unit=" % of max"))
 
 
+# --- processes ------------------------------------------------------------
+
+def rule_procs_d_state(snapshot, rates):
+    stuck = [r for r in _records(snapshot) if r.get("state") == "D"]
+    if not _over(len(stuck), "procs_d_state"):
+        return
+    stuck.sort(key=lambda r: (bool(r.get("kernel_thread")), r["pid"]))
+    yield _finding(
+        "procs_d_state", WARN, "%d process(es) in D state (uninterruptible)" % len(stuck),
+        {"d_state": len(stuck), "procs_blocked": _get(snapshot.cpu, "procs_blocked")},
+        _limit("processes in D state", "procs_d_state"),
+        culprits=[_process(r) for r in stuck[:NAMED_D_STATE]])
+
+
+def rule_procs_zombies(snapshot, rates):
+    records = _records(snapshot)
+    zombies = [r for r in records if r.get("state") == "Z"]
+    if not _over(len(zombies), "procs_zombie"):
+        return
+    by_parent = {}
+    for zombie in zombies:
+        by_parent[zombie.get("ppid")] = by_parent.get(zombie.get("ppid"), 0) + 1
+    by_pid = {r["pid"]: r for r in records}
+    ranked = sorted(by_parent.items(), key=lambda item: (-item[1], str(item[0])))
+    culprits = [_process(by_pid.get(ppid) or {"pid": ppid}, kind="parent", zombies=n)
+                for ppid, n in ranked[:CULPRITS]]
+    yield _finding(
+        "procs_zombie", WARN, "%d zombie processes not reaped" % len(zombies),
+        {"zombies": len(zombies), "parents": len(by_parent)},
+        _limit("zombies", "procs_zombie"), culprits=culprits)
+
+
 # --- kernel ---------------------------------------------------------------
 
 def rule_file_handles(snapshot, rates):
@@ -469,7 +754,9 @@ RULES = (
     rule_load, rule_cpu_states, rule_one_cpu_busy, rule_pressure,
     rule_swapping, rule_major_faults,
     rule_disk_util, rule_disk_await,
-    rule_links, rule_tcp_retransmits, rule_tcp_listen, rule_tcp_resets, rule_udp_errors,
+    rule_procs_d_state, rule_procs_zombies,
+    rule_links, rule_tcp_retransmits, rule_tcp_conn_retrans, rule_tcp_listen,
+    rule_tcp_listener_full, rule_tcp_resets, rule_udp_errors,
     rule_softnet, rule_file_handles, rule_tainted,
 )
 

@@ -1,15 +1,28 @@
 """The one-screen text report, after Brendan Gregg's "Linux performance
 analysis in 60 seconds": findings first, then load, CPU, pressure, memory,
-disks, filesystems, links, TCP, softnet and kernel, each one or a few lines.
+disks, filesystems, the process table (counts by state, D-state and zombie
+processes by name, top processes by CPU, memory, I/O and faults), links, TCP,
+the socket table (TCP states, top connections, full listeners) and kernel,
+each one or a few lines; every list is capped so that a busy host still fits
+on about one screen.
 
 :func:`render_text` is a pure function of a snapshot, its rates (or None for a
 single snapshot) and its findings. Bytes are shown in binary units
 (KiB, MiB, GiB), bits in decimal ones (Kb, Mb, Gb), counts with k and M.
+:func:`socket_inodes_shown` says which sockets the report and the findings
+name, so that the caller looks up their processes (and only theirs).
 """
 
 import re
 
-from hostdiag.views.findings import filesystem_usage
+from hostdiag.derive.process_rates import process_key, top_processes
+from hostdiag.derive.socket_rates import listeners_overflowing
+from hostdiag.views.findings import (
+    connection_rankings,
+    culprit_text,
+    filesystem_usage,
+    socket_inodes_named,
+)
 
 MAX_FINDINGS = 12
 MAX_ERRORS_SHOWN = 3
@@ -20,6 +33,10 @@ FS_FLAG_PCT = 80.0
 MAX_LINKS = 6
 MAX_KERNEL_LINES = 3
 LINE_WIDTH = 110
+MAX_NAMED_PROCESSES = 5     # D-state and zombie processes named, each
+TOP_PROCESSES = 5           # rows per top-process table
+MAX_LISTENERS = 4           # full listeners shown
+CMDLINE_WIDTH = 44
 
 # Virtual block devices that clutter the screen when idle.
 _IDLE_HIDDEN_DISK = re.compile(r"(loop|ram|zram)[0-9]+\Z")
@@ -116,8 +133,10 @@ def render_text(snapshot, rates, findings, color=False):
     _memory(screen, snapshot, live_rates)
     _disks(screen, snapshot, live_rates)
     _filesystems(screen, snapshot)
+    _processes(screen, snapshot, live_rates)
     _links(screen, snapshot, live_rates)
     _tcp(screen, snapshot, live_rates)
+    _sockets(screen, snapshot, live_rates)
     _kernel(screen, snapshot)
     return "\n".join(screen.lines) + "\n"
 
@@ -170,9 +189,15 @@ def _findings(screen, findings):
     for finding in findings[:MAX_FINDINGS]:
         severity = finding.get("severity", "")
         label = screen.paint("%-4s" % severity.upper(), _SEVERITY_COLOR.get(severity))
-        screen.lines.append("  %s  %s  [%s: %s]" % (
-            label, finding.get("title"), finding.get("id"), finding.get("threshold")))
+        rule = "[%s: %s]" % (finding.get("id"), finding.get("threshold"))
+        title = str(finding.get("title"))
         line = ""
+        if 8 + len(title) + 2 + len(rule) <= LINE_WIDTH + 20:
+            screen.lines.append("  %s  %s  %s" % (label, title, rule))
+        else:
+            # A long title (one naming a connection) keeps its rule for the next line.
+            screen.lines.append("  %s  %s" % (label, title))
+            line = rule
         for key, value in (finding.get("evidence") or {}).items():
             item = "%s %s" % (key, _evidence_value(key, value))
             if line and len(line) + 2 + len(item) > LINE_WIDTH:
@@ -181,6 +206,12 @@ def _findings(screen, findings):
             line = "%s  %s" % (line, item) if line else item
         if line:
             screen.lines.append("        " + line)
+        culprits = [c for c in finding.get("culprits") or () if isinstance(c, dict)]
+        # The title names the first culprit: a line only for more.
+        if len(culprits) > 1:
+            text = "who: " + "; ".join(culprit_text(c) for c in culprits)
+            screen.lines.append("        " + (text if len(text) <= LINE_WIDTH
+                                             else text[:LINE_WIDTH - 3] + "..."))
     if len(findings) > MAX_FINDINGS:
         screen.lines.append("  (+%d more)" % (len(findings) - MAX_FINDINGS))
 
@@ -417,3 +448,186 @@ def _kernel(screen, snapshot):
     for line in (log or ())[-MAX_KERNEL_LINES:]:
         if isinstance(line, dict):
             screen.add("", "[%s] %s" % (line.get("level"), str(line.get("message"))[:LINE_WIDTH - 20]))
+
+
+# --- the process table --------------------------------------------------------
+
+# ps STAT letters, in the order the counts are shown; others follow.
+_STATE_ORDER = ("R", "S", "D", "Z", "T", "t", "I")
+
+
+def _proc_name(record):
+    return "%s[%s]" % (record.get("comm") or "?", record.get("pid"))
+
+
+def _command(record, width=CMDLINE_WIDTH):
+    """The command line as one short string, the program without its directory
+    (the arguments matter more on a narrow line); a kernel thread or a zombie
+    as [comm], as ps does."""
+    args = record.get("cmdline")
+    if record.get("kernel_thread") or not isinstance(args, (list, tuple)) or not args:
+        text = "[%s]" % (record.get("comm") or "?")
+    else:
+        text = " ".join([str(args[0]).rsplit("/", 1)[-1]] + [str(a) for a in args[1:]])
+        text = text.replace("\n", " ")
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _listed(prefix, items, total, separator=", "):
+    """``prefix`` and as many of ``items`` as fit on one line, then how many of
+    the ``total`` were left out."""
+    text = prefix
+    shown = 0
+    for item in items:
+        candidate = text + (separator if shown else "") + item
+        if shown and len(candidate) > LINE_WIDTH - 22:
+            break
+        text = candidate
+        shown += 1
+    more = total - shown
+    return text + (" (+%d more)" % more if more > 0 else "")
+
+
+# (label, top_processes category, column titles, row fields, formatter)
+_TOP_TABLES = (
+    ("PROC CPU", "cpu", ("cpu%",), ("cpu_pct",), _pct),
+    ("PROC MEM", "rss", ("rss",), ("rss_bytes",), human_bytes),
+    ("PROC IO", "io", ("read/s", "write/s"), ("read_bytes_per_s", "write_bytes_per_s"),
+     human_bytes),
+    ("PROC FLT", "faults", ("minflt/s", "majflt/s"), ("minflt_per_s", "majflt_per_s"),
+     human_count),
+)
+
+
+def _processes(screen, snapshot, rates):
+    section = snapshot.processes
+    if not isinstance(section, dict):
+        screen.add("PROCS", "- (no process table)")
+        return
+    records = [r for r in section.get("processes") or () if isinstance(r, dict)]
+    counts = section.get("counts") or {}
+    by_state = counts.get("by_state") or {}
+    states = [s for s in _STATE_ORDER if s in by_state or s in "RSDZ"]
+    states += sorted(s for s in by_state if s not in states)
+    screen.add("PROCS", "%s processes  %s threads   %s   vanished %s  denied %s" % (
+        human_count(counts.get("total")), human_count(counts.get("threads")),
+        "  ".join("%s %s" % (s, human_count(by_state.get(s, 0))) for s in states),
+        human_count(section.get("vanished")), human_count(section.get("denied"))))
+    stuck = [r for r in records if r.get("state") == "D"]
+    if stuck:
+        screen.add("", screen.paint(_listed(
+            "D state: ", [_proc_name(r) for r in stuck[:MAX_NAMED_PROCESSES]], len(stuck)), _YELLOW))
+    zombies = [r for r in records if r.get("state") == "Z"]
+    if zombies:
+        by_pid = {r.get("pid"): r for r in records}
+        zombies.sort(key=lambda r: (r.get("ppid") or 0, r.get("pid") or 0))
+
+        def with_parent(record):
+            parent = by_pid.get(record.get("ppid"))
+            return "%s of %s" % (_proc_name(record), _proc_name(parent) if parent
+                                 else "[%s]" % record.get("ppid"))
+
+        screen.add("", _listed(
+            "zombies: ", [with_parent(r) for r in zombies[:MAX_NAMED_PROCESSES]], len(zombies)))
+    identified = [r for r in records if isinstance(r.get("pid"), int)
+                  and isinstance(r.get("start_time"), int)]
+    proc_rates = _get(rates, "processes")
+    proc_rates = proc_rates if isinstance(proc_rates, dict) else None
+    top = top_processes({"processes": identified}, proc_rates or {}, TOP_PROCESSES)
+    by_key = {process_key(r): r for r in identified}
+    for label, category, titles, fields, fmt in _TOP_TABLES:
+        if category != "rss" and proc_rates is None:
+            continue
+        rows = top.get(category) or ()
+        if not rows:
+            screen.add(label, "none above zero")
+            continue
+        screen.add(label, "%7s %-10s %-16s %s  command" % (
+            "pid", "user", "comm", " ".join("%9s" % t for t in titles)))
+        for row in rows:
+            record = by_key.get(process_key(row)) or {}
+            user = row.get("user") if row.get("user") is not None else record.get("uid")
+            screen.add("", "%7s %-10s %-16s %s  %s" % (
+                row.get("pid"), str(user if user is not None else "?")[:10],
+                str(row.get("comm"))[:16], " ".join("%9s" % fmt(row.get(f)) for f in fields),
+                _command(record)))
+
+
+# --- the socket table ---------------------------------------------------------
+
+def _state(name):
+    name = str(name)
+    return "ESTAB" if name == "ESTABLISHED" else name.replace("_", "-")
+
+
+def _endpoint(address, port):
+    return ("[%s]:%s" if ":" in str(address) else "%s:%s") % (address, port)
+
+
+def _holders(sockets, inode):
+    owners = sockets.get("owners")
+    holders = owners.get(str(inode)) if isinstance(owners, dict) and inode else None
+    holders = [h for h in holders or () if isinstance(h, dict)]
+    if not holders:
+        return "-"
+    text = "%s[%s]" % (holders[0].get("comm"), holders[0].get("pid"))
+    return text + (" +%d" % (len(holders) - 1) if len(holders) > 1 else "")
+
+
+def socket_inodes_shown(snapshot, rates):
+    """The inodes of the sockets :func:`render_text` and the findings name: the
+    top connections of each ranking and the full listeners. The caller maps
+    these (and only these) to their processes, as ``sockets["owners"]``."""
+    sockets = snapshot.sockets
+    if not isinstance(sockets, dict):
+        return set()
+    top = connection_rankings(snapshot, rates)
+    inodes = {entry.get("inode") for entries in top.values() for entry in entries}
+    inodes.update(listener.get("inode") for listener in listeners_overflowing(sockets)[:MAX_LISTENERS])
+    inodes.update(socket_inodes_named(snapshot, rates))
+    inodes.discard(None)
+    inodes.discard(0)
+    return inodes
+
+
+def _sockets(screen, snapshot, rates):
+    sockets = snapshot.sockets
+    if not isinstance(sockets, dict):
+        screen.add("SOCKETS", "- (no socket table)")
+        return
+    states = sockets.get("tcp_states") or {}
+    ordered = sorted(states, key=lambda name: (-(_num(states[name]) or 0), str(name)))
+    unix = sockets.get("unix") if isinstance(sockets.get("unix"), dict) else {}
+    dropped = _num(_get(sockets, "tcp_table", "dropped")) or 0
+    screen.add("SOCKETS", "tcp %s: %s   udp %s  unix %s   (%s%s)" % (
+        human_count(sockets.get("tcp_total")),
+        "  ".join("%s %s" % (_state(name), human_count(states[name])) for name in ordered) or "none",
+        human_count(sockets.get("udp_total")), human_count(unix.get("total")),
+        sockets.get("source") or "?", ", %s rows not kept" % human_count(dropped) if dropped else ""))
+    top = connection_rankings(snapshot, rates)
+    if any(top.values()):
+        screen.add("CONNS", "%-41s %-10s %6s %5s %7s %6s %8s %8s  process" % (
+            "top by: local -> remote", "state", "rtt ms", "cwnd", "retrans",
+            "rtx/s", "send-q", "recv-q"))
+        for ranking, label in (("retrans", " retrans"), ("rtt", " rtt"), ("queue", " queue")):
+            for i, entry in enumerate(top.get(ranking) or ()):
+                info = _get(entry, "detail", "tcp_info")
+                rtt = _num(entry.get("rtt"))
+                screen.add("" if i else label, "%-41s %-10s %6s %5s %7s %6s %8s %8s  %s" % (
+                    "%s -> %s" % (_endpoint(entry.get("local"), entry.get("local_port")),
+                                  _endpoint(entry.get("remote"), entry.get("remote_port"))),
+                    _state(entry.get("state"))[:10], "-" if rtt is None else "%.1f" % (rtt / 1000.0),
+                    human_count(_get(info, "cwnd")), human_count(entry.get("total_retrans")),
+                    human_count(entry.get("retrans_per_s")), human_bytes(entry.get("wqueue")),
+                    human_bytes(entry.get("rqueue")), _holders(sockets, entry.get("inode"))))
+    listeners = sockets.get("listeners") or ()
+    full = listeners_overflowing(sockets)
+    if not full:
+        screen.add("LISTEN", "%d listening, none with a full accept queue" % len(listeners))
+        return
+    shown = ["%s backlog %s/%s %s" % (
+        _endpoint(listener.get("local"), listener.get("local_port")), listener.get("backlog"),
+        listener.get("backlog_max"), _holders(sockets, listener.get("inode")))
+        for listener in full[:MAX_LISTENERS]]
+    screen.add("LISTEN", screen.paint(_listed("%d of %d full: " % (len(full), len(listeners)),
+                                              shown, len(full), "; "), _YELLOW))

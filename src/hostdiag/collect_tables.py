@@ -1,0 +1,72 @@
+"""Wires the process and socket tables into snapshots, next to :mod:`hostdiag.collect`.
+
+:class:`TableCollector` holds one :class:`~hostdiag.sources.processes.ProcessTable`
+and one :class:`~hostdiag.sources.sockets.SocketTable` for a host root and keeps
+them between samples: the process table's cache of per-process facts, and the
+socket table's open sock_diag socket (the socket table itself chooses netlink
+for a live root and /proc/net/tcp* otherwise).
+
+Timing: a snapshot's rates are dated by ``meta.mono_ns``, taken when the system
+collection starts. :meth:`TableCollector.collect` is meant to run right
+before that collection, and it scans the processes last, so that the process counters
+(CPU ticks, I/O bytes, faults) are read just before ``meta.mono_ns`` in both
+snapshots of a pair: the scan's offset from it is the same twice and cancels
+out of the per-process rates. The socket dump comes first; retransmits per
+second are less sensitive to a few milliseconds.
+"""
+
+from hostdiag.model import ErrorRecord
+from hostdiag.sources.processes import ProcessTable
+from hostdiag.sources.sockets import SocketTable, map_pids
+
+
+class TableCollector:
+    """The processes and sockets sections of one :class:`HostRoot`, sample after
+    sample. Use as a context manager or call :meth:`close`.
+
+    ``netlink=False`` makes the socket table read /proc/net instead of
+    sock_diag; ``fd_counts`` is passed to the process table.
+    """
+
+    def __init__(self, root, netlink=True, fd_counts="auto"):
+        self.root = root
+        self.processes = ProcessTable(root, fd_counts=fd_counts)
+        self.sockets = SocketTable(root, netlink=netlink)
+
+    def collect(self, problems):
+        """``(processes section, sockets section)``; either is None when its
+        source could not be read at all, with the reason in ``problems``."""
+        sockets = self.sockets.collect(problems)
+        processes = self.processes.scan(problems)
+        return processes, sockets
+
+    def owners(self, inodes, problems):
+        """``{str(inode): [{"pid", "comm"}]}`` for the socket inodes given (the
+        ones a view shows): one walk of /proc/*/fd, so keep the list short.
+        Keys are strings so that the mapping travels through JSON and msgpack
+        alike; inodes no process holds are absent."""
+        found = map_pids(self.root, inodes, problems)
+        return {str(inode): holders for inode, holders in sorted(found.items())}
+
+    def close(self):
+        self.sockets.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def attach(snapshot, processes, sockets, problems):
+    """Put the table sections into ``snapshot`` and the tables' problems into
+    its ``meta.errors`` (after the system collection's own)."""
+    snapshot.processes = processes
+    snapshot.sockets = sockets
+    add_errors(snapshot, problems)
+    return snapshot
+
+
+def add_errors(snapshot, problems):
+    """Append the entries of ``problems`` to ``snapshot.meta.errors``."""
+    snapshot.meta.errors.extend(ErrorRecord(**entry) for entry in problems.all())
