@@ -531,3 +531,16 @@ def test_secrets_never_reach_the_section(table, spawn):
     text = repr(record)
     for secret in ("sk-123", "letmein", "opensesame"):
         assert secret not in text
+
+
+def test_rates_skip_damaged_process_records():
+    from hostdiag.derive.process_rates import process_rates, top_processes
+
+    good = {"pid": 10, "start_time": 5, "utime": 1, "stime": 1, "comm": "x", "user": "root"}
+    later = dict(good, utime=101)
+    prev = {"processes": [good, "junk", {"pid": "x"}]}
+    cur = {"processes": [later, None, {"pid": 3, "start_time": None}]}
+    rates = process_rates(prev, cur, 1.0, 100)
+    assert list(rates) == ["10:5"]
+    assert rates["10:5"]["cpu_pct"] == 100.0
+    assert [row["pid"] for row in top_processes(cur, rates)["cpu"]] == [10]

@@ -25,8 +25,14 @@ TOP_CATEGORIES = ("cpu", "rss", "io", "faults")
 
 
 def process_key(record):
-    """The identity of a process record: ``"pid:start_time"``."""
-    return "%d:%d" % (record["pid"], record["start_time"])
+    """The identity of a process record: ``"pid:start_time"``; None for a
+    record that has no integer pid and start time (a damaged stored snapshot)."""
+    if not isinstance(record, dict):
+        return None
+    pid, start = record.get("pid"), record.get("start_time")
+    if not isinstance(pid, int) or not isinstance(start, int):
+        return None
+    return "%d:%d" % (pid, start)
 
 
 def _sum(record, *fields):
@@ -56,10 +62,13 @@ def process_rates(prev_section, cur_section, dt_s, clock_ticks):
     previous = {}
     if prev_section:
         previous = {process_key(r): r for r in prev_section.get("processes") or ()}
+        previous.pop(None, None)
     comparable = isinstance(dt_s, (int, float)) and dt_s > 0 and bool(clock_ticks)
     result = {}
     for record in (cur_section or {}).get("processes") or ():
         key = process_key(record)
+        if key is None:
+            continue
         old = previous.get(key) if comparable else None
         if old is None:
             result[key] = dict.fromkeys(RATE_FIELDS)
@@ -103,6 +112,8 @@ def top_processes(section, rates, n=5):
     """
     candidates = {category: [] for category in TOP_CATEGORIES}
     for record in (section or {}).get("processes") or ():
+        if process_key(record) is None:
+            continue
         r = rates.get(process_key(record)) or {}
         cpu = r.get("cpu_pct")
         candidates["cpu"].append((cpu, _row(record, cpu_pct=cpu)))
