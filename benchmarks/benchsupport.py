@@ -35,13 +35,16 @@ class Results:
 
     ``medians[group][variant]`` holds median wall seconds per call;
     ``cpu[label]`` holds ``{"cpu_s": seconds per call, "n": calls, "note": ...}``;
-    ``notes[group]`` holds a line such as "no psutil equivalent".
+    ``notes[group]`` holds a line such as "no psutil equivalent";
+    ``paired[kind]`` holds goal (1)'s paired measurement of one collector
+    (median ratio to its floor, quartiles, medians in µs).
     """
 
     def __init__(self):
         self.medians = {}
         self.cpu = {}
         self.notes = {}
+        self.paired = {}
 
     def record(self, benchmark):
         stats = benchmark.stats

@@ -138,13 +138,21 @@ def pytest_terminal_summary(terminalreporter):
                  _ratio(res.medians[g].get("source"), res.medians[g].get(floor))
                  if floor in res.medians[g] else "-")
                 for g in sections])
-    other = [g for g in sorted(res.medians) if not g.startswith(("parse ", "section "))]
+    other = [g for g in sorted(res.medians)
+             if not g.startswith(("parse ", "section ")) and g != "goal 1, paired"]
     for group in other:
         tr.write_line("")
         m = res.medians[group]
         base = m.get(RAW)
         _table(tr, ("%s: variant" % group, "median µs", "÷ raw read"),
                [(v, _us(s), _ratio(s, base)) for v, s in sorted(m.items(), key=lambda kv: kv[1])])
+    if res.paired:
+        tr.write_line("")
+        tr.write_sep("-", "goal (1), paired: collect() ÷ its floor, alternated in rounds (CPU time)")
+        _table(tr, ("collector", "median ratio", "quartiles", "collect() µs", "floor µs", "rounds"),
+               [(kind, "%.2f" % p["ratio_median"], "%.2f–%.2f" % (p["ratio_q1"], p["ratio_q3"]),
+                 "%.1f" % p["collect_us_median"], "%.1f" % p["floor_us_median"], p["rounds"])
+                for kind, p in sorted(res.paired.items())])
     if res.cpu:
         tr.write_line("")
         tr.write_sep("-", "CPU per snapshot / scrape (process CPU time, user+system)")

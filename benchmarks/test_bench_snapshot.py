@@ -5,13 +5,19 @@ default, CPU time with ``--benchmark-timer=time.process_time``):
 
 * ``raw_read`` / ``raw_read (no-netlink set)``: open + read to EOF + close of
   exactly the files ``SystemCollector.collect()`` reads (with and without
-  netlink), recorded once at setup by wrapping ``HostRoot.read``;
-* ``raw_read + fs syscalls``: the same, plus replaying the stat() and statvfs()
-  calls collect() makes (sysfs probes, filesystem space);
+  netlink) in a steady-state sample, recorded once at setup by wrapping
+  ``HostRoot.read`` (see ``record_footprint``);
+* ``raw_read + fs syscalls`` / ``... (no-netlink set)``: the same, plus
+  replaying every other file-system call collect() makes (stat(), statvfs()
+  of each filesystem, listdir() of /sys/class/net without netlink, uname()):
+  the floor of goal (1) without netlink;
 * ``raw_read + fs syscalls + raw netlink dumps``: plus the four rtnetlink dumps
   on a plain socket, received to NLMSG_DONE and not decoded: all the kernel
-  work of one snapshot with the least Python around it;
+  work of one snapshot with the least Python around it, the floor of goal (1)
+  with netlink;
 * ``HostRoot.read of the same files``: our reader instead of the floor's;
+* group ``goal 1, paired``: collect() and its floor alternated in rounds (see
+  ``test_goal1_paired``), the ratio goal (1) is judged on;
 * ``collect() netlink`` / ``collect() no netlink``: ``SystemCollector(root,
   use_netlink=...).collect()`` with the live (compiled) parsers;
 * ``collect() netlink, pure parsers``: the same with every hot parser swapped
@@ -27,10 +33,11 @@ calls; node_exporter's is the utime + stime delta of its /proc/<pid>/stat over
 N sequential scrapes, divided by N. Both go to ``extra_info["cpu_us_per_call"]``
 and to the table printed at the end of the session.
 
-Groups ``section NAME``: each source function of collect() alone against the
-raw read of the files it reads (for network, also against the raw netlink
-dumps, bare and decoded by hostdiag's own row parsers), to show where a
-snapshot's cost goes.
+Groups ``section NAME``: each source of collect() alone (the collector's own
+source object, with what it keeps between samples) against the replay of the
+file reads and other file-system calls it makes (for network, also against the
+raw netlink dumps, bare and decoded by hostdiag's own row parsers), to show
+where a snapshot's cost goes.
 """
 
 import os
@@ -42,6 +49,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from statistics import median
 
 import pytest
 
@@ -60,6 +68,10 @@ GROUP = "system snapshot"
 COLLECT_CPU_CALLS = int(os.environ.get("BENCH_COLLECT_CALLS", "200"))
 SCRAPES = int(os.environ.get("BENCH_SCRAPES", "100"))
 WARMUP = 5
+# Goal (1) measured paired: rounds, and calls of collect() and of its floor per round.
+PAIRED_GROUP = "goal 1, paired"
+PAIRED_ROUNDS = int(os.environ.get("BENCH_PAIRED_ROUNDS", "60"))
+PAIRED_CALLS = 10
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 NODE_EXPORTER_NAMES = ("prometheus-node-exporter", "node_exporter")
 NODE_EXPORTER_HINT = "apt-get install prometheus-node-exporter"
@@ -68,20 +80,35 @@ NODE_EXPORTER_HINT = "apt-get install prometheus-node-exporter"
 # ---------------------------------------------------------------- what collect() touches
 
 class Footprint:
-    """The host calls one collect() makes: files read, stat()s, statvfs()s."""
+    """The host calls one collect() makes: files read, stat()s, statvfs()s,
+    listdir()s and uname()s."""
 
     def __init__(self):
         self.files = []
         self.stats = []
         self.statvfs = []
+        self.listdirs = []
+        self.unames = 0
+
+    def describe(self):
+        return {"files": len(self.files), "stat_calls": len(self.stats),
+                "statvfs_calls": len(self.statvfs), "listdir_calls": len(self.listdirs),
+                "uname_calls": self.unames}
 
 
 def record_footprint(collect, root, monkeypatch):
-    """Run ``collect()`` once with HostRoot.read, os.stat and os.statvfs wrapped."""
+    """Run ``collect()`` once with HostRoot.read, os.stat, os.statvfs,
+    os.listdir and os.uname wrapped. Run it on a collector that has already
+    taken a sample, so that what it records is a steady-state sample: what a
+    collector reads once (kernel identity) or every N samples (os-release,
+    pid and thread limits, nf_conntrack_max) is not in it, and collect() does
+    not read it either in the median sample."""
     footprint = Footprint()
     read = root.read
     real_stat = os.stat
     real_statvfs = os.statvfs
+    real_listdir = os.listdir
+    real_uname = os.uname
 
     def recording_read(path, cap=None):
         footprint.files.append(path)
@@ -95,10 +122,20 @@ def record_footprint(collect, root, monkeypatch):
         footprint.statvfs.append(path)
         return real_statvfs(path)
 
+    def recording_listdir(path="."):
+        footprint.listdirs.append(path)
+        return real_listdir(path)
+
+    def recording_uname():
+        footprint.unames += 1
+        return real_uname()
+
     with monkeypatch.context() as patch:
         patch.setattr(root, "read", recording_read)
         patch.setattr(os, "stat", recording_stat)
         patch.setattr(os, "statvfs", recording_statvfs)
+        patch.setattr(os, "listdir", recording_listdir)
+        patch.setattr(os, "uname", recording_uname)
         collect()
     return footprint
 
@@ -114,14 +151,23 @@ def read_all(paths):
 
 
 def replay_syscalls(footprint):
+    """The file reads, then every other file-system call collect() made."""
     read_all(footprint.files)
     for path, args, kwargs in footprint.stats:
         try:
             os.stat(path, *args, **kwargs)
         except OSError:
             continue
-    for path in footprint.statvfs:
-        os.statvfs(path)
+    for call, paths in ((os.statvfs, footprint.statvfs), (os.listdir, footprint.listdirs)):
+        for path in paths:
+            try:
+                call(path)
+            except OSError:
+                # Unmounted since the recording (other processes' tests mount
+                # and unmount): it fails in collect() too, which records it.
+                continue
+    for _ in range(footprint.unames):
+        os.uname()
 
 
 # ---------------------------------------------------------------- the netlink floor
@@ -239,7 +285,10 @@ def collectors(host_root):
 
 @pytest.fixture(scope="module")
 def footprints(collectors):
-    """What each collector's collect() reads and probes, recorded once."""
+    """What each collector's collect() reads and probes in a steady-state
+    sample (the second), recorded once."""
+    for collector in collectors.values():
+        collector.collect()
     with pytest.MonkeyPatch.context() as monkeypatch:
         return {
             kind: record_footprint(collector.collect, collector.root, monkeypatch)
@@ -356,31 +405,86 @@ def test_raw_read_floor(bench, footprints, kind):
     bench(read_all, footprint.files)
 
 
-def test_raw_read_and_fs_syscalls(bench, footprints):
-    footprint = footprints["netlink"]
-    _snapshot_info(bench, "raw_read + fs syscalls")
-    bench.extra_info.update({
-        "files": len(footprint.files), "stat_calls": len(footprint.stats),
-        "statvfs_calls": len(footprint.statvfs),
-    })
+@pytest.mark.parametrize("kind", ["netlink", "no netlink"])
+def test_raw_read_and_fs_syscalls(bench, footprints, kind):
+    """The whole floor of collect() without netlink: every file read and every
+    other file-system call it makes (goal 1's base for that variant)."""
+    footprint = footprints[kind]
+    variant = "raw_read + fs syscalls" + ("" if kind == "netlink" else " (no-netlink set)")
+    _snapshot_info(bench, variant)
+    bench.extra_info.update(footprint.describe())
+    if kind == "no netlink":
+        record_cpu(bench, "raw floor, no-netlink set", cpu_per_call(lambda: replay_syscalls(footprint),
+                                                                    COLLECT_CPU_CALLS),
+                   COLLECT_CPU_CALLS, "files + stat + statvfs + listdir + uname")
     bench(replay_syscalls, footprint)
 
 
-def test_full_syscall_floor(bench, footprints, raw_netlink):
+def test_full_syscall_floor(bench, footprints, raw_netlink, request):
     """Files, stat()s, statvfs()s and the four netlink dumps: everything the
     kernel does for collect(), with the least Python around it."""
     footprint = footprints["netlink"]
     _snapshot_info(bench, "raw_read + fs syscalls + raw netlink dumps")
+    bench.extra_info.update(footprint.describe())
     bench.extra_info["netlink_messages"] = dict(
         zip((name for name, _type, _size in NETLINK_DUMPS), map(len, raw_netlink.dump_all())))
+    floor = _floor_of("netlink", footprint, request)
+
+    record_cpu(bench, "raw floor incl. netlink dumps", cpu_per_call(floor, COLLECT_CPU_CALLS),
+               COLLECT_CPU_CALLS, "files + stat + statvfs + uname + 4 rtnetlink dumps, undecoded")
+    bench(floor)
+
+
+def _floor_of(kind, footprint, request):
+    """The floor of goal (1) for one collector: every kernel call its collect() makes."""
+    if kind == "no netlink":
+        return lambda: replay_syscalls(footprint)
+    raw_netlink = request.getfixturevalue("raw_netlink")
 
     def floor():
         replay_syscalls(footprint)
         raw_netlink.dump_all()
 
-    record_cpu(bench, "raw floor incl. netlink dumps", cpu_per_call(floor, COLLECT_CPU_CALLS),
-               COLLECT_CPU_CALLS, "files + stat + statvfs + 4 rtnetlink dumps, undecoded")
-    bench(floor)
+    return floor
+
+
+@pytest.mark.parametrize("kind", ["netlink", "no netlink"])
+def test_goal1_paired(bench, collectors, footprints, request, kind):
+    """collect() against its floor, alternated in short rounds so that both
+    meet the same load: on a shared machine the load moves between two
+    benchmarks run a minute apart, and with it their CPU times. Each round
+    times PAIRED_CALLS calls of each (which goes first alternates) in CPU
+    time; the ratio reported is the median of the rounds' ratios."""
+    collector = collectors[kind]
+    floor = _floor_of(kind, footprints[kind], request)
+    ours, base = [], []
+    clock = time.process_time
+
+    def one_round():
+        first_ours = len(ours) % 2 == 0
+        for fn, times in ((collector.collect, ours), (floor, base))[::1 if first_ours else -1]:
+            start = clock()
+            for _ in range(PAIRED_CALLS):
+                fn()
+            times.append((clock() - start) / PAIRED_CALLS)
+
+    for _ in range(WARMUP):
+        one_round()
+    del ours[:], base[:]
+    bench.group = PAIRED_GROUP
+    bench.extra_info["variant"] = "collect() %s, paired with its floor" % kind
+    bench.pedantic(one_round, rounds=PAIRED_ROUNDS, iterations=1)
+    ratios = sorted(o / b for o, b in zip(ours, base))
+    summary = {
+        "ratio_median": round(median(ratios), 3),
+        "ratio_q1": round(ratios[len(ratios) // 4], 3),
+        "ratio_q3": round(ratios[(3 * len(ratios)) // 4], 3),
+        "collect_us_median": round(median(ours) * 1e6, 1),
+        "floor_us_median": round(median(base) * 1e6, 1),
+        "rounds": len(ratios), "calls_per_round": PAIRED_CALLS,
+    }
+    bench.extra_info.update(summary)
+    RESULTS.paired[kind] = summary
 
 
 def test_hostroot_read(bench, host_root, footprints):
@@ -404,9 +508,8 @@ def test_collect(bench, collectors, footprints, kind):
     footprint = footprints[kind]
     _snapshot_info(bench, "collect() %s" % kind)
     snapshot = collector.collect()
+    bench.extra_info.update(footprint.describe())
     bench.extra_info.update({
-        "files": len(footprint.files), "stat_calls": len(footprint.stats),
-        "statvfs_calls": len(footprint.statvfs),
         "netlink": collector.netlink is not None,
         "values": count_values(snapshot.to_dict()),
         "errors": [(e.source, e.path, e.kind) for e in snapshot.meta.errors],
@@ -496,17 +599,16 @@ def test_node_exporter_scrape(bench, node_exporter, encoding):
 # ---------------------------------------------------------------- one source at a time
 
 def _sections(collector):
-    from hostdiag import collect as wiring
-
-    root = collector.root
+    """Each source of the collector, as collect() calls it (with what the
+    source keeps between samples)."""
     return {
-        "cpu": lambda p: wiring.collect_cpu(root, p),
-        "memory": lambda p: wiring.collect_memory(root, p),
-        "pressure": lambda p: wiring.collect_pressure(root, p),
-        "disks": lambda p: wiring.collect_disks(root, p),
-        "filesystems": lambda p: wiring.collect_filesystems(root, p),
-        "network": lambda p: wiring.collect_network(root, p, collector.netlink),
-        "kernel": lambda p: wiring.collect_kernel(root, p),
+        "cpu": collector.cpu.collect,
+        "memory": collector.memory.collect,
+        "pressure": collector.pressure.collect,
+        "disks": collector.disks.collect,
+        "filesystems": collector.filesystems.collect,
+        "network": lambda p: collector.network.collect(p, collector.netlink),
+        "kernel": collector.kernel.collect,
     }
 
 
@@ -523,14 +625,14 @@ SECTION_CASES += [("network", NETLINK_FLOOR), ("network", NETLINK_DECODED)]
 def test_section(bench, collectors, monkeypatch, request, section, variant):
     collector = collectors["netlink"]
     source = _sections(collector)[section]
+    source(Problems())
     footprint = record_footprint(lambda: source(Problems()), collector.root, monkeypatch)
     bench.group = "section " + section
-    bench.extra_info.update({
-        "variant": variant, "files": footprint.files, "stat_calls": len(footprint.stats),
-        "statvfs_calls": len(footprint.statvfs),
-    })
+    bench.extra_info.update(footprint.describe())
+    bench.extra_info.update({"variant": variant, "files": footprint.files})
     if variant == RAW:
-        bench(read_all, footprint.files)
+        # The section's floor: its file reads and its other file-system calls.
+        bench(replay_syscalls, footprint)
     elif variant in (NETLINK_FLOOR, NETLINK_DECODED):
         raw_netlink = request.getfixturevalue("raw_netlink")
         row_parsers = None
@@ -540,7 +642,7 @@ def test_section(bench, collectors, monkeypatch, request, section, variant):
                 pytest.skip("hostdiag.sources.netlink has no parse_link/address/route/neighbour")
 
         def floor():
-            read_all(footprint.files)
+            replay_syscalls(footprint)
             raw_netlink.dump_all(row_parsers)
 
         bench(floor)

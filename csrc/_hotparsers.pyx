@@ -65,8 +65,10 @@ cdef enum:
     # A softnet row needs this many columns; 6.x kernels give the CPU in column 12.
     SOFTNET_MIN_COLUMNS = 9
     SOFTNET_CPU_COLUMN = 12
-    # Decoded names kept between calls: slots (a power of two) and longest name.
-    NAME_CACHE_SLOTS = 1024
+    # Decoded names kept between calls: slots (a power of two), slots probed
+    # for one name, and the longest name kept.
+    NAME_CACHE_SLOTS = 4096
+    NAME_CACHE_PROBES = 8
     NAME_CACHE_MAX_LEN = 64
 
 cdef tuple _CPU_FIELDS = CPU_FIELDS
@@ -183,9 +185,14 @@ cdef inline object _signed_object(bint negative, uint64_t magnitude):
 
 
 # The same names come back on every read of a file (meminfo keys, netstat
-# headers, interface names), so each decoded name is kept in a small direct-mapped
-# cache keyed by its raw bytes: a hit costs an FNV-1a hash and a memcmp instead of
-# a decode, an allocation and a SipHash of a new str.
+# headers, interface names), so each decoded name is kept between calls in a
+# hash table keyed by its raw bytes: a hit costs an FNV-1a hash and a memcmp
+# instead of a decode, an allocation and a SipHash of a new str. The files of
+# one system snapshot hold about 650 distinct names; the table has room for
+# several times that, so they stay in it. A name hashes to a slot and may sit
+# in any of the NAME_CACHE_PROBES slots after it; when all of those hold other
+# names, the name's own slot is overwritten, so the table never grows.
+cdef uint32_t _cached_hash[NAME_CACHE_SLOTS]
 cdef list _cached_raw = [None] * NAME_CACHE_SLOTS
 cdef list _cached_names = [None] * NAME_CACHE_SLOTS
 
@@ -193,21 +200,28 @@ cdef list _cached_names = [None] * NAME_CACHE_SLOTS
 cdef inline str _name(const unsigned char *s, Py_ssize_t n):
     """The bytes decoded as UTF-8, invalid bytes replaced by U+FFFD."""
     cdef uint32_t h = 2166136261u
-    cdef Py_ssize_t i, slot
+    cdef Py_ssize_t i, slot, probe, free_slot = -1
     cdef object raw
     cdef str name
     if n > NAME_CACHE_MAX_LEN:
         return PyUnicode_DecodeUTF8(<const char *>s, n, "replace")
     for i in range(n):
         h = (h ^ s[i]) * 16777619u
-    slot = h & (NAME_CACHE_SLOTS - 1)
-    raw = _cached_raw[slot]
-    if (raw is not None and PyBytes_GET_SIZE(raw) == n
-            and memcmp(PyBytes_AS_STRING(raw), s, n) == 0):
-        return <str>_cached_names[slot]
+    for probe in range(NAME_CACHE_PROBES):
+        slot = (h + probe) & (NAME_CACHE_SLOTS - 1)
+        raw = _cached_raw[slot]
+        if raw is None:
+            free_slot = slot
+            break
+        if (_cached_hash[slot] == h and PyBytes_GET_SIZE(raw) == n
+                and memcmp(PyBytes_AS_STRING(raw), s, n) == 0):
+            return <str>_cached_names[slot]
+    if free_slot < 0:
+        free_slot = h & (NAME_CACHE_SLOTS - 1)
     name = PyUnicode_DecodeUTF8(<const char *>s, n, "replace")
-    _cached_raw[slot] = PyBytes_FromStringAndSize(<const char *>s, n)
-    _cached_names[slot] = name
+    _cached_hash[free_slot] = h
+    _cached_raw[free_slot] = PyBytes_FromStringAndSize(<const char *>s, n)
+    _cached_names[free_slot] = name
     return name
 
 

@@ -9,13 +9,13 @@ import time
 from hostdiag import parsers
 from hostdiag.hostpaths import SourceError
 from hostdiag.model import Cpu, ErrorRecord, Memory, Meta, Snapshot
-from hostdiag.sources.cpu import collect_cpu
-from hostdiag.sources.disks import collect_disks
-from hostdiag.sources.filesystems import collect_filesystems
-from hostdiag.sources.kernel import collect_kernel
-from hostdiag.sources.memory import collect_memory
-from hostdiag.sources.network import collect_network
-from hostdiag.sources.pressure import collect_pressure
+from hostdiag.sources.cpu import CpuSource
+from hostdiag.sources.disks import DiskSource
+from hostdiag.sources.filesystems import FilesystemSource
+from hostdiag.sources.kernel import KernelSource
+from hostdiag.sources.memory import MemorySource
+from hostdiag.sources.network import NetworkSource
+from hostdiag.sources.pressure import PressureSource
 from hostdiag.sources.problems import Problems
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -25,24 +25,38 @@ class SystemCollector:
     """Takes system snapshots of one host root, keeping the netlink socket
     open between samples. Use as a context manager or call :meth:`close`.
 
+    Each source keeps what does not change between samples (kernel identity,
+    which devices are partitions, the parsed mount table while mountinfo's
+    bytes repeat, which PSI files exist; see each ``*Source`` class for what
+    and for how long), so a collector is meant to be reused.
+
     A netlink socket that failed during a sample is closed and opened afresh
-    for the next one: pyroute2 keeps failing a socket after a socket error.
+    for the next one: a dump that failed midway can leave replies queued on it.
     """
 
     def __init__(self, root, use_netlink=True):
         self.root = root
         self.use_netlink = bool(use_netlink) and root.live
         self.netlink = None
+        self.cpu = CpuSource(root)
+        self.memory = MemorySource(root)
+        self.pressure = PressureSource(root)
+        self.disks = DiskSource(root)
+        self.filesystems = FilesystemSource(root)
+        self.network = NetworkSource(root)
+        self.kernel = KernelSource(root)
 
-    def _open_netlink(self, problems):
+    def _open_netlink(self):
+        """The netlink socket and None, or None and the SourceError that kept
+        it from opening (None too when netlink is not used)."""
         if self.netlink is None and self.use_netlink:
             from hostdiag.sources.netlink import Netlink
 
             try:
                 self.netlink = Netlink()
             except SourceError as exc:
-                problems.add("network", exc.path, exc.kind, exc.message)
-        return self.netlink
+                return None, exc
+        return self.netlink, None
 
     def close(self):
         if self.netlink is not None:
@@ -61,18 +75,18 @@ class SystemCollector:
         wall_ns = time.time_ns()
         mono_ns = time.monotonic_ns()
         problems = Problems()
-        netlink = self._open_netlink(problems)
-        cpu = collect_cpu(root, problems)
-        memory = collect_memory(root, problems)
-        pressure = collect_pressure(root, problems)
-        disks = collect_disks(root, problems)
-        filesystems = collect_filesystems(root, problems)
+        netlink, netlink_failure = self._open_netlink()
+        cpu = self.cpu.collect(problems)
+        memory = self.memory.collect(problems)
+        pressure = self.pressure.collect(problems)
+        disks = self.disks.collect(problems)
+        filesystems = self.filesystems.collect(problems)
         before = len(problems.entries)
-        network = collect_network(root, problems, netlink)
+        network = self.network.collect(problems, netlink, netlink_failure)
         if netlink is not None and any(
                 e["path"].startswith("netlink") for e in problems.entries[before:]):
             self.close()
-        kernel = collect_kernel(root, problems, kmsg=kmsg)
+        kernel = self.kernel.collect(problems, kmsg=kmsg)
         duration_ns = time.monotonic_ns() - mono_ns
         meta = Meta(
             hostname=kernel["hostname"],

@@ -1,43 +1,56 @@
 """The running kernel's links, addresses, routes and neighbours over rtnetlink.
 
-:class:`Netlink` owns one pyroute2 ``IPRoute`` socket, opened once and reused
-for every sample. Each method sends one request-level dump and returns plain
-dicts and lists; no pyroute2 object leaves this module. Interface names in
-addresses and routes come from the last ``links()`` dump, which is redone
-when it does not know an index.
+:class:`Netlink` opens one ``NETLINK_ROUTE`` socket through pyroute2's
+``IPRoute`` (which also enters a network namespace when asked) and keeps it for
+every sample. Each method runs one request-level dump and returns plain dicts
+and lists; no pyroute2 object leaves this module.
 
-Why the replies are not decoded by pyroute2: its generic decoder builds every
-attribute of every message (``IFLA_AF_SPEC`` alone is a kilobyte of sysctl
-values per link): 35 to 45 ms a sample for a hundred links, against 2 to 3 ms
-here. Each dump here installs a per-request parser (the
-mechanism pyroute2's own ``get_default_routes`` uses, see its
-``docs/parser.rst``) that reads only the fields below from the raw message.
-pyroute2 still owns the socket, the sequence numbers, and the NLMSG_DONE and
-NLMSG_ERROR handling. The raw parsing also gives the counters pyroute2 0.9
-does not decode (``rx_nohandler``, ``rx_otherhost_dropped``).
+What pyroute2 does here and what it does not: it opens the socket and it builds
+the four dump requests, each encoded once, when the ``Netlink`` is made, with
+its message classes (``ifinfmsg``, ``ifaddrmsg``, ``rtmsg``, ``ndmsg``). A sample
+then only patches a fresh sequence number into a request's header, sends it,
+and receives the replies into one reused buffer until NLMSG_DONE; the rows are
+read straight from those buffers. Running each dump through pyroute2's request
+machinery instead (an asyncio loop turn per dump, its response queue and
+marshal) cost about 1.9 ms of CPU a sample for four dumps whose kernel work is
+about 70 µs (benchmarks/README.md).
 
-Every failure (socket, NetlinkError, pyroute2 missing) raises
-:class:`~hostdiag.hostpaths.SourceError` with the path ``netlink:<request>``.
-A message whose attributes overrun it is skipped; when a
-:class:`~hostdiag.sources.problems.Problems` is passed, the skipped count is
-recorded there.
+Why the replies are not decoded by pyroute2 either: its generic decoder builds
+every attribute of every message (``IFLA_AF_SPEC`` alone is a kilobyte of
+sysctl values per link): 35 to 45 ms a sample for a hundred links. The parsers
+below read only the fields they return from the raw message, and also give the
+counters pyroute2 0.9 does not decode (``rx_nohandler``,
+``rx_otherhost_dropped``).
 
-A ``Netlink`` belongs to the thread that opened it: pyroute2 0.9 ties the
-socket to that thread's event loop.
+Replies are matched to their request by sequence number; messages of an older
+request (left over from a failed one) are skipped. An NLMSG_ERROR reply, a
+negative NLMSG_DONE status, a socket error, or no reply within
+``REPLY_TIMEOUT_S`` raises :class:`~hostdiag.hostpaths.SourceError` with the
+path ``netlink:<request>``, as does a missing pyroute2. A dump the kernel marks
+NLM_F_DUMP_INTR (the table changed while it was dumped) is run again, at most
+``_DUMP_ATTEMPTS`` times in all. A message whose attributes overrun it is
+skipped; when a :class:`~hostdiag.sources.problems.Problems` is passed, the
+skipped count is recorded there.
+
+A ``Netlink`` belongs to the thread that opened it: pyroute2 0.9 keeps its
+socket per thread.
 """
 
 import errno
+import os
+import select
 import socket
 import struct
 import threading
 
-from hostdiag.hostpaths import MALFORMED, UNAVAILABLE, SourceError, error_kind
+from hostdiag.hostpaths import IO_ERROR, MALFORMED, TOO_LARGE, UNAVAILABLE, SourceError, error_kind
 
 # Message types (linux/rtnetlink.h) and netlink flags (linux/netlink.h).
 RTM_NEWLINK, RTM_GETLINK = 16, 18
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 RTM_NEWNEIGH, RTM_GETNEIGH = 28, 30
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _NLM_F_REQUEST = 0x1
 _NLM_F_DUMP_INTR = 0x10
 _NLM_F_DUMP = 0x300
@@ -104,23 +117,42 @@ _RTNEXTHOP = struct.Struct("=HBBi")        # len, flags, hops, ifindex
 _NLA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 _U16 = struct.Struct("=H")
+_S32 = struct.Struct("=i")
+_NLMSG_HDRLEN = _NLMSG.size
+_SEQ_OFFSET = 8  # of nlmsg_seq in nlmsghdr
 
-# Bounded retries of a dump the kernel marked NLM_F_DUMP_INTR (the table
-# changed while it was being dumped); the last attempt is kept as it is.
+# Attempts at one dump: one more is made after a reply the kernel marked
+# NLM_F_DUMP_INTR (the table changed while it was being dumped) or one that did
+# not fit the receive buffer; the last attempt is kept as it is.
 _DUMP_ATTEMPTS = 3
+# The receive buffer, reused by every dump. The kernel fills a dump datagram
+# up to about 32 KiB (or one message, when a single link's is larger); a
+# datagram that does not fit is detected (MSG_TRUNC), the buffer grows to hold
+# it, at most to _RECV_BUFFER_MAX, and the dump is run again.
+_RECV_BUFFER = 64 * 1024
+_RECV_BUFFER_MAX = 1024 * 1024
+# How long a dump may go without a reply. The kernel builds dump replies
+# synchronously, in the send and receive calls, so the socket is never waited
+# on in practice; the bound keeps a broken kernel or namespace from hanging a
+# sample.
+REPLY_TIMEOUT_S = 5.0
+# Why a dump is run again.
+_INTERRUPTED, _CUT = "interrupted", "cut"
 
 
-def _attrs(data, pos, end, wanted):
+def _attrs(data, pos, end, wanted, _header=_NLA.unpack_from):
     """The payloads of the ``wanted`` attribute types in ``data[pos:end]``, and
     whether the chain was cut short by an attribute that overruns it."""
     found = {}
-    while pos + 4 <= end:
-        length, kind = _NLA.unpack_from(data, pos)
+    last = end - 4
+    # The loop runs once per attribute of every message (about 40 per link),
+    # so it holds its names in locals.
+    while pos <= last:
+        length, kind = _header(data, pos)
         if length < 4 or pos + length > end:
             return found, True
-        kind &= _NLA_TYPE_MASK
-        if kind in wanted:
-            found[kind] = data[pos + 4:pos + length]
+        if kind & _NLA_TYPE_MASK in wanted:
+            found[kind & _NLA_TYPE_MASK] = data[pos + 4:pos + length]
         pos += (length + 3) & ~3
     return found, False
 
@@ -306,6 +338,20 @@ def _failure(path, exc):
     return SourceError(error_kind(OSError(code, message)), path, message)
 
 
+def _encode_request(message_class, request_type):
+    """One dump request of every family (AF_UNSPEC; pyroute2's rtmsg would
+    otherwise default to AF_INET), built and encoded by pyroute2, as a
+    bytearray whose sequence number each dump rewrites."""
+    message = message_class()
+    message["header"]["type"] = request_type
+    message["header"]["flags"] = _NLM_F_REQUEST | _NLM_F_DUMP
+    message["header"]["sequence_number"] = 0
+    message["header"]["pid"] = 0
+    message["family"] = socket.AF_UNSPEC
+    message.encode()
+    return bytearray(message.data)
+
+
 class Netlink:
     """One rtnetlink socket for the lifetime of a collector.
 
@@ -316,10 +362,11 @@ class Netlink:
     def __init__(self, netns=None):
         self._thread = threading.get_ident()
         self._names = {}
+        self._ipr = None
+        self._sock = None
         try:
             from pyroute2 import IPRoute
             from pyroute2.netlink.exceptions import NetlinkError
-            from pyroute2.netlink.nlsocket import NetlinkRequest
             from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
             from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
             from pyroute2.netlink.rtnl.ndmsg import ndmsg
@@ -327,17 +374,25 @@ class Netlink:
         except ImportError as exc:
             raise SourceError(UNAVAILABLE, "netlink:NETLINK_ROUTE",
                               "pyroute2 unavailable: %s" % exc) from None
-        self._errors = (NetlinkError, OSError)
-        self._request = NetlinkRequest
-        self._messages = {RTM_GETLINK: ifinfmsg, RTM_GETADDR: ifaddrmsg,
-                          RTM_GETROUTE: rtmsg, RTM_GETNEIGH: ndmsg}
+        self._requests = {
+            request_type: _encode_request(message_class, request_type)
+            for request_type, message_class in ((RTM_GETLINK, ifinfmsg), (RTM_GETADDR, ifaddrmsg),
+                                                (RTM_GETROUTE, rtmsg), (RTM_GETNEIGH, ndmsg))
+        }
+        self._buffer = bytearray(_RECV_BUFFER)
+        self._seq = 0
         try:
             # groups=0: IPRoute's default names every rtnl event group, and once
             # bound it queues each event that no request asked for, without
             # bound, for the life of the socket. flags=0: pyroute2 would
             # otherwise create a missing namespace.
             self._ipr = IPRoute(groups=0, netns=netns, flags=0)
-        except self._errors as exc:
+            # The socket as pyroute2 opened it (non-blocking, owned by the
+            # IPRoute, which closes it). pyroute2's own event loop never runs
+            # again after this, so nothing else reads from it.
+            self._sock = self._ipr.asyncore.socket
+        except (NetlinkError, OSError) as exc:
+            self.close()
             raise _failure("netlink:NETLINK_ROUTE", exc) from None
 
     def __enter__(self):
@@ -347,6 +402,7 @@ class Netlink:
         self.close()
 
     def close(self):
+        self._sock = None
         if self._ipr is not None:
             ipr, self._ipr = self._ipr, None
             ipr.close()
@@ -358,60 +414,99 @@ class Netlink:
         None for a malformed message (skipped and counted).
         """
         path = _PATHS[request_type]
-        if self._ipr is None:
+        if self._sock is None:
             raise SourceError(UNAVAILABLE, path, "netlink socket is closed")
         if threading.get_ident() != self._thread:
             raise RuntimeError("a Netlink is used only by the thread that opened it")
-        asyncore = self._ipr.asyncore
-        marshal = asyncore.marshal
         for _attempt in range(_DUMP_ATTEMPTS):
-            rows = []
-            state = {"malformed": 0, "interrupted": False}
-
-            def parser(data, offset, length):
-                _len, mtype, flags, seq, _pid = _NLMSG.unpack_from(data, offset)
-                if mtype != reply_type:
-                    return marshal.parse_one_message(mtype, flags, seq, data, offset, length)
-                if flags & _NLM_F_DUMP_INTR:
-                    state["interrupted"] = True
-                end = offset + length
-                row = parse_one(data, offset + _NLMSG.size, min(end, len(data)))
-                if row is None:
-                    state["malformed"] += 1
-                elif row is not False:
-                    rows.append(row)
-                # The rows are collected above, so pyroute2 needs to see only
-                # the last message of each datagram (its NLM_F_MULTI keeps the
-                # dump going); skipping the others spares its per-message work.
-                # It must see one: a datagram of skipped messages ends the dump.
-                # "Another message follows" is pyroute2's own loop condition.
-                if end <= len(data) - _NLMSG.size:
-                    return None
-                return {"header": {"type": mtype, "flags": flags, "sequence_number": seq, "error": None}}
-
-            async def exchange():
-                msg = self._messages[request_type]()
-                # AF_UNSPEC asks for every family; pyroute2's rtmsg would
-                # otherwise default to AF_INET.
-                msg["family"] = socket.AF_UNSPEC
-                request = self._request(
-                    asyncore, msg, msg_type=request_type,
-                    msg_flags=_NLM_F_REQUEST | _NLM_F_DUMP, parser=parser,
-                )
-                await request.send()
-                async for _ in request.response():
-                    pass
-
-            try:
-                asyncore.event_loop.run_until_complete(exchange())
-            except self._errors as exc:
-                raise _failure(path, exc) from None
-            if not state["interrupted"]:
+            rows, malformed, again = self._exchange(path, request_type, reply_type, parse_one)
+            if not again:
                 break
-        if state["malformed"] and problems is not None:
+        if again == _CUT:
+            raise SourceError(IO_ERROR, path, "reply datagrams outgrew the receive buffer "
+                              "%d times in a row" % _DUMP_ATTEMPTS)
+        if malformed and problems is not None:
             problems.add("network", path, MALFORMED,
-                         "%d malformed message(s) skipped" % state["malformed"], state["malformed"])
+                         "%d malformed message(s) skipped" % malformed, malformed)
         return rows
+
+    def _exchange(self, path, request_type, reply_type, parse_one):
+        """One request and its replies to NLMSG_DONE: (rows, malformed
+        messages, why the dump must be run again: None, _INTERRUPTED or _CUT)."""
+        sock = self._sock
+        request = self._requests[request_type]
+        self._seq = seq = self._seq % 0xFFFFFFFF + 1
+        _U32.pack_into(request, _SEQ_OFFSET, seq)
+        try:
+            sock.send(request)
+        except OSError as exc:
+            raise _failure(path, exc) from None
+        rows = []
+        malformed = 0
+        interrupted = None
+        cut = 0  # size of the largest datagram that did not fit the buffer
+        header = _NLMSG.unpack_from
+        buffer = self._buffer
+        done = False
+        while not done:
+            try:
+                size = sock.recv_into(buffer, 0, socket.MSG_TRUNC)
+            except BlockingIOError:
+                if cut:
+                    # The reply is built as it is read: with nothing queued the
+                    # dump is over, its NLMSG_DONE lost in the cut datagram.
+                    break
+                self._wait(path)
+                continue
+            except OSError as exc:
+                raise _failure(path, exc) from None
+            if size > len(buffer):
+                cut = max(cut, size)
+                continue
+            pos = 0
+            while pos + _NLMSG_HDRLEN <= size:
+                length, mtype, flags, mseq, _pid = header(buffer, pos)
+                if length < _NLMSG_HDRLEN:
+                    raise SourceError(MALFORMED, path, "netlink message of %d bytes" % length)
+                end = pos + length if pos + length < size else size
+                if mseq == seq:
+                    if mtype == reply_type:
+                        if flags & _NLM_F_DUMP_INTR:
+                            interrupted = _INTERRUPTED
+                        row = parse_one(buffer, pos + _NLMSG_HDRLEN, end)
+                        if row is None:
+                            malformed += 1
+                        elif row is not False:
+                            rows.append(row)
+                    elif mtype == _NLMSG_DONE or mtype == _NLMSG_ERROR:
+                        # Both carry an int status: 0, or a negative errno. An
+                        # error too short to hold one is an I/O error.
+                        if end - pos >= _NLMSG_HDRLEN + _S32.size:
+                            status = _S32.unpack_from(buffer, pos + _NLMSG_HDRLEN)[0]
+                        else:
+                            status = -errno.EIO if mtype == _NLMSG_ERROR else 0
+                        if status < 0:
+                            raise _failure(path, OSError(-status, os.strerror(-status)))
+                        if flags & _NLM_F_DUMP_INTR:
+                            interrupted = _INTERRUPTED
+                        done = True
+                        break
+                pos += (length + 3) & ~3
+        if not cut:
+            return rows, malformed, interrupted
+        # A datagram was cut: grow the buffer to hold it and dump again.
+        if cut > _RECV_BUFFER_MAX:
+            raise SourceError(TOO_LARGE, path, "a reply datagram of %d bytes is larger than the "
+                              "receive buffer's cap of %d bytes" % (cut, _RECV_BUFFER_MAX))
+        self._buffer = bytearray(min(_RECV_BUFFER_MAX, 1 << (cut - 1).bit_length()))
+        return rows, malformed, _CUT
+
+    def _wait(self, path):
+        """Wait for the socket to become readable, at most REPLY_TIMEOUT_S."""
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        if not poller.poll(REPLY_TIMEOUT_S * 1000):
+            raise SourceError(IO_ERROR, path, "no reply within %g s" % REPLY_TIMEOUT_S)
 
     def _name_of(self, indexes):
         """index -> name for ``indexes``, from the last links() dump, refreshed
