@@ -11,7 +11,9 @@ PSUTIL = "psutil"
 COMPILED_ONLY = "compiled parse only"
 PURE_ONLY = "pure parse only"
 
-# Read size of the raw floor: the same chunk HostRoot.read asks for.
+# Read sizes of the raw floor: the same HostRoot.read asks for (16 KiB first,
+# then 256 KiB), so the floor pays the kernel exactly what collect() pays.
+RAW_FIRST_CHUNK = 16 * 1024
 RAW_CHUNK = 256 * 1024
 
 
@@ -20,11 +22,13 @@ def raw_read(path):
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks = []
+        want = RAW_FIRST_CHUNK
         while True:
-            chunk = os.read(fd, RAW_CHUNK)
+            chunk = os.read(fd, want)
             if not chunk:
                 break
             chunks.append(chunk)
+            want = RAW_CHUNK
     finally:
         os.close(fd)
     return b"".join(chunks)
