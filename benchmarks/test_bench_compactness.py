@@ -10,14 +10,18 @@ temporary directory and a subscriber reading every frame:
   every ``agent.table_every`` (5) samples, as the agent runs by default.
 
 The spool's per-record sizes are read from the segment files themselves
-(header included). A day is projected from one keyframe cycle of the history
-(a zlib keyframe every 60 records, the records between compressed against it),
-measured directly: the system run takes 61 samples by default (a minute).
-Fewer ($HOSTDIAG_BENCH_SAMPLES) project the cycle from the keyframe and the mean
-of the records measured, which underestimates: a record compresses worse the
-further it is from its keyframe. The table run takes $HOSTDIAG_BENCH_TABLE_SAMPLES
-(default 16: three tables). Other processes started meanwhile change the table
-figures: run it on a quiet machine (the process counts are printed).
+(header included). A day is one keyframe cycle of the history (a keyframe
+every 60 records, delta frames between) times 1,440, measured directly: each
+run takes 61 samples by default (a minute; $HOSTDIAG_BENCH_SAMPLES and
+$HOSTDIAG_BENCH_TABLE_SAMPLES change it). Fewer project the cycle from the
+records measured, which underestimates. Other processes started meanwhile
+change the table figures: run it on a quiet machine (the process counts are
+printed).
+
+After each run the spool is read back with a History: every record must give
+the snapshot the subscriber received, and the cost of rebuilding a record is
+timed, cold (a new History: its keyframe and every delta frame up to it) and
+reading forwards.
 
 Run: ``python -m pytest benchmarks/test_bench_compactness.py -q -s``.
 """
@@ -31,18 +35,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import namedtuple
 
 import pytest
 
-from hostdiag.encode.wire import encode_msgpack
+from hostdiag.encode.wire import decode_msgpack, encode_msgpack
+from hostdiag.store import History
 from hostdiag.store.history import DEFAULT_KEYFRAME_EVERY
-from hostdiag.store.spool import FLAG_ZDICT, SEGMENT_HEADER, decode_record
+from hostdiag.store.spool import FLAG_DELTA, SEGMENT_HEADER, decode_record
 from hostdiag.transport.client import AgentClient, SnapshotRecord
 from hostdiag.transport.framing import encode_frame
 
 AGENT_MAIN = "import sys; from hostdiag.agent import main_agent; sys.exit(main_agent(sys.argv[1:]))"
 SAMPLES = int(os.environ.get("HOSTDIAG_BENCH_SAMPLES", "61"))
-TABLE_SAMPLES = int(os.environ.get("HOSTDIAG_BENCH_TABLE_SAMPLES", "16"))
+TABLE_SAMPLES = int(os.environ.get("HOSTDIAG_BENCH_TABLE_SAMPLES", "61"))
 DAY_S = 86400
 INTERVAL_S = 1.0
 TABLE_EVERY = 5
@@ -50,11 +56,12 @@ EXTRA_PROCESSES = 1000
 DELTA_GOAL_BYTES = 2048
 DAY_GOAL_BYTES = 200 * 1000 * 1000
 
+Run = namedtuple("Run", "frames stored encoding reads")
+Stored = namedtuple("Stored", "seq size keyframe")
+
 
 def run_agent(samples, table_every):
-    """Run an agent for ``samples`` records; (frames, stored) where frames are
-    the subscription's SnapshotRecords and stored is [(seq, bytes, keyframe)]
-    from the spool's segment files."""
+    """Run an agent for ``samples`` records and read its spool back."""
     workdir = tempfile.mkdtemp(prefix="hd-bench-", dir="/tmp")
     config = os.path.join(workdir, "agent.toml")
     sock = os.path.join(workdir, "agent.sock")
@@ -83,9 +90,11 @@ def run_agent(samples, table_every):
                 frames.append(item)
                 if len(frames) == samples:
                     break
+        with AgentClient.connect("unix:" + sock, timeout=30) as client:
+            encoding = client.info()["encoding"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-        return frames, spool_records(spool)
+        return Run(frames, spool_records(spool), encoding, read_back(spool, frames))
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -95,6 +104,7 @@ def run_agent(samples, table_every):
 
 
 def spool_records(spool_dir):
+    """[Stored] of every record in the segment files, in order."""
     out = []
     for path in sorted(glob.glob(os.path.join(spool_dir, "seg-*.hds"))):
         with open(path, "rb") as f:
@@ -105,9 +115,33 @@ def spool_records(spool_dir):
             if found is None:
                 break
             record, end = found
-            out.append((record.seq, end - pos, not record.flags & FLAG_ZDICT))
+            out.append(Stored(record.seq, end - pos, not record.flags & FLAG_DELTA))
             pos = end
     return out
+
+
+def read_back(spool_dir, frames):
+    """Every record of the spool equals the snapshot the subscriber got;
+    {"forward_ms": per record, reading all in order; "cold_ms": the worst
+    rebuild of one record by a new History (the end of a keyframe cycle)}."""
+    boot = frames[0].boot_id
+    by_seq = {f.seq: f.snapshot for f in frames}
+    with History(spool_dir, boot_id=boot, spool_fsync_interval_s=None) as history:
+        started = time.perf_counter()
+        records = history.range(boot_id=boot, limit=None)
+        forward = (time.perf_counter() - started) / len(records)
+    assert [r.seq for r in records] == sorted(by_seq)
+    for record in records:
+        assert decode_msgpack(record.payload) == by_seq[record.seq], record.seq
+    cold = []
+    newest = records[-1].seq
+    for seq in sorted({min(DEFAULT_KEYFRAME_EVERY, newest), newest}):
+        with History(spool_dir, boot_id=boot, spool_fsync_interval_s=None) as history:
+            started = time.perf_counter()
+            record = history.get(seq, boot)
+            cold.append(time.perf_counter() - started)
+        assert decode_msgpack(record.payload) == by_seq[seq]
+    return {"forward_ms": forward * 1000, "cold_ms": max(cold) * 1000}
 
 
 def full_frame_bytes(record):
@@ -117,13 +151,11 @@ def full_frame_bytes(record):
 
 def per_day(stored, interval_s=INTERVAL_S, keyframe_every=DEFAULT_KEYFRAME_EVERY):
     """Bytes of spool per day: one keyframe cycle, measured or projected."""
-    sizes = [size for _, size, _ in stored]
-    if len(sizes) > keyframe_every:
+    sizes = [s.size for s in stored]
+    if len(sizes) >= keyframe_every:
         cycle = sum(sizes[:keyframe_every])
     else:
-        keyframe = sizes[0]
-        others = statistics.mean(sizes[1:])
-        cycle = keyframe + (keyframe_every - 1) * others
+        cycle = sizes[0] + (keyframe_every - 1) * statistics.mean(sizes[1:])
     return cycle / keyframe_every * (DAY_S / interval_s)
 
 
@@ -139,18 +171,23 @@ def show(rows):
         sys.stdout.write("%-*s  %s\n" % (width, label, value))
 
 
+def reads_row(run):
+    return ("read back: ms per record forwards / worst cold rebuild",
+            "%.2f / %.1f" % (run.reads["forward_ms"], run.reads["cold_ms"]))
+
+
 @pytest.fixture(scope="module")
 def system_run():
     return run_agent(SAMPLES, table_every=3600)
 
 
 def test_system_counters_only(system_run):
-    frames, stored = system_run
+    frames, stored = system_run.frames, system_run.stored
     assert [f.seq for f in frames] == list(range(1, SAMPLES + 1))
     full = full_frame_bytes(frames[0])
     deltas = [f.frame_bytes for f in frames[1:] if not f.full]
-    keyframe = stored[0][1]
-    between = [size for _, size, key in stored[1:] if not key]
+    keyframes = [s.size for s in stored if s.keyframe]
+    between = [s.size for s in stored if not s.keyframe]
     day = per_day(stored)
     full_every = 60  # server.full_every's default
     wire_day = (full + (full_every - 1) * statistics.mean(deltas)) / full_every * DAY_S / INTERVAL_S
@@ -159,43 +196,64 @@ def test_system_counters_only(system_run):
         ("full snapshot frame, bytes", full),
         ("delta frame, bytes: median / p95 / max", "%d / %d / %d" % (
             statistics.median(deltas), percentile(deltas, 95), max(deltas))),
-        ("spool keyframe record, bytes", keyframe),
-        ("spool record between, bytes: mean / max", "%d / %d" % (statistics.mean(between), max(between))),
+        ("spool keyframe record, bytes", ", ".join(str(k) for k in keyframes)),
+        ("spool delta record, bytes: mean / max", "%d / %d" % (statistics.mean(between), max(between))),
         ("spool per host per day, MB", "%.1f" % (day / 1e6)),
         ("subscription per host per day, MB", "%.1f" % (wire_day / 1e6)),
+        ("history encoding (agent's info)", system_run.encoding),
+        reads_row(system_run),
     ])
     # The max can catch a burst of network changes (links made by other tests).
     assert percentile(deltas, 95) <= DELTA_GOAL_BYTES
     assert day < DAY_GOAL_BYTES
 
 
-def test_with_1000_extra_processes_and_tables(system_run):
+def test_with_1000_extra_processes_and_tables():
     sys.path.insert(0, os.path.dirname(__file__))
     from procload import ProcessLoad
 
     samples = max(TABLE_SAMPLES, 2 * TABLE_EVERY + 1)
     with ProcessLoad(EXTRA_PROCESSES):
-        frames, stored = run_agent(samples, table_every=TABLE_EVERY)
+        run = run_agent(samples, table_every=TABLE_EVERY)
+    frames, stored = run.frames, run.stored
     tables = [f for f in frames if f.snapshot.get("processes") is not None]
     assert len(tables) >= 2
+    table_seqs = {f.seq for f in tables}
     processes = [len(f.snapshot["processes"]["processes"]) for f in tables]
     sockets = [(f.snapshot.get("sockets") or {}).get("tcp_total") for f in tables]
     last = tables[-1].snapshot
     section_bytes = {name: len(encode_msgpack(last.get(name))) for name in ("processes", "sockets")}
-    table_full = full_frame_bytes(tables[-1])
     table_deltas = [f.frame_bytes for f in tables[1:] if not f.full]
-    sizes = {seq: size for seq, size, _ in stored}
-    table_stored = [sizes[f.seq] for f in tables]
-    system_day = per_day(system_run[1])
-    system_mean = statistics.mean(size for _, size, _ in system_run[1])
-    day = system_day + (DAY_S / INTERVAL_S / TABLE_EVERY) * (statistics.mean(table_stored) - system_mean)
+    # The first table record of each keyframe cycle carries its tables whole (a
+    # delta frame's tables only refer to tables of the same cycle); the others
+    # carry them as a change from the table before.
+    first_in_cycle, later = [], []
+    cycle_has_table = False
+    for s in stored:
+        if s.keyframe:
+            cycle_has_table = False
+        if s.seq in table_seqs:
+            (later if cycle_has_table else first_in_cycle).append(s.size)
+            cycle_has_table = True
+    system_between = [s.size for s in stored if not s.keyframe and s.seq not in table_seqs]
+    day = per_day(stored)
     show([
+        ("samples (1 s apart), tables every %d" % TABLE_EVERY, len(frames)),
         ("processes in each table", ", ".join(str(n) for n in processes)),
         ("tcp sockets in each table", ", ".join(str(n) for n in sockets)),
         ("last table's sections (msgpack), bytes", ", ".join("%s %d" % kv for kv in section_bytes.items())),
-        ("full frame with the process table, bytes", table_full),
+        ("full frame with the process table, bytes", full_frame_bytes(tables[-1])),
         ("delta frame of a table record (from the previous table), bytes",
          ", ".join(str(d) for d in table_deltas)),
-        ("spool table record, bytes: each", ", ".join(str(s) for s in table_stored)),
+        ("spool keyframe record, bytes", ", ".join(str(s.size) for s in stored if s.keyframe)),
+        ("spool first table record of a cycle (tables whole), bytes", ", ".join(str(n) for n in first_in_cycle)),
+        ("spool later table records (delta frames), bytes: mean / max",
+         "%d / %d" % (statistics.mean(later), max(later)) if later else "-"),
+        ("spool system records between (delta frames), bytes: mean", "%d" % statistics.mean(system_between)),
         ("spool per host per day, tables every %d s, MB" % TABLE_EVERY, "%.1f" % (day / 1e6)),
+        ("history encoding (agent's info)", run.encoding),
+        reads_row(run),
     ])
+    assert run.encoding["exact_fallbacks"] == 0
+    if len(stored) >= DEFAULT_KEYFRAME_EVERY:
+        assert day < DAY_GOAL_BYTES

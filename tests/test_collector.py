@@ -21,7 +21,9 @@ import zlib
 import pytest
 
 from hostdiag.collector import service
-from hostdiag.collector.service import AgentStatus, Backoff, Cursor, main_collector, parse_duration, parse_size
+from hostdiag.collector.service import (
+    AgentStatus, Backoff, Collector, Cursor, build_parser, main_collector, overrides_from,
+)
 from hostdiag.collector.store import (
     RECORDS_PER_DICTIONARY, CollectorStore, StoreError, StoreLocked,
 )
@@ -471,9 +473,9 @@ def test_bad_collector_settings_are_one_line(workdir, capsys, monkeypatch, setti
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--host-max-bytes", "lots"], "--host-max-bytes"),
-    (["--host-max-bytes", "10K"], "at least 1MiB"),
-    (["--host-max-age", "1s"], "--host-max-age"),
+    (["--host-max-bytes", "lots"], "collector.host_max_bytes: must be a size"),
+    (["--host-max-bytes", "10K"], "between 1 MiB and"),
+    (["--host-max-age", "1s"], "collector.host_max_age: must be a duration between 1m and"),
     (["--frobnicate"], "unrecognized arguments"),
 ])
 def test_bad_options_are_one_line(workdir, capsys, argv, words):
@@ -655,15 +657,29 @@ def test_status_lags():
     assert status.snapshot()["lag_seqs"] is None
 
 
-@pytest.mark.parametrize("text, value", [("1048576", 1 << 20), ("512MiB", 512 << 20), ("2G", 2 << 30),
-                                         ("1.5GiB", 3 << 29)])
-def test_parse_size(text, value):
-    assert parse_size(text) == value
+def test_retention_settings_resolve_file_env_command_line(tmp_path):
+    """collector.host_max_bytes and .host_max_age: declared in the config with the
+    store's defaults, set by file or environment, overridden by the options."""
+    from hostdiag.collector.store import DEFAULT_MAX_HOST_AGE_S, DEFAULT_MAX_HOST_BYTES
+    from hostdiag.config import load_config
 
-
-@pytest.mark.parametrize("text, value", [("3600", 3600), ("90m", 5400), ("30d", 30 * 86400), ("2h", 7200)])
-def test_parse_duration(text, value):
-    assert parse_duration(text) == value
+    config = load_config(env={})
+    assert (config.collector.host_max_bytes, config.collector.host_max_age) == (
+        DEFAULT_MAX_HOST_BYTES, DEFAULT_MAX_HOST_AGE_S)
+    path = tmp_path / "c.toml"
+    path.write_text('[collector]\nhost_max_bytes = "2GiB"\nhost_max_age = "60d"\n')
+    config = load_config(str(path), env={"HOSTDIAG_COLLECTOR_HOST_MAX_AGE": "90m"})
+    assert (config.collector.host_max_bytes, config.collector.host_max_age) == (2 << 30, 5400.0)
+    assert config.source("collector.host_max_age") == "env HOSTDIAG_COLLECTOR_HOST_MAX_AGE"
+    args = build_parser().parse_args(["--host-max-bytes", "512MiB", "--host-max-age", "3600"])
+    config = load_config(str(path), env={}, overrides=overrides_from(args, None))
+    assert (config.collector.host_max_bytes, config.collector.host_max_age) == (512 << 20, 3600.0)
+    assert config.source("collector.host_max_bytes") == "command line"
+    collector = Collector(config, [], [])
+    assert (collector.max_host_bytes, collector.max_host_age_s) == (512 << 20, 3600.0)
+    # Options not given leave the file's values alone.
+    config = load_config(str(path), env={}, overrides=overrides_from(build_parser().parse_args([]), None))
+    assert config.collector.host_max_bytes == 2 << 30 and config.source("collector.store") == "default"
 
 
 def test_client_address_from_config_entries():

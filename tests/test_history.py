@@ -1,6 +1,7 @@
 """The agent's history: identity, sequences across restarts and boots, ring and
 spool together, a real SIGKILL, a real full disk, and what gaps() reports."""
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 import hostdiag
 from hostdiag.store import History, Record
-from hostdiag.store.spool import RECORD_HEADER, SEGMENT_HEADER, decode_record
+from hostdiag.store.spool import FLAG_DELTA, RECORD_HEADER, SEGMENT_HEADER, decode_record
 
 BOOT = "6f1c2a4e-0d3b-4c55-9a7e-2b8f0c1d9e11"
 NEXT_BOOT = "0b9d6c3a-5e2f-4a18-8c7d-3f4e5a6b7c8d"
@@ -191,8 +192,11 @@ def test_ring_only_history_keeps_its_bounds():
     assert history.get(70) is None
     info = history.info()
     assert (info["oldest_seq"], info["newest_seq"], info["retention"]["spool_bytes"]) == (71, 120, None)
-    # Only the dictionaries the ring's records need are kept.
-    assert len(history._pinned) <= 50 // 10 + 1
+    # The ring never keeps a delta frame without its chain: it evicts keyframe to keyframe.
+    history = History(None, boot_id=BOOT, ring_max_records=45, keyframe_every=10)
+    fill(history, 120)
+    assert [r.seq for r in history.range(limit=None)] == list(range(81, 121))
+    assert history.info()["ring"]["records"] == 40 >= 45 - 10 + 1
     history = History(None, boot_id=BOOT, ring_max_records=1000, ring_max_bytes=64 * 1024)
     fill(history, 100, big=4000)
     assert history.info()["ring"]["bytes"] <= 64 * 1024
@@ -207,9 +211,10 @@ def test_compresses_like_a_snapshot_stream(tmp_path):
     assert stats["bytes"] < alone / 2
 
 
-@pytest.mark.parametrize("damaged, gap", [(15, (15, 15)), (11, (11, 20))])
+@pytest.mark.parametrize("damaged, gap", [(15, (15, 20)), (11, (11, 20)), (20, (20, 20))])
 def test_gaps_name_what_was_lost(tmp_path, damaged, gap):
-    """A damaged record is a gap; a damaged keyframe takes the records that need it along."""
+    """A damaged record is a gap, and takes along the delta frames after it up
+    to the next keyframe (21): they need it to be decoded."""
     with open_history(tmp_path, keyframe_every=10) as history:
         fill(history, 30)
     flip_record(tmp_path, damaged)
@@ -284,11 +289,168 @@ def test_full_disk_keeps_history_in_memory_and_recovers(small_fs):
 def test_history_from_config(tmp_path):
     from hostdiag.config import load_config
 
-    config = load_config(env={"HOSTDIAG_SPOOL_DIR": str(tmp_path / "spool"), "HOSTDIAG_RING_MAX_RECORDS": "10"})
+    config = load_config(env={"HOSTDIAG_SPOOL_DIR": str(tmp_path / "spool"), "HOSTDIAG_RING_MAX_RECORDS": "10",
+                              "HOSTDIAG_SPOOL_RETRY_INTERVAL": "2s"})
     with History.from_config(config, boot_id=BOOT) as history:
         fill(history, 12)
         info = history.info()
         assert info["retention"] == {"ring_records": 10, "ring_bytes": 64 << 20,
                                      "spool_bytes": 256 << 20, "spool_age_s": 7 * 86400}
+        assert info["spool"]["retry_interval_s"] == 2.0
         assert [r.seq for r in history.range(limit=None)] == list(range(1, 13))
         assert msgpack.unpackb(history.latest().payload)["meta"]["seq"] == 12
+
+
+# -- delta frames: what is read back is what was appended, byte for byte ----------
+
+def table_doc(seq):
+    """A snapshot-like map with the traits the delta frames must survive: tables
+    every 5th record and null between, processes that come and go, a map whose
+    key order changes from one record to the next, a key that appears in the
+    middle of a map, floats, bytes and nested lists."""
+    pids = [pid for pid in range(100, 160) if pid != 100 + seq // 5 % 60]  # one gone, one back
+    states = {"ESTABLISHED": 3 + seq % 4, "LISTEN": 5, "TIME_WAIT": seq % 3}
+    if seq % 2:
+        states = dict(reversed(list(states.items())))
+    memory = {"total": 8 << 30, "free": (1 << 30) + seq * 4096}
+    if seq % 3 == 0:
+        memory = {"total": 8 << 30, "cached": seq * 1000, "free": (1 << 30) + seq * 4096}
+    return {
+        "meta": {"seq": seq, "wall_ns": seq * SECOND, "hostname": "test-host"},
+        "cpu": {"user": seq * 97, "system": seq * 13, "load": [0.5 + seq / 100, 0.25, 0.125]},
+        "memory": memory,
+        "blob": b"\x00\x01" * (seq % 4),
+        "processes": None if seq % 5 else {
+            "rows": [{"pid": pid, "start_time": pid * 10, "comm": "proc-%d" % pid,
+                      "utime": seq * pid // 50 if pid % 10 == 0 else pid,
+                      "cmdline": ["/usr/bin/proc", "--id", hashlib.sha256(b"%d" % pid).hexdigest()]}
+                     for pid in pids],
+            "counts": states,
+        },
+    }
+
+
+def segments_of(directory):
+    """[[SpoolRecord, ...] per segment file], oldest first."""
+    out = []
+    for path in segment_paths(directory):
+        data = open(path, "rb").read()
+        pos, records = SEGMENT_HEADER.size, []
+        while pos < len(data):
+            record, pos = decode_record(data, pos)
+            records.append(record)
+        out.append(records)
+    return out
+
+
+def test_delta_frames_give_back_the_very_bytes_appended(tmp_path):
+    payloads = {}
+    options = dict(keyframe_every=20, spool_segment_bytes=6 << 10)
+    with open_history(tmp_path, **options) as history:
+        for seq in range(1, 131):
+            if seq == 47:
+                payload = msgpack.packb([seq, "not a map"])  # stored whole
+            elif seq == 88:
+                payload = msgpack.packb(table_doc(seq), use_single_float=True)  # not our encoder's bytes
+            else:
+                payload = msgpack.packb(table_doc(seq), use_bin_type=True)
+            payloads[seq] = payload
+            assert history.append(seq * SECOND, payload) == seq
+        encoding = history.info()["encoding"]
+        assert encoding["deltas"] > 100 and encoding["reordered"] > 10 and encoding["exact_fallbacks"] == 1
+        assert [r.payload for r in history.range(limit=None)] == [payloads[s] for s in range(1, 131)]
+        assert history.info()["decode_errors"] == 0
+
+    segments = segments_of(tmp_path)
+    assert len(segments) > 2
+    for records in segments:
+        assert records[0].base_seq is None  # a segment starts with a keyframe
+        held = set()
+        for record in records:
+            if record.flags & FLAG_DELTA:
+                assert record.base_seq == record.seq - 1 and record.base_seq in held
+            held.add(record.seq)
+    runs = [0]
+    for record in (r for records in segments for r in records):
+        runs[-1:] = [0] if record.base_seq is None else [runs[-1] + 1]
+        assert runs[-1] < 20  # a keyframe at least every 20 records
+
+    # From the spool alone: in order, and one record at a time from a cold start.
+    with open_history(tmp_path, **options) as history:
+        assert [r.payload for r in history.range(limit=None)] == [payloads[s] for s in range(1, 131)]
+    for seq in (1, 19, 20, 21, 48, 88, 89, 130):
+        with open_history(tmp_path, **options) as history:
+            assert history.get(seq).payload == payloads[seq]
+            assert history.get(seq - 1 or 1).payload == payloads[seq - 1 or 1]
+
+
+def test_a_table_record_is_stored_as_a_change_from_the_table_before(tmp_path):
+    with open_history(tmp_path, keyframe_every=60) as history:
+        fill_docs = [history.append(seq * SECOND, msgpack.packb(table_doc(seq))) for seq in range(1, 31)]
+    assert fill_docs == list(range(1, 31))
+    sizes = {r.seq: len(r.payload) for records in segments_of(tmp_path) for r in records}
+    whole = len(zlib.compress(msgpack.packb(table_doc(25)), 6))
+    # seq 5 carries the first tables of the chain whole; 10, 15... only what changed.
+    assert sizes[5] > whole / 2
+    assert max(sizes[s] for s in (10, 15, 20, 25, 30)) < whole / 4
+
+
+def test_key_order_fixes_restore_what_a_delta_does_not_carry():
+    from hostdiag.encode.delta import apply, delta, key_order_fixes, with_key_order
+
+    old = {"a": 1, "m": {"x": 1, "y": 2, "sub": {"p": 1}},
+           "rows": [{"k": i, "v": {"p": i, "q": 2}} for i in range(20)]}
+    new = {"m": {"y": 3, "x": 1, "sub": {"n": 0, "p": 1}}, "a": 2,
+           "rows": [{"k": i, "v": {"q": 2, "p": i, "n": 0} if i == 3 else {"p": i, "q": 2}} for i in range(20)]}
+    rebuilt = apply(delta(old, new), old)
+    assert rebuilt == new and list(rebuilt) != list(new)
+    fixes = key_order_fixes(rebuilt, new)
+    assert fixes == [[[], ["m", "a", "rows"]], [["m"], ["y", "x", "sub"]], [["m", "sub"], ["n", "p"]],
+                     [["rows", 3, "v"], ["q", "p", "n"]]]
+    snapshot = msgpack.packb(rebuilt)
+    fixed = with_key_order(rebuilt, msgpack.unpackb(msgpack.packb(fixes)))
+    assert msgpack.packb(fixed) == msgpack.packb(new)
+    assert msgpack.packb(rebuilt) == snapshot  # pure: the input is left as it was
+    assert key_order_fixes(new, new) == []
+    for bad in ([[["nope"], ["x"]]], [[[], ["a", "a", "m"]]], [[["m"], ["x"]]], [[["rows", 5], ["k"]]],
+                [["m", ["x", "y"]]]):
+        with pytest.raises(ValueError):
+            with_key_order(rebuilt, bad)
+
+
+def test_damage_found_while_reading_is_skipped_with_its_chain_never_wrong(tmp_path):
+    with open_history(tmp_path, keyframe_every=10) as history:
+        fill(history, 30)
+    with open_history(tmp_path, keyframe_every=10) as history:
+        flip_record(tmp_path, 15)  # after the scan: found by the read's own check
+        served = history.range(limit=None)
+        assert [r.seq for r in served] == list(range(1, 15)) + list(range(21, 31))
+        for record in served:
+            check(record)
+        assert history.get(17) is None and history.get(20) is None
+        info = history.info()
+        assert info["spool"]["corrupt_skipped"] == 1 and info["decode_errors"] >= 5
+
+
+def test_records_of_earlier_agents_are_still_read(tmp_path):
+    """Format 1: records compressed against their keyframe's first 32 KiB (FLAG_ZDICT)."""
+    from hostdiag.store.spool import FLAG_ZDICT, FLAG_ZLIB, Spool
+
+    with Spool(tmp_path, 64 << 20, 86400, boot_id=BOOT, fsync_interval_s=None) as spool:
+        for seq in range(1, 13):
+            if seq % 5 == 1:
+                base, stored, flags = seq, zlib.compress(snapshot(seq)), FLAG_ZLIB
+            else:
+                packer = zlib.compressobj(6, zdict=snapshot(base)[:32768])
+                stored = packer.compress(snapshot(seq)) + packer.flush()
+                flags = FLAG_ZLIB | FLAG_ZDICT
+            assert spool.append(seq, seq * SECOND, stored, flags, None if seq == base else base)
+    with open_history(tmp_path) as history:
+        served = history.range(limit=None)
+        assert [r.seq for r in served] == list(range(1, 13))
+        for record in served:
+            check(record)
+        check(history.get(9))
+        assert fill(history, 3) == [13, 14, 15]
+        for record in history.range(limit=None):
+            check(record)

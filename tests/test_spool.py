@@ -212,6 +212,27 @@ def test_record_without_its_base_is_never_served(tmp_path):
         assert [r.seq for r in spool.iter_range()] == [6]
 
 
+def test_a_chain_is_cut_where_a_record_is_damaged(tmp_path):
+    """Each record needing the one before (the history's delta frames): a damaged
+    record makes every later one of its chain an orphan, up to the next record
+    without a base."""
+    with open_spool(tmp_path) as spool:
+        for seq in range(1, 21):
+            base = None if seq in (1, 11) else seq - 1
+            assert spool.append(seq, seq * 1000, payload(seq), flags=0x5 if base else 0x1, base_seq=base)
+    path = tmp_path / segment_files(tmp_path)[0]
+    offset, length = record_offsets(path)[4]
+    last = path.read_bytes()[offset + length - 1]
+    with open(path, "r+b") as f:
+        f.seek(offset + length - 1)
+        f.write(bytes([last ^ 0xFF]))
+    with open_spool(tmp_path) as spool:
+        stats = spool.stats()
+        assert (stats["corrupt_skipped"], stats["orphans_skipped"]) == (1, 6)
+        assert [r.seq for r in spool.iter_range()] == [1, 2, 3] + list(range(11, 21))
+        assert spool.seq_runs() == [(1, 3), (11, 20)]
+
+
 def test_base_rules(tmp_path):
     with open_spool(tmp_path, segment_bytes=4096, max_bytes=1 * MiB) as spool:
         assert spool.next_append_starts_segment

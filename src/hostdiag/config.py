@@ -444,7 +444,7 @@ SETTINGS = (
             "(a lock enforces it)."),
     Setting("spool.max_bytes", _Size(1 * MiB, 1 * TiB), 256 * MiB,
             "Total size of the segment files; the oldest segments are deleted beyond it. "
-            "About 100 MB holds a day of 1 s system snapshots."),
+            "About 100 MB holds a day of 1 s snapshots with the tables every 5th."),
     Setting("spool.max_age", _Duration(60, 366 * DAY), 7 * DAY,
             "Segments whose newest record is older than this are deleted."),
     Setting("spool.segment_bytes", _Size(64 * KiB, 1 * GiB), 8 * MiB,
@@ -453,6 +453,9 @@ SETTINGS = (
     Setting("spool.fsync_interval", _Duration(0, 3600), 5.0,
             "Seconds between fsyncs of the spool: the most history a power failure can lose "
             "(a killed agent loses nothing written). 0: fsync every record."),
+    Setting("spool.retry_interval", _Duration(0.1, 3600), 10.0,
+            "After a failed write (a full disk) the spool keeps history in memory only and tries "
+            "again this often, in a new segment."),
     Setting("ring.max_records", _Number(1, 1000000, integer=True), 3600,
             "Records kept in memory (the newest ones), served without touching the disk."),
     Setting("ring.max_bytes", _Size(64 * KiB, 64 * GiB), 64 * MiB,
@@ -489,7 +492,16 @@ SETTINGS = (
             "Agents to pull from, [[collector.agents]] tables: name (a directory name), address "
             "(\"unix:/path\" or \"tcp:host:port\"), token_file (required for tcp), tls_ca (optional, tcp)."),
     Setting("collector.poll_interval", _Duration(0.1, 3600), 5.0,
-            "Seconds between two pulls from each agent."),
+            "Records are pulled as the agents take them (a subscription), not polled. This is the "
+            "first wait before reconnecting to an agent after a failure (doubling up to 60 s, with "
+            "jitter), and how often, at most every 5 s, the status table is written and retention "
+            "applied."),
+    Setting("collector.host_max_bytes", _Size(1 * MiB, 1024 * TiB), 1 * GiB,
+            "Stored bytes kept per agent (records and their dictionaries); the oldest records are "
+            "deleted beyond it. Overridden by --host-max-bytes."),
+    Setting("collector.host_max_age", _Duration(60, 3660 * DAY), 30 * DAY,
+            "Records older than this, measured against the agent's newest stored record, are "
+            "deleted. Overridden by --host-max-age."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -27,7 +27,9 @@ Per agent, each connection:
 
 Status per agent (state, lag in seconds and in seqs, bytes and records
 received, gaps, errors) is written to the store's ``status`` table every
-``collector.poll_interval`` and printed by ``diag collector --status``.
+``collector.poll_interval`` (at most every 5 s), when retention
+(``collector.host_max_bytes``, ``collector.host_max_age``) is applied too, and
+printed by ``diag collector --status``.
 
 Exit codes: 0 stopped by a signal (or ``--once`` pulled every agent); 1 could
 not do the job (store locked or unusable, an agent failed with ``--once``, no
@@ -40,16 +42,13 @@ import logging
 import os
 import queue
 import random
-import re
 import signal
 import socket
 import sys
 import threading
 import time
 
-from hostdiag.collector.store import (
-    DEFAULT_MAX_HOST_AGE_S, DEFAULT_MAX_HOST_BYTES, CollectorStore, StoreError,
-)
+from hostdiag.collector.store import CollectorStore, StoreError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -81,35 +80,7 @@ class Stopping(Exception):
     """The collector is stopping: a puller leaves its session."""
 
 
-# -- command-line values ------------------------------------------------------
-
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)?\s*$")
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SECONDS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_size(text):
-    """Bytes from "1073741824", "512MiB", "2G"; ValueError otherwise."""
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError("must be a size like 512MiB or 2GiB, got %r" % text)
-    value = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
-    if value < 1 << 20:
-        raise ValueError("must be at least 1MiB, got %r" % text)
-    return value
-
-
-def parse_duration(text):
-    """Seconds from "3600", "90m", "30d"; ValueError otherwise."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError("must be a duration like 3600, 90m or 30d, got %r" % text)
-    value = float(match.group(1)) * _SECONDS[match.group(2)]
-    if value < 60:
-        raise ValueError("must be at least 60 s, got %r" % text)
-    return value
-
+# -- agent entries ------------------------------------------------------------
 
 def client_address(entry):
     """The client's address for a collector.agents entry ("unix:/p", "tcp:h:p")."""
@@ -609,12 +580,12 @@ class Writer(threading.Thread):
 class Collector:
     """The pullers, the writer and the signal loop."""
 
-    def __init__(self, config, entries, tokens, max_host_bytes, max_host_age_s, once=False):
+    def __init__(self, config, entries, tokens, once=False):
         self.config = config
         self.store_dir = config.collector.store
         self.poll_interval = config.collector.poll_interval
-        self.max_host_bytes = max_host_bytes
-        self.max_host_age_s = max_host_age_s
+        self.max_host_bytes = config.collector.host_max_bytes
+        self.max_host_age_s = config.collector.host_max_age
         self.once = once
         self.stop_event = threading.Event()
         self.control = queue.SimpleQueue()
@@ -791,9 +762,9 @@ def build_parser():
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (default $HOSTDIAG_CONFIG)")
     parser.add_argument("--store", metavar="DIR", help="the store directory (collector.store)")
     parser.add_argument("--host-max-bytes", metavar="SIZE", default=None,
-                        help="bytes kept per host, oldest deleted first (default 1GiB)")
+                        help="bytes kept per host, oldest deleted first (collector.host_max_bytes)")
     parser.add_argument("--host-max-age", metavar="DURATION", default=None,
-                        help="age kept per host, against its newest record (default 30d)")
+                        help="age kept per host, against its newest record (collector.host_max_age)")
     parser.add_argument("--once", action="store_true",
                         help="pull what every agent has now, store it and exit")
     parser.add_argument("--status", action="store_true",
@@ -801,6 +772,15 @@ def build_parser():
     parser.add_argument("--format", choices=("text", "json"), default="text", help="for --status")
     parser.add_argument("--foreground", action="store_true", help="log with timestamps (for a terminal)")
     return parser
+
+
+def overrides_from(args, store):
+    """The settings given as options; a bad value is reported with its key, "(command line)"."""
+    return {
+        "collector.store": store,
+        "collector.host_max_bytes": args.host_max_bytes,
+        "collector.host_max_age": args.host_max_age,
+    }
 
 
 def setup_logging(foreground):
@@ -820,20 +800,8 @@ def main_collector(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
-        max_bytes = DEFAULT_MAX_HOST_BYTES
-        max_age = DEFAULT_MAX_HOST_AGE_S
-        try:
-            if args.host_max_bytes is not None:
-                max_bytes = parse_size(args.host_max_bytes)
-        except ValueError as exc:
-            raise UsageError("--host-max-bytes: %s" % exc) from None
-        try:
-            if args.host_max_age is not None:
-                max_age = parse_duration(args.host_max_age)
-        except ValueError as exc:
-            raise UsageError("--host-max-age: %s" % exc) from None
         store = os.path.abspath(args.store) if args.store else None
-        config = load_config(args.config, os.environ, {"collector.store": store})
+        config = load_config(args.config, os.environ, overrides_from(args, store))
         if args.status:
             show_status(config.collector.store, args.format, sys.stdout)
             return EXIT_OK
@@ -850,7 +818,7 @@ def main_collector(argv=None):
     except BrokenPipeError:
         return EXIT_OK
     setup_logging(args.foreground)
-    collector = Collector(config, entries, tokens, max_bytes, max_age, once=args.once)
+    collector = Collector(config, entries, tokens, once=args.once)
     collector.install_signals()
     try:
         return collector.run()

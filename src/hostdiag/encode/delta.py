@@ -34,6 +34,12 @@ sent whole when that is not larger.
 
 Integer counters travel as differences because cumulative counters are large
 numbers that move little: 1,234,567,890,123 costs 9 bytes, +1,500 costs 3.
+
+A delta carries data, not key order: :func:`apply` keeps the base's order and
+puts new keys last. Where the order matters too (the history stores deltas
+and must give back the very bytes it was given), :func:`key_order_fixes`
+lists the maps whose order differs and :func:`with_key_order` restores it.
+The protocol never sends these.
 """
 
 from hostdiag.encode.wire import encode_msgpack
@@ -378,4 +384,64 @@ def _apply_list(change, base):
         for pos, value in _pairs(change.get(op, [])):
             pos = _check_index(pos, length)
             out[pos] = _changed(op, out[pos], value)
+    return out
+
+
+def key_order_fixes(got, wanted):
+    """Where ``got`` orders the keys of a map differently from ``wanted``, two
+    documents otherwise equal (``got`` from :func:`apply`): ``[[path, keys],
+    ...]``, outer maps first, with ``path`` the map keys and list positions
+    leading from the top to that map and ``keys`` its keys in ``wanted``'s
+    order. Empty when the orders agree everywhere."""
+    fixes = []
+    _order_walk(got, wanted, [], fixes)
+    return fixes
+
+
+def _order_walk(got, wanted, path, fixes):
+    if type(got) is dict and type(wanted) is dict:
+        if list(got) != list(wanted):
+            fixes.append([list(path), list(wanted)])
+        children = ((key, got[key], value) for key, value in wanted.items() if key in got)
+    elif type(got) is list and type(wanted) is list:
+        children = zip(range(len(wanted)), got, wanted)
+    else:
+        return
+    for step, got_child, wanted_child in children:
+        if type(wanted_child) in (dict, list):
+            path.append(step)
+            _order_walk(got_child, wanted_child, path, fixes)
+            path.pop()
+
+
+def with_key_order(doc, fixes):
+    """``doc`` with each map named by :func:`key_order_fixes` in the order given.
+    Pure: maps and lists along each path are copied, the rest is shared.
+    Raises ValueError when a fix does not fit the document."""
+    try:
+        for path, keys in fixes:
+            if type(path) is not list:
+                raise TypeError("a key order path is a list")
+            doc = _reordered(doc, path, 0, keys)
+    except (IndexError, KeyError, TypeError) as exc:
+        raise ValueError("key order fix does not apply: %s: %s" % (type(exc).__name__, exc)) from None
+    return doc
+
+
+def _reordered(node, path, depth, keys):
+    if depth == len(path):
+        if type(node) is not dict or type(keys) is not list:
+            raise TypeError("a key order fix names a map and lists its keys")
+        out = {key: node[key] for key in keys}
+        if len(out) != len(node) or len(keys) != len(node):
+            raise KeyError("the keys of a key order fix are not those of the map")
+        return out
+    step = path[depth]
+    if type(node) is dict:
+        out = dict(node)
+    elif type(node) is list and type(step) is int and 0 <= step < len(node):
+        out = list(node)
+    else:
+        raise TypeError("a key order path steps through maps and lists")
+    out[step] = _reordered(node[step], path, depth + 1, keys)
     return out

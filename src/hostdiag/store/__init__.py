@@ -1,7 +1,9 @@
 """The agent's history: a bounded memory ring in front of a crash-safe on-disk spool.
 
-The store keeps records (raw snapshot bytes) and knows nothing of what is in
-them: it imports no other hostdiag layer. docs/spool.md has the on-disk format.
+The store keeps records (raw snapshot bytes) and gives back exactly the bytes it
+was given. The spool and the ring treat them as opaque; the history stores each
+as a change from the one before, with the encoders of hostdiag.encode (the only
+other layer the store imports). docs/spool.md has the on-disk format.
 """
 
 from hostdiag.store.history import History, Record

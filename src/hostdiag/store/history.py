@@ -6,26 +6,40 @@ spool). ``seq`` counts from 1 for each boot and, after an agent restart on the
 same boot, continues after the newest seq that boot ever had. Records of
 earlier boots stay readable under their own boot id.
 
-Compression (payloads are the caller's msgpack bytes): every ``keyframe_every``
-records, and as the first record of each spool segment, a *keyframe* is stored
-zlib-compressed on its own. The records between are compressed with the first
-32 KiB of their keyframe as a zlib preset dictionary: consecutive snapshots
-share nearly all their keys and most of their values, so such a record is
-about a tenth of a keyframe. Since a keyframe is always in the same segment as
-the records that need it, deleting whole segments never strands a record.
+Encoding (payloads are the caller's msgpack bytes, normally a snapshot map):
+every ``keyframe_every`` records, and as the first record of each spool
+segment, a *keyframe* is stored whole, zlib-compressed. Each record between
+is stored as a *delta frame*: the change from the record before it
+(encode/delta.py: counters as differences, keys by position, table rows by
+identity; a process or socket table, null between the samples that take it,
+as a change from the newest table before it), zlib-compressed. A delta frame
+therefore needs every record back to its keyframe, and names the one before
+it as its base. Since the whole chain is in one segment, deleting whole
+segments never strands a record; a damaged record takes the rest of its chain
+with it (at most ``keyframe_every - 1`` records), skipped and counted.
+
+Reads give back the very bytes appended: before a delta frame is stored, it
+is applied to its base and the result encoded again; where only the order of
+some map's keys differs, the frame carries the order to restore, and a record
+the delta cannot rebuild exactly (a payload our encoder would not write) is
+stored as a keyframe instead. Rebuilding one record costs at most one
+keyframe and ``keyframe_every - 1`` delta frames; reads keep the last record
+rebuilt, so reading forwards costs one delta frame per record.
 
 The ring holds the same compressed bytes as the spool (one compression per
-record; an hour of 1 s snapshots fits in a few MiB), plus the dictionaries of
-the keyframes its records need: at most ``max_records / keyframe_every + 1``
-of 32 KiB each. Reads decompress; a record that cannot be decoded is skipped
-and counted, never served.
+record) and never a record without its chain: it evicts from a keyframe to
+the next, so it holds between ``max_records - keyframe_every + 1`` and
+``max_records`` records. The history keeps the newest record decoded (the
+base of the next delta) and the last one rebuilt by a read.
 
 When the spool cannot write (a full disk), the ring keeps everything and the
 newest seq is noted in ``<spool_dir>/seqmark``, a file allocated at start and
 overwritten in place, so that a restart on the same boot does not reuse a seq
 that a client may already have seen; those records show as a gap.
 
-All methods are thread-safe; a call holds the lock for at most one page of reads.
+All methods are thread-safe; a call holds the lock for at most one page of
+reads: its first record rebuilt (at worst from its keyframe), then one delta
+frame per record.
 """
 
 import os
@@ -36,14 +50,22 @@ import uuid
 import zlib
 from collections import OrderedDict, namedtuple
 
+from hostdiag.encode.delta import apply, delta, key_order_fixes, with_key_order
+from hostdiag.encode.wire import decode_msgpack, encode_msgpack
 from hostdiag.store.ring import Ring
 from hostdiag.store.spool import (
-    DEFAULT_FSYNC_INTERVAL_S, DEFAULT_RETRY_INTERVAL_S, DEFAULT_SEGMENT_BYTES, FLAG_ZDICT, FLAG_ZLIB,
-    MAX_PAYLOAD_BYTES, MiB, Spool, canonical_id, lookup_id,
+    DEFAULT_FSYNC_INTERVAL_S, DEFAULT_RETRY_INTERVAL_S, DEFAULT_SEGMENT_BYTES, FLAG_DELTA, FLAG_ZDICT,
+    FLAG_ZLIB, MAX_PAYLOAD_BYTES, MiB, Spool, canonical_id, lookup_id,
 )
 
 Record = namedtuple("Record", "boot_id seq wall_ns payload")
 Record.__doc__ = """One history record; ``payload`` is the uncompressed msgpack bytes given to append."""
+
+_State = namedtuple("_State", "boot_id seq doc prior")
+_State.__doc__ = """A record decoded, as a base for the delta frame after it: ``doc`` is its
+document (None when its payload is not a msgpack map: then it is a base for
+nothing), ``prior`` the newest non-null value of each top-level key in its
+chain (what a delta's ``"p"`` member refers to)."""
 
 DEFAULT_RING_MAX_RECORDS = 3600
 DEFAULT_RING_MAX_BYTES = 64 * MiB
@@ -52,9 +74,13 @@ DEFAULT_SPOOL_MAX_AGE_S = 7 * 86400
 DEFAULT_KEYFRAME_EVERY = 60
 DEFAULT_COMPRESS_LEVEL = 6
 
-# zlib's window: a preset dictionary longer than this is not used.
+# Records written by format 1 agents (FLAG_ZDICT) are compressed against the
+# first 32 KiB (zlib's window) of their keyframe; still read, never written.
 ZDICT_BYTES = 32 * 1024
 _DICT_CACHE = 8
+# What building or applying a delta raises on a document it cannot handle
+# (mixed key types, nesting deeper than the interpreter allows).
+_DELTA_ERRORS = (ValueError, TypeError, KeyError, IndexError, RecursionError)
 
 AGENT_ID_FILE = "agent_id"
 SEQMARK_FILE = "seqmark"
@@ -84,11 +110,12 @@ class History:
         self.compress_level = compress_level
         self._lock = threading.RLock()
         self._ring = Ring(ring_max_records, ring_max_bytes)
-        self._pinned = OrderedDict()  # keyframe seq -> dictionary, for this process's ring
-        self._dicts = OrderedDict()  # (boot id, keyframe seq) -> dictionary, for spool reads
-        self._zdict = None
-        self._zdict_seq = None
+        self._dicts = OrderedDict()  # (boot id, keyframe seq) -> dictionary, for format 1 records
+        self._tip = None  # _State of the newest record appended: the next delta's base
+        self._tip_record = None  # ...and that Record, so the newest is served without rebuilding
+        self._cursor = None  # _State of the last record a read rebuilt
         self._since_keyframe = 0
+        self._encoded = {"keyframes": 0, "deltas": 0, "reordered": 0, "exact_fallbacks": 0}
         self._decode_errors = 0
         self._problems = []
         self._seqmark_fd = None
@@ -131,6 +158,7 @@ class History:
             spool_max_age_s=config.spool.max_age,
             spool_segment_bytes=config.spool.segment_bytes,
             spool_fsync_interval_s=config.spool.fsync_interval,
+            spool_retry_interval_s=config.spool.retry_interval,
             clock=clock,
         )
 
@@ -222,33 +250,52 @@ class History:
         payload = bytes(payload)
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise ValueError("payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD_BYTES))
+        doc = _document(payload)
         with self._lock:
             seq = self._next_seq
             spool = self._spool
-            keyframe = (self._zdict is None or self._since_keyframe >= self.keyframe_every
-                        or (spool is not None and spool.next_append_starts_segment))
-            if keyframe:
+            tip = self._tip
+            stored = None
+            if (tip is not None and tip.doc is not None and doc is not None
+                    and self._since_keyframe < self.keyframe_every
+                    and not (spool is not None and spool.next_append_starts_segment)):
+                stored = self._delta_frame(tip, doc, payload)
+            if stored is None:
                 stored, flags, base = zlib.compress(payload, self.compress_level), FLAG_ZLIB, None
-                self._zdict, self._zdict_seq, self._since_keyframe = payload[:ZDICT_BYTES], seq, 0
-                self._pinned[seq] = self._zdict
+                prior = _next_prior({}, doc)
+                self._since_keyframe = 0
+                self._encoded["keyframes"] += 1
             else:
-                packer = zlib.compressobj(self.compress_level, zdict=self._zdict)
-                stored = packer.compress(payload) + packer.flush()
-                flags, base = FLAG_ZLIB | FLAG_ZDICT, self._zdict_seq
+                flags, base = FLAG_ZLIB | FLAG_DELTA, tip.seq
+                prior = _next_prior(tip.prior, doc)
+                self._encoded["deltas"] += 1
             self._since_keyframe += 1
             self._next_seq = seq + 1
-            if self._ring.append(seq, wall_ns, stored, flags, base):
-                self._unpin()
+            self._tip = _State(self.boot_id, seq, doc, prior)
+            self._tip_record = Record(self.boot_id, seq, wall_ns, payload)
+            self._ring.append(seq, wall_ns, stored, flags, base)
             if spool is not None and not spool.append(seq, wall_ns, stored, flags, base):
                 self._mark_seq(seq)
             return seq
 
-    def _unpin(self):
-        """Drop the dictionaries no record in the ring needs any more."""
-        oldest = self._ring.oldest()
-        needed = oldest.seq if oldest.base_seq is None else oldest.base_seq
-        while self._pinned and next(iter(self._pinned)) < needed:
-            self._pinned.popitem(last=False)
+    def _delta_frame(self, tip, doc, payload):
+        """The compressed delta frame turning the newest record into ``doc``, or
+        None when it would not give back ``payload`` byte for byte."""
+        try:
+            change = delta(tip.doc, doc, tip.prior)
+            rebuilt = apply(change, tip.doc, tip.prior)
+            frame = {"d": change}
+            if encode_msgpack(rebuilt) != payload:
+                fixes = key_order_fixes(rebuilt, doc)
+                if not fixes or encode_msgpack(with_key_order(rebuilt, fixes)) != payload:
+                    self._encoded["exact_fallbacks"] += 1
+                    return None
+                frame["o"] = fixes
+                self._encoded["reordered"] += 1
+            return zlib.compress(encode_msgpack(frame), self.compress_level)
+        except _DELTA_ERRORS:
+            self._encoded["exact_fallbacks"] += 1
+            return None
 
     def flush(self):
         """Records are in the kernel once append returns; see :meth:`fsync`."""
@@ -265,27 +312,28 @@ class History:
 
     # -- reading --------------------------------------------------------------
 
+    def _entry(self, boot_id, seq):
+        """The stored form of a record (a RingEntry or SpoolRecord): from the
+        ring for this boot, else from the spool; None when neither has it."""
+        if boot_id == self.boot_id:
+            entry = self._ring.get(seq)
+            if entry is not None:
+                return entry
+        if self._spool is not None:
+            return self._spool.get(seq, boot_id)
+        return None
+
     def _dictionary(self, boot_id, seq):
-        if boot_id == self.boot_id and seq in self._pinned:
-            return self._pinned[seq]
+        """The preset dictionary of a format 1 record: its keyframe's first 32 KiB."""
         key = (boot_id, seq)
         found = self._dicts.get(key)
         if found is not None:
             self._dicts.move_to_end(key)
             return found
-        if boot_id == self.boot_id and self._ring.get(seq) is not None:
-            entry = self._ring.get(seq)
-            stored, flags = entry.payload, entry.flags
-        elif self._spool is not None:
-            record = self._spool.get(seq, boot_id)
-            if record is None:
-                return None
-            stored, flags = record.payload, record.flags
-        else:
-            return None
-        if flags & FLAG_ZDICT or not flags & FLAG_ZLIB:
+        entry = self._entry(boot_id, seq)
+        if entry is None or entry.flags != FLAG_ZLIB:
             return None  # a base is always a keyframe
-        payload = self._inflate(stored, None)
+        payload = self._inflate(entry.payload, None)
         if payload is None:
             return None
         self._dicts[key] = payload[:ZDICT_BYTES]
@@ -304,19 +352,79 @@ class History:
         except zlib.error:
             return None
 
+    def _uncompressed(self, boot_id, entry):
+        """The bytes a record stores, decompressed: a payload, or a delta frame."""
+        stored, flags = entry.payload, entry.flags
+        if not flags & FLAG_ZLIB:
+            return bytes(stored)
+        if flags & FLAG_ZDICT:
+            zdict = self._dictionary(boot_id, entry.base_seq) if entry.base_seq is not None else None
+            return None if zdict is None else self._inflate(stored, zdict)
+        return self._inflate(stored, None)
+
+    def _step(self, boot_id, base, entry):
+        """(state, payload) of a record decoded on its base's state (None for a
+        record that needs none); payload is None when only the document is
+        known. (None, None) when it cannot be decoded."""
+        data = self._uncompressed(boot_id, entry)
+        if data is None:
+            return None, None
+        if not entry.flags & FLAG_DELTA:
+            doc = _document(data)
+            return _State(boot_id, entry.seq, doc, _next_prior({}, doc)), data
+        if base is None or base.doc is None or base.seq != entry.base_seq:
+            return None, None
+        try:
+            frame = decode_msgpack(data)
+            doc = apply(frame["d"], base.doc, base.prior)
+            if "o" in frame:
+                doc = with_key_order(doc, frame["o"])
+        except _DELTA_ERRORS:
+            return None, None
+        if type(doc) is not dict:
+            return None, None
+        return _State(boot_id, entry.seq, doc, _next_prior(base.prior, doc)), None
+
+    def _state(self, boot_id, seq):
+        """The state of record ``seq``: the last one rebuilt, else rebuilt from
+        the nearest of it and its keyframe (at most keyframe_every - 1 delta
+        frames); None when a record of the chain is missing or bad."""
+        chain = []
+        state = None
+        while True:
+            cursor = self._cursor
+            if cursor is not None and cursor.boot_id == boot_id and cursor.seq == seq:
+                state = cursor
+                break
+            entry = self._entry(boot_id, seq)
+            if entry is None:
+                return None
+            chain.append(entry)
+            if not entry.flags & FLAG_DELTA:
+                break
+            if entry.base_seq is None or entry.base_seq >= entry.seq:
+                return None
+            seq = entry.base_seq
+        for entry in reversed(chain):
+            state = self._step(boot_id, state, entry)[0]
+            if state is None:
+                return None
+        return state
+
     def _decode(self, boot_id, entry):
         """The Record of a RingEntry or SpoolRecord, or None (counted) when it cannot be decoded."""
-        stored, flags, base_seq = entry.payload, entry.flags, entry.base_seq
-        if not flags & FLAG_ZLIB:
-            payload = bytes(stored)
-        elif flags & FLAG_ZDICT:
-            zdict = self._dictionary(boot_id, base_seq) if base_seq is not None else None
-            payload = None if zdict is None else self._inflate(stored, zdict)
-        else:
-            payload = self._inflate(stored, None)
-        if payload is None:
+        newest = self._tip_record
+        if newest is not None and boot_id == newest.boot_id and entry.seq == newest.seq:
+            return newest
+        needs_base = entry.flags & FLAG_DELTA and entry.base_seq is not None
+        base = self._state(boot_id, entry.base_seq) if needs_base else None
+        state, payload = self._step(boot_id, base, entry)
+        if state is None:
             self._decode_errors += 1
             return None
+        if payload is None:
+            payload = encode_msgpack(state.doc)
+        self._cursor = state
         return Record(boot_id, entry.seq, entry.wall_ns, payload)
 
     def _boot(self, boot_id):
@@ -429,6 +537,7 @@ class History:
                 "ring": {"records": len(self._ring), "bytes": self._ring.bytes, "evicted": self._ring.evicted},
                 "spool": self._spool.stats() if self._spool is not None else None,
                 "decode_errors": self._decode_errors,
+                "encoding": dict(self._encoded, keyframe_every=self.keyframe_every),
                 "problems": list(self._problems),
             }
 
@@ -470,3 +579,22 @@ class History:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _document(payload):
+    """The msgpack map in ``payload``, or None (then it is stored whole, never as a delta)."""
+    try:
+        doc = decode_msgpack(payload)
+    except (ValueError, RecursionError):
+        return None
+    return doc if type(doc) is dict else None
+
+
+def _next_prior(prior, doc):
+    """``prior`` brought up to date with ``doc``: the newest non-null value of each top-level key."""
+    out = dict(prior)
+    if doc is not None:
+        for key, value in doc.items():
+            if value is not None:
+                out[key] = value
+    return out

@@ -4,6 +4,11 @@ Bounded twice: by the number of records and by the sum of their payload sizes
 (bytes; the per-record bookkeeping, about 150 bytes, is not counted). The
 oldest records are evicted first; the newest is always kept, even when it
 alone exceeds ``max_bytes``, so the latest record is always there.
+
+A record may name a base (``base_seq``), an earlier record it needs to be
+decoded. The ring never keeps a record without its base: when the oldest
+record goes, the records that need it go too, up to the next one without a
+base (the newest excepted, as above).
 """
 
 from bisect import bisect_left, bisect_right
@@ -47,7 +52,8 @@ class Ring:
         self._seqs.append(seq)
         self._bytes += len(payload)
         evicted = 0
-        while len(self) > 1 and (len(self) > self.max_records or self._bytes > self.max_bytes):
+        while len(self) > 1 and (len(self) > self.max_records or self._bytes > self.max_bytes
+                                 or self._entries[self._head].base_seq is not None):
             self._bytes -= len(self._entries[self._head].payload)
             self._entries[self._head] = None
             self._head += 1
