@@ -36,8 +36,8 @@ and to the table printed at the end of the session.
 Groups ``section NAME``: each source of collect() alone (the collector's own
 source object, with what it keeps between samples) against the replay of the
 file reads and other file-system calls it makes (for network, also against the
-raw netlink dumps, bare and decoded by hostdiag's own row parsers), to show
-where a snapshot's cost goes.
+raw netlink dumps, bare and decoded by hostdiag's own row parsers: the live
+twins, compiled unless HOSTDIAG_PURE is set), to show where a snapshot's cost goes.
 """
 
 import os
@@ -226,8 +226,9 @@ class RawNetlink:
 
 
 def hostdiag_row_parsers():
-    """hostdiag.sources.netlink's per-message decoders, by request type, or
-    None when that module has none under the names looked for."""
+    """hostdiag.sources.netlink's per-message decoders (the live twins of
+    hostdiag.parsers, bound there), by request type, or None when that module
+    has none under the names looked for."""
     from hostdiag.sources import netlink
 
     names = {18: ("parse_link", "_parse_link"), 22: ("parse_address", "_parse_addr"),

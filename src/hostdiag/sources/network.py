@@ -15,8 +15,7 @@ tx_window + tx_heartbeat errors (net/core/net-procfs.c). ``kind``,
 import os
 
 from hostdiag.hostpaths import MALFORMED, MISSING, UNAVAILABLE, SourceError, error_kind
-from hostdiag.parsers import parse_keyvalue, parse_netdev, parse_softnet, parse_twoline
-from hostdiag.parsers.sockstat import parse_sockstat
+from hostdiag.parsers import parse_keyvalue, parse_netdev, parse_sockstat, parse_softnet, parse_twoline
 from hostdiag.sources.problems import Problems
 
 SOURCE = "network"
