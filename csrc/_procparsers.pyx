@@ -642,6 +642,17 @@ cdef class _Scan:
             self.race_hook(pid, hook_name)
         return _read_at(self.dirfd, name, &self.buf, err)
 
+    cdef int lost(self, object pid, str what, int err, list denied) except -1:
+        """A failed read of ``what``: 1 when the process vanished (nothing is
+        noted), else 0 with ``what`` added to ``denied`` or to the errors."""
+        if _vanished(err):
+            return 1
+        if _denied(err):
+            denied.append(what)
+        else:
+            self.errors.append((pid, what, err))
+        return 0
+
     cdef object one(self, object pid, long long c_pid, int fd_mode, uint64_t page_size,
                     long long sample_no, long long refresh_every):
         """The record of the process open at ``self.dirfd`` (its cache entry
@@ -681,24 +692,16 @@ cdef class _Scan:
 
         n = self.read(pid, "status", "status", &err)
         if n < 0:
-            if _vanished(err):
+            if self.lost(pid, "status", err, denied):
                 return None
-            if _denied(err):
-                denied.append("status")
-            else:
-                self.errors.append((pid, "status", err))
         else:
             self.bad_status += _parse_status(<const unsigned char *>self.buf.data, n, &status)
             have_status = True
 
         n = self.read(pid, "io", "io", &err)
         if n < 0:
-            if _vanished(err):
+            if self.lost(pid, "io", err, denied):
                 return None
-            if _denied(err):
-                denied.append("io")
-            else:
-                self.errors.append((pid, "io", err))
         else:
             self.bad_io += _parse_io(<const unsigned char *>self.buf.data, n, &io)
             have_io = True
@@ -708,13 +711,8 @@ cdef class _Scan:
             if self.race_hook is not None:
                 self.race_hook(pid, "fd")
             fd_err = _fd_count(self.dirfd, fd_mode, &fd_count)
-            if fd_err:
-                if _vanished(fd_err):
-                    return None
-                if _denied(fd_err):
-                    denied.append("fd")
-                else:
-                    self.errors.append((pid, "fd", fd_err))
+            if fd_err and self.lost(pid, "fd", fd_err, denied):
+                return None
 
         uid = status.uid if have_status and status.has_uid else None
         record = PyDict_Copy(_TEMPLATE)

@@ -6,7 +6,6 @@ own; readiness is polled on its socket with a bounded deadline, and every
 process is stopped (or killed) at the end of its test.
 """
 
-import json
 import os
 import shutil
 import signal
@@ -26,123 +25,7 @@ from hostdiag.transport.client import AgentClient, SnapshotRecord
 from hostdiag.transport.framing import FrameDecoder, encode_frame
 from hostdiag.transport.protocol import Error, ProtocolError
 
-AGENT_MAIN = "import sys; from hostdiag.agent import main_agent; sys.exit(main_agent(sys.argv[1:]))"
-INTERVAL = 0.2
-READY_DEADLINE_S = 30.0
-
-
-def _toml_value(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(value)
-
-
-def write_toml(path, settings):
-    lines = []
-    for section, table in settings.items():
-        lines.append("[%s]" % section)
-        lines.extend("%s = %s" % (key, _toml_value(value)) for key, value in table.items())
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-def agent_env(extra=None):
-    """The environment of an agent under test: no HOSTDIAG_* setting leaks in."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HOSTDIAG_") or k in ("HOSTDIAG_PURE", "HOSTDIAG_DEBUG")}
-    env.pop("NOTIFY_SOCKET", None)
-    env.update(extra or {})
-    return env
-
-
-class AgentProcess:
-    """One `diag agent` process with its own config, spool and socket."""
-
-    def __init__(self, workdir, **sections):
-        self.dir = workdir
-        self.sock_path = os.path.join(workdir, "agent.sock")
-        self.spool_dir = os.path.join(workdir, "spool")
-        self.config_path = os.path.join(workdir, "agent.toml")
-        self.log_path = os.path.join(workdir, "agent.log")
-        self.settings = {
-            "agent": {"interval": INTERVAL, "table_every": 3600, "budget": INTERVAL},
-            "spool": {"dir": self.spool_dir},
-            "server": {"unix_path": self.sock_path, "read_timeout": 5},
-        }
-        self.configure(**sections)
-        self.proc = None
-
-    def configure(self, **sections):
-        for section, table in sections.items():
-            self.settings.setdefault(section, {}).update(table)
-        write_toml(self.config_path, self.settings)
-
-    def start(self, env=None, args=()):
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", AGENT_MAIN, "--config", self.config_path, "--foreground", *args],
-            stdout=self.log, stderr=subprocess.STDOUT, env=agent_env(env), cwd=self.dir)
-        return self
-
-    def wait_ready(self, deadline_s=READY_DEADLINE_S):
-        """Poll the socket until the agent serves a record; the client is returned."""
-        deadline = time.monotonic() + deadline_s
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("agent exited with %s:\n%s" % (self.proc.returncode, self.read_log()))
-            try:
-                client = AgentClient.connect("unix:" + self.sock_path, timeout=5)
-            except (OSError, ProtocolError) as exc:
-                last = exc
-                time.sleep(0.05)
-                continue
-            if client.latest() is not None:
-                return client
-            client.close()
-            time.sleep(0.05)
-        raise AssertionError("agent not ready in %.0f s (%s):\n%s" % (deadline_s, last, self.read_log()))
-
-    def client(self, timeout=10):
-        return AgentClient.connect("unix:" + self.sock_path, timeout=timeout)
-
-    def read_log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def signal(self, signum):
-        self.proc.send_signal(signum)
-
-    def stop(self, timeout=15):
-        """SIGTERM and wait; the exit code."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self.kill()
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        if getattr(self, "log", None) is not None:
-            self.log.close()
-            self.log = None
-
-
-@pytest.fixture
-def workdir():
-    # Short: a Unix socket path holds at most 107 bytes.
-    path = tempfile.mkdtemp(prefix="hd-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+from agentproc import AGENT_MAIN, INTERVAL, AgentProcess, clean_env, write_toml
 
 
 @pytest.fixture
@@ -518,7 +401,7 @@ def test_sd_notify_sighup_reload_and_sigterm_clean_stop(make_agent, workdir):
 def test_bad_config_is_one_line_naming_the_key_and_exit_2(workdir, settings, key):
     config = os.path.join(workdir, "bad.toml")
     write_toml(config, settings)
-    done = subprocess.run([sys.executable, "-c", AGENT_MAIN, "--config", config], env=agent_env(),
+    done = subprocess.run([sys.executable, "-c", AGENT_MAIN, "--config", config], env=clean_env(),
                           capture_output=True, timeout=60)
     assert done.returncode == 2
     err = done.stderr.decode()
@@ -528,6 +411,6 @@ def test_bad_config_is_one_line_naming_the_key_and_exit_2(workdir, settings, key
 def test_bad_option_is_a_usage_error(workdir):
     done = subprocess.run([sys.executable, "-c", AGENT_MAIN, "--interval", "0.001",
                            "--spool-dir", workdir, "--unix-path", os.path.join(workdir, "s")],
-                          env=agent_env(), capture_output=True, timeout=60)
+                          env=clean_env(), capture_output=True, timeout=60)
     assert done.returncode == 2
     assert "agent.interval" in done.stderr.decode() and done.stderr.decode().count("\n") == 1

@@ -9,24 +9,13 @@ unmounted whatever happens.
 
 import errno
 import os
-import shutil
-import subprocess
-import tempfile
-import time
 
 import pytest
 
-from test_agent import AgentProcess
+from agentproc import DEADLINE_S, AgentProcess, wait_for
+from spoolhelpers import mount_tmpfs
 
 RETRY_S = 0.5  # spool.retry_interval: how soon a degraded spool tries again
-DEADLINE_S = 30.0
-
-
-@pytest.fixture
-def workdir():
-    path = tempfile.mkdtemp(prefix="hd-", dir="/tmp")  # short: a socket path holds 107 bytes
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -34,13 +23,8 @@ def small_disk(workdir):
     """A 2 MiB tmpfs: a file system that really fills up."""
     mount_point = os.path.join(workdir, "disk")
     os.mkdir(mount_point)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mount_point],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs (needs root): %s" % done.stderr.strip())
-    yield mount_point
-    if subprocess.run(["umount", mount_point], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", mount_point], check=True)
+    with mount_tmpfs(mount_point, "2m"):
+        yield mount_point
 
 
 @pytest.fixture
@@ -73,17 +57,13 @@ def fill(path):
 
 def poll(agent, what, check, deadline_s=DEADLINE_S):
     """Call ``check`` until it returns something true; that value. Fails with the agent's log."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        found = check()
-        if found:
-            return found
-        if agent.proc.poll() is not None:
+    def found():
+        value = check()
+        if not value and agent.proc.poll() is not None:
             raise AssertionError("agent exited (%s) waiting for %s:\n%s"
-                                 % (agent.proc.returncode, what, agent.read_log()[-4000:]))
-        if time.monotonic() > deadline:
-            raise AssertionError("no %s within %.0f s:\n%s" % (what, deadline_s, agent.read_log()[-4000:]))
-        time.sleep(0.05)
+                                 % (agent.proc.returncode, what, agent.log_tail()))
+        return value
+    return wait_for(found, what, deadline_s, on_fail=agent.log_tail)
 
 
 def when(check, value):

@@ -3,19 +3,13 @@
 Agents run with a 0.2 s interval in a temporary directory of their own, the
 collector as a process of its own; every wait polls a condition with a
 deadline, and every process is stopped (or killed) at the end of its test.
-The helpers here (AgentProcess, CollectorProcess, wait_for) are shared with
-test_show.py.
+The helpers (AgentProcess, CollectorProcess, wait_for) live in agentproc.py.
 """
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
-import tempfile
-import time
 import zlib
 
 import pytest
@@ -27,227 +21,8 @@ from hostdiag.collector.service import (
 from hostdiag.collector.store import (
     RECORDS_PER_DICTIONARY, CollectorStore, StoreError, StoreLocked,
 )
-from hostdiag.transport.client import AgentClient
-from hostdiag.transport.protocol import ProtocolError
 
-AGENT_MAIN = "import sys; from hostdiag.agent import main_agent; sys.exit(main_agent(sys.argv[1:]))"
-COLLECTOR_MAIN = ("import sys; from hostdiag.collector.service import main_collector; "
-                  "sys.exit(main_collector(sys.argv[1:]))")
-INTERVAL = 0.2
-DEADLINE_S = 30.0
-
-
-# -- helpers (also used by test_show.py) --------------------------------------
-
-def wait_for(condition, what, deadline_s=DEADLINE_S, step_s=0.05, on_fail=None):
-    """Poll ``condition()`` until it returns something true; that value."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            detail = on_fail() if on_fail else ""
-            raise AssertionError("timed out after %.0f s waiting for %s\n%s" % (deadline_s, what, detail))
-        time.sleep(step_s)
-
-
-def _toml_value(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(value)
-
-
-def write_toml(path, settings, agents=()):
-    lines = []
-    for section, table in settings.items():
-        lines.append("[%s]" % section)
-        lines.extend("%s = %s" % (key, _toml_value(value)) for key, value in table.items())
-    for agent in agents:
-        lines.append("[[collector.agents]]")
-        lines.extend("%s = %s" % (key, _toml_value(value)) for key, value in agent.items())
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-def clean_env():
-    """The environment of a process under test: no HOSTDIAG_* setting leaks in."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HOSTDIAG_") or k in ("HOSTDIAG_PURE", "HOSTDIAG_DEBUG")}
-    env.pop("NOTIFY_SOCKET", None)
-    return env
-
-
-class AgentProcess:
-    """One `diag agent` process with its own config, spool and socket."""
-
-    def __init__(self, workdir, **sections):
-        self.dir = workdir
-        self.sock_path = os.path.join(workdir, "agent.sock")
-        self.spool_dir = os.path.join(workdir, "spool")
-        self.config_path = os.path.join(workdir, "agent.toml")
-        self.log_path = os.path.join(workdir, "agent.log")
-        self.settings = {
-            # No process or socket tables: the first table sample costs seconds.
-            "agent": {"interval": INTERVAL, "table_every": 3600, "budget": INTERVAL},
-            "spool": {"dir": self.spool_dir},
-            "server": {"unix_path": self.sock_path, "read_timeout": 5},
-        }
-        for section, table in sections.items():
-            self.settings.setdefault(section, {}).update(table)
-        write_toml(self.config_path, self.settings)
-        self.proc = None
-        self.log = None
-
-    @property
-    def address(self):
-        return "unix:" + self.sock_path
-
-    def start(self):
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", AGENT_MAIN, "--config", self.config_path, "--foreground"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=clean_env(), cwd=self.dir)
-        return self
-
-    def client(self, timeout=10):
-        return AgentClient.connect(self.address, timeout=timeout)
-
-    def info(self):
-        with self.client() as client:
-            return client.info()
-
-    def wait_ready(self):
-        """Poll the socket until the agent serves a record."""
-        def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError("agent exited with %s:\n%s" % (self.proc.returncode, self.read_log()))
-            try:
-                with self.client(timeout=5) as client:
-                    return client.latest() is not None
-            except (OSError, ProtocolError):
-                return False
-        wait_for(ready, "the agent to serve a record", on_fail=self.read_log)
-        return self
-
-    def wait_newest(self, seq):
-        """Until the agent's current boot has a record at or after ``seq``; its info."""
-        def reached():
-            info = self.info()
-            return info if (info.get("newest_seq") or 0) >= seq else None
-        return wait_for(reached, "agent seq %d" % seq, on_fail=self.read_log)
-
-    def seqs(self, boot_id=None):
-        """Every seq the agent keeps of a boot (the current one by default)."""
-        with self.client() as client:
-            return [r.seq for r in client.range(from_seq=1, boot_id=boot_id, page=1000)]
-
-    def read_log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")[-4000:]
-        except OSError:
-            return ""
-
-    def stop(self, signum=signal.SIGTERM, timeout=15):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signum)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self.log is not None:
-            self.log.close()
-            self.log = None
-        code, self.proc = self.proc.returncode, None
-        return code
-
-
-class CollectorProcess:
-    """One `diag collector` process over a config naming its agents."""
-
-    def __init__(self, workdir, agents, poll_interval=INTERVAL, extra_args=()):
-        self.dir = workdir
-        self.store_dir = os.path.join(workdir, "store")
-        self.config_path = os.path.join(workdir, "collector.toml")
-        self.log_path = os.path.join(workdir, "collector.log")
-        write_toml(self.config_path, {"collector": {"store": self.store_dir, "poll_interval": poll_interval}},
-                   [{"name": name, "address": address} for name, address in agents])
-        self.extra_args = list(extra_args)
-        self.proc = None
-        self.log = None
-
-    def command(self, *args):
-        return [sys.executable, "-c", COLLECTOR_MAIN, "--config", self.config_path, *args]
-
-    def start(self):
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command("--foreground", *self.extra_args), stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=clean_env(), cwd=self.dir)
-        return self
-
-    def run(self, *args, timeout=60):
-        return subprocess.run(self.command(*args), capture_output=True, text=True, env=clean_env(),
-                              cwd=self.dir, timeout=timeout)
-
-    def read_log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")[-4000:]
-        except OSError:
-            return ""
-
-    def store(self):
-        return CollectorStore(self.store_dir, readonly=True)
-
-    def stored_seqs(self, host, boot_id):
-        if not os.path.exists(os.path.join(self.store_dir, "collector.sqlite3")):
-            return []
-        with self.store() as store:
-            return store.seqs(host, boot_id)
-
-    def wait_stored(self, host, boot_id, seq):
-        def reached():
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError("collector exited with %s:\n%s" % (self.proc.returncode, self.read_log()))
-            seqs = self.stored_seqs(host, boot_id)
-            return bool(seqs) and seqs[-1] >= seq
-        wait_for(reached, "the store to hold seq %d of %s" % (seq, host), on_fail=self.read_log)
-
-    def status(self, host):
-        with self.store() as store:
-            return next((row for row in store.status() if row["name"] == host), None)
-
-    def stop(self, signum=signal.SIGTERM, timeout=20):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signum)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self.log is not None:
-            self.log.close()
-            self.log = None
-        code, self.proc = self.proc.returncode, None
-        return code
-
-
-@pytest.fixture
-def workdir():
-    # Short: a Unix socket path holds at most 107 bytes.
-    path = tempfile.mkdtemp(prefix="hdc-", dir="/tmp")
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+from agentproc import INTERVAL, AgentProcess, CollectorProcess, wait_for, write_toml
 
 
 @pytest.fixture
@@ -259,6 +34,14 @@ def processes():
         proc.stop(signal.SIGKILL)
 
 
+def ready_agent(processes, workdir, **sections):
+    """An agent registered in ``processes``, started and serving."""
+    agent = AgentProcess(workdir, **sections)
+    processes.append(agent)
+    agent.start().wait_ready().close()
+    return agent
+
+
 def assert_contiguous(seqs):
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "seqs are not contiguous: %s" % seqs
 
@@ -266,9 +49,7 @@ def assert_contiguous(seqs):
 # -- real processes ------------------------------------------------------------
 
 def test_catches_up_after_being_down_and_survives_agent_restarts(workdir, processes):
-    agent = AgentProcess(workdir)
-    processes.append(agent)
-    agent.start().wait_ready()
+    agent = ready_agent(processes, workdir)
     boot = agent.info()["boot_id"]
     collector = CollectorProcess(workdir, [("web1", agent.address)])
     processes.append(collector)
@@ -283,7 +64,7 @@ def test_catches_up_after_being_down_and_survives_agent_restarts(workdir, proces
     down_at = collector.stored_seqs("web1", boot)[-1]
     agent.wait_newest(down_at + 5)
     agent.stop(signal.SIGKILL)
-    agent.start().wait_ready()
+    agent.start().wait_ready().close()
     missed_until = agent.wait_newest(down_at + 12)["newest_seq"]
 
     # 3. Up again: it backfills what it missed, then follows live.
@@ -292,11 +73,11 @@ def test_catches_up_after_being_down_and_survives_agent_restarts(workdir, proces
 
     # 4. The agent restarts (SIGTERM) under a live collector: it reconnects and resumes.
     agent.stop(signal.SIGTERM)
-    agent.start().wait_ready()
+    agent.start().wait_ready().close()
     restarted = agent.wait_newest(1)["newest_seq"]
     collector.wait_stored("web1", boot, restarted + 5)
     status = wait_for(lambda: (lambda s: s if s and s["state"] == "live" and s["connects"] >= 2 else None)(
-        collector.status("web1")), "a live status after the reconnect", on_fail=collector.read_log)
+        collector.status("web1")), "a live status after the reconnect", on_fail=collector.log_tail)
     assert collector.stop() == 0
 
     # What the collector has is exactly what the agent has, from the first seq it took.
@@ -323,9 +104,7 @@ def test_catches_up_after_being_down_and_survives_agent_restarts(workdir, proces
 
 def test_records_exact_gap_when_the_agent_no_longer_has_records(workdir, processes):
     # No spool and a ring of 5: records the collector misses while down are gone.
-    agent = AgentProcess(workdir, spool={"enabled": False}, ring={"max_records": 5})
-    processes.append(agent)
-    agent.start().wait_ready()
+    agent = ready_agent(processes, workdir, spool={"enabled": False}, ring={"max_records": 5})
     boot = agent.info()["boot_id"]
     collector = CollectorProcess(workdir, [("web1", agent.address)])
     processes.append(collector)
@@ -339,7 +118,7 @@ def test_records_exact_gap_when_the_agent_no_longer_has_records(workdir, process
     def gap_noted():
         with collector.store() as store:
             return store.gaps("web1")
-    gaps = wait_for(gap_noted, "the gap to be recorded", on_fail=collector.read_log)
+    gaps = wait_for(gap_noted, "the gap to be recorded", on_fail=collector.log_tail)
     collector.wait_stored("web1", boot, last + 14)
     assert collector.stop() == 0
     stored = collector.stored_seqs("web1", boot)
@@ -357,9 +136,7 @@ def test_records_exact_gap_when_the_agent_no_longer_has_records(workdir, process
 
 
 def test_once_and_status(workdir, processes):
-    agent = AgentProcess(workdir)
-    processes.append(agent)
-    agent.start().wait_ready()
+    agent = ready_agent(processes, workdir)
     newest = agent.wait_newest(3)["newest_seq"]
     collector = CollectorProcess(workdir, [("web1", agent.address), ("gone", "unix:" + workdir + "/none.sock")])
     done = collector.run("--once")
@@ -397,9 +174,8 @@ def test_pulls_over_tcp_with_a_token(workdir, processes):
         f.write("s3cret-token\n")
     os.chmod(token_file, 0o600)
     port = _free_port()
-    agent = AgentProcess(workdir, tcp={"enabled": True, "listen": "127.0.0.1:%d" % port, "token_file": token_file})
-    processes.append(agent)
-    agent.start().wait_ready()
+    agent = ready_agent(processes, workdir,
+                        tcp={"enabled": True, "listen": "127.0.0.1:%d" % port, "token_file": token_file})
     newest = agent.wait_newest(3)["newest_seq"]
     wrong = os.path.join(workdir, "wrong")
     with open(wrong, "w") as f:

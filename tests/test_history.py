@@ -4,8 +4,6 @@ spool together, a real SIGKILL, a real full disk, and what gaps() reports."""
 import hashlib
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import uuid
 import zlib
@@ -13,9 +11,10 @@ import zlib
 import msgpack
 import pytest
 
-import hostdiag
 from hostdiag.store import History, Record
 from hostdiag.store.spool import FLAG_DELTA, RECORD_HEADER, SEGMENT_HEADER, decode_record
+
+from spoolhelpers import FakeClock, kill_after_acks
 
 BOOT = "6f1c2a4e-0d3b-4c55-9a7e-2b8f0c1d9e11"
 NEXT_BOOT = "0b9d6c3a-5e2f-4a18-8c7d-3f4e5a6b7c8d"
@@ -135,20 +134,8 @@ def test_kill_9_of_a_real_agent_process(tmp_path):
             history.append(seq * 10 ** 9, snapshot(seq))
             os.write(1, b"%%d\\n" %% seq)
     """ % BOOT)
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(hostdiag.__file__)))
-    proc = subprocess.Popen([sys.executable, "-c", child, str(tmp_path)], stdout=subprocess.PIPE, env=env)
-    acked = 0
-    try:
-        for line in proc.stdout:
-            acked = int(line)
-            if acked >= 300:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-    finally:
-        proc.kill()
-        acked = max([acked] + [int(x) for x in proc.stdout.read().split()])
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL and acked >= 300
+    returncode, acked = kill_after_acks(child, tmp_path, 300)
+    assert returncode == -signal.SIGKILL and acked >= 300
 
     with open_history(tmp_path, spool_segment_bytes=64 << 10) as history:
         served = history.range(limit=None)
@@ -225,29 +212,6 @@ def test_gaps_name_what_was_lost(tmp_path, damaged, gap):
         assert history.get(damaged) is None
         assert history.info()["decode_errors"] == 0  # skipped at the scan, never tried
         assert history.append(31 * SECOND, snapshot(31)) == 31
-
-
-@pytest.fixture
-def small_fs(tmp_path):
-    """A 1 MiB tmpfs: a disk that really fills up."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs (needs root): %s" % done.stderr.strip())
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True)
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 def test_full_disk_keeps_history_in_memory_and_recovers(small_fs):

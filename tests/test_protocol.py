@@ -24,7 +24,7 @@ from hostdiag.transport.framing import (
 )
 from hostdiag.transport.protocol import Error, ProtocolError
 
-from test_agent import AgentProcess
+from agentproc import AgentProcess
 
 RING_RECORDS = 15
 READ_TIMEOUT_S = 1.0

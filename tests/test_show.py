@@ -23,7 +23,7 @@ from hostdiag.historycli import (
     NS, Rec, compute_diff, counter_changes, finding_changes, find_moment, main_diff, main_history, main_show,
     parse_span, parse_time, process_changes, process_view, socket_changes, table_records,
 )
-from test_collector import AgentProcess, CollectorProcess, write_toml
+from agentproc import AgentProcess, CollectorProcess, write_toml
 
 RECORDS = 16
 
@@ -34,7 +34,7 @@ def world():
     workdir = tempfile.mkdtemp(prefix="hds-", dir="/tmp")
     agent = AgentProcess(workdir)
     try:
-        agent.start().wait_ready()
+        agent.start().wait_ready().close()
         info = agent.wait_newest(RECORDS)
         collector = CollectorProcess(workdir, [("web1", agent.address)])
         result = collector.run("--once")

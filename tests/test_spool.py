@@ -2,16 +2,15 @@
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-import hostdiag
 from hostdiag.store.spool import (
     RECORD_HEADER, SEGMENT_HEADER, Spool, SpoolLocked, decode_record, encode_record,
 )
+
+from spoolhelpers import FakeClock, kill_after_acks
 
 BOOT = "6f1c2a4e-0d3b-4c55-9a7e-2b8f0c1d9e11"
 MiB = 1024 * 1024
@@ -89,20 +88,8 @@ def test_kill_9_loses_no_acknowledged_record(tmp_path):
             os.write(1, b"%%d\\n" %% seq)
             seq += 1
     """ % BOOT)
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(hostdiag.__file__)))
-    proc = subprocess.Popen([sys.executable, "-c", child, str(tmp_path)], stdout=subprocess.PIPE, env=env)
-    acked = 0
-    try:
-        for line in proc.stdout:
-            acked = int(line)
-            if acked >= 400:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-    finally:
-        proc.kill()
-        acked = max([acked] + [int(x) for x in proc.stdout.read().split()])
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    returncode, acked = kill_after_acks(child, tmp_path, 400)
+    assert returncode == -signal.SIGKILL
     assert acked >= 400
 
     with open_spool(tmp_path, segment_bytes=16 * 1024) as spool:
@@ -306,29 +293,6 @@ def test_one_writer_per_directory(tmp_path):
         assert [r.seq for r in reader.iter_range()] == [1, 2, 3, 4, 5]
         assert reader.stats()["torn_truncated"] == 0
     reader.close()
-
-
-@pytest.fixture
-def small_fs(tmp_path):
-    """A 1 MiB tmpfs: a disk that really fills up."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs (needs root): %s" % done.stderr.strip())
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True)
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 def test_full_disk_degrades_and_recovers(small_fs):

@@ -100,6 +100,8 @@ ROW_FIELDS = (
     "rtt", "total_retrans", "bytes_acked", "drops",
 )
 ROW_STATE = ROW_FIELDS.index("state")
+_IDENTITY_KEYS = SOCKET_KEYS[:SOCKET_KEYS.index("inode") + 1]
+assert _IDENTITY_KEYS == ROW_FIELDS[:len(_IDENTITY_KEYS)]
 MAX_RANK_COLUMNS = 16
 ROW_INODE = ROW_FIELDS.index("inode")
 
@@ -293,32 +295,39 @@ def _inet_attrs(data, start, end):
     return attrs
 
 
+def _inet_identity(data, start):
+    """The fields a socket dict and a row share, in the order of both
+    (:data:`SOCKET_KEYS` and :data:`ROW_FIELDS` up to ``inode``)."""
+    family = data[start]
+    sport, dport = _PORTS.unpack_from(data, start + 4)
+    _expires, rqueue, wqueue, uid, inode = _INET_TAIL.unpack_from(data, start + 52)
+    return (
+        FAMILY_NAMES[family],
+        state_name(data[start + 1]),
+        _address(family, bytes(data[start + 8:start + 24])),
+        sport,
+        _address(family, bytes(data[start + 24:start + 40])),
+        dport,
+        rqueue,
+        wqueue,
+        uid,
+        inode,
+    )
+
+
 def _inet_socket(data, start, end):
     """One inet_diag_msg and its attributes as a socket dict, or None when malformed."""
     attrs = _inet_attrs(data, start, end)
     if attrs is None:
         return None
-    family = data[start]
-    sport, dport = _PORTS.unpack_from(data, start + 4)
-    _expires, rqueue, wqueue, uid, inode = _INET_TAIL.unpack_from(data, start + 52)
     cong = attrs.get(INET_DIAG_CONG)
     skmem = attrs.get(INET_DIAG_SKMEMINFO)
     info = attrs.get(INET_DIAG_INFO)
-    return {
-        "family": FAMILY_NAMES[family],
-        "state": state_name(data[start + 1]),
-        "local": _address(family, bytes(data[start + 8:start + 24])),
-        "local_port": sport,
-        "remote": _address(family, bytes(data[start + 24:start + 40])),
-        "remote_port": dport,
-        "rqueue": rqueue,
-        "wqueue": wqueue,
-        "uid": uid,
-        "inode": inode,
-        "cong": None if cong is None else _cong(data, *cong),
-        "skmem": None if skmem is None else _skmem(data, *skmem),
-        "tcp_info": None if info is None else _tcp_info(data, *info),
-    }
+    sock = dict(zip(_IDENTITY_KEYS, _inet_identity(data, start)))
+    sock["cong"] = None if cong is None else _cong(data, *cong)
+    sock["skmem"] = None if skmem is None else _skmem(data, *skmem)
+    sock["tcp_info"] = None if info is None else _tcp_info(data, *info)
+    return sock
 
 
 def _optional(data, attr, offset, codec):
@@ -332,22 +341,9 @@ def _inet_row(data, start, end):
     attrs = _inet_attrs(data, start, end)
     if attrs is None:
         return None
-    family = data[start]
-    sport, dport = _PORTS.unpack_from(data, start + 4)
-    _expires, rqueue, wqueue, uid, inode = _INET_TAIL.unpack_from(data, start + 52)
     info = attrs.get(INET_DIAG_INFO)
     skmem = attrs.get(INET_DIAG_SKMEMINFO)
-    return (
-        FAMILY_NAMES[family],
-        state_name(data[start + 1]),
-        _address(family, bytes(data[start + 8:start + 24])),
-        sport,
-        _address(family, bytes(data[start + 24:start + 40])),
-        dport,
-        rqueue,
-        wqueue,
-        uid,
-        inode,
+    return _inet_identity(data, start) + (
         _optional(data, info, _ROW_RTT, _U32),
         _optional(data, info, _ROW_TOTAL_RETRANS, _U32),
         _optional(data, info, _ROW_BYTES_ACKED, _U64),
