@@ -11,6 +11,7 @@ from either.
 import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -87,7 +88,8 @@ def test_show_at_a_time_picks_the_record_at_or_before_it(world, capsys, source):
     assert "seq 9 at" in lines[0]
     assert lines[1].startswith("rates    from seq 8 at")
     assert lines[2].startswith("hostdiag  ")
-    assert "interval 0.2" in lines[2]
+    # Consecutive records of a 0.2 s agent: the measured interval jitters around it.
+    assert re.search(r"interval 0\.[1-3][0-9] s", lines[2]), lines[2]
     assert any(line.startswith("FINDINGS") for line in lines)
     assert any(line.startswith("CPU %") for line in lines)
 
