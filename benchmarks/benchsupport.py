@@ -11,8 +11,9 @@ PSUTIL = "psutil"
 COMPILED_ONLY = "compiled parse only"
 PURE_ONLY = "pure parse only"
 
-# Read sizes of the raw floor: the same HostRoot.read asks for (16 KiB first,
-# then 256 KiB), so the floor pays the kernel exactly what collect() pays.
+# Read sizes of the raw floor: the same HostRoot.read asks for (16 KiB, then
+# 16 KiB for the read that finds EOF, and 256 KiB reads only past that), so
+# the floor pays the kernel exactly what collect() pays.
 RAW_FIRST_CHUNK = 16 * 1024
 RAW_CHUNK = 256 * 1024
 
@@ -21,14 +22,16 @@ def raw_read(path):
     """The floor: open, read to EOF, close; no error mapping, no size cap."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks = []
-        want = RAW_FIRST_CHUNK
+        data = os.read(fd, RAW_FIRST_CHUNK)
+        more = os.read(fd, RAW_FIRST_CHUNK) if data else b""
+        if not more:
+            return data
+        chunks = [data, more]
         while True:
-            chunk = os.read(fd, want)
+            chunk = os.read(fd, RAW_CHUNK)
             if not chunk:
                 break
             chunks.append(chunk)
-            want = RAW_CHUNK
     finally:
         os.close(fd)
     return b"".join(chunks)

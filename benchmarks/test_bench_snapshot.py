@@ -55,7 +55,7 @@ import pytest
 
 psutil = pytest.importorskip("psutil")
 
-from benchsupport import RAW, RESULTS, raw_read  # noqa: E402
+from benchsupport import RAW, RESULTS  # noqa: E402
 
 from hostdiag import parsers as live_parsers  # noqa: E402
 from hostdiag.collect import SystemCollector  # noqa: E402
@@ -138,6 +138,28 @@ def record_footprint(collect, root, monkeypatch):
         patch.setattr(os, "uname", recording_uname)
         collect()
     return footprint
+
+
+def raw_read(path):
+    """The floor of one file: open, read to EOF, close; no error mapping, no
+    size cap. Asked sizes as HostRoot.read asks them (16 KiB, 16 KiB again
+    for the read that finds EOF, then 256 KiB), so that the floor pays the
+    kernel exactly what collect() pays: a /proc/sys file zeroes the asked
+    size on every read, the one that returns nothing too. (benchsupport's
+    ``raw_read``, the parser groups' floor, asks 256 KiB from the second read.)"""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        want = 16 * 1024
+        while True:
+            chunk = os.read(fd, want)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            want = 16 * 1024 if len(chunks) == 1 else 256 * 1024
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 def read_all(paths):

@@ -1034,3 +1034,85 @@ def parse_route(data, Py_ssize_t pos, Py_ssize_t end):
 def parse_neighbour(data, Py_ssize_t pos, Py_ssize_t end):
     """One RTM_NEWNEIGH body: its NUD state name, False, or None."""
     return _run_body(_neighbour, data, pos, end)
+
+
+# ---------------------------------------------------------------- one dump datagram
+
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_DUMP_INTR = 0x10
+RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE, RTM_NEWNEIGH = 16, 20, 24, 28
+
+cdef enum:
+    NLMSGHDR_LEN = 16
+    NLMSG_ERROR_ = 2
+    NLMSG_DONE_ = 3
+    NLM_F_DUMP_INTR_ = 0x10
+    RTM_NEWLINK_ = 16
+    RTM_NEWADDR_ = 20
+    RTM_NEWROUTE_ = 24
+    RTM_NEWNEIGH_ = 28
+    EIO_ = 5
+
+
+cdef object _walk(const unsigned char *buf, Py_ssize_t size, long long seq, int reply_type,
+                  body_fn parse, list rows):
+    cdef Py_ssize_t pos = 0
+    cdef Py_ssize_t end
+    cdef uint32_t length, mseq
+    cdef uint16_t mtype, flags
+    cdef int32_t status
+    cdef Py_ssize_t malformed = 0
+    cdef bint interrupted = False
+    while pos + NLMSGHDR_LEN <= size:
+        memcpy(&length, buf + pos, 4)
+        memcpy(&mtype, buf + pos + 4, 2)
+        memcpy(&flags, buf + pos + 6, 2)
+        memcpy(&mseq, buf + pos + 8, 4)
+        if length < NLMSGHDR_LEN:
+            return malformed, interrupted, None, length
+        end = pos + <Py_ssize_t>length
+        if end > size:
+            end = size
+        if mseq == seq:
+            if mtype == reply_type:
+                if flags & NLM_F_DUMP_INTR_:
+                    interrupted = True
+                row = parse(buf, pos + NLMSGHDR_LEN, end)
+                if row is None:
+                    malformed += 1
+                elif row is not False:
+                    rows.append(row)
+            elif mtype == NLMSG_DONE_ or mtype == NLMSG_ERROR_:
+                if end - pos >= NLMSGHDR_LEN + 4:
+                    memcpy(&status, buf + pos + NLMSGHDR_LEN, 4)
+                else:
+                    status = -EIO_ if mtype == NLMSG_ERROR_ else 0
+                if flags & NLM_F_DUMP_INTR_:
+                    interrupted = True
+                return malformed, interrupted, status, None
+        pos += (<Py_ssize_t>length + 3) & ~3
+    return malformed, interrupted, None, None
+
+
+def parse_replies(data, Py_ssize_t size, long long seq, int reply_type, list rows not None):
+    """The messages of one received dump datagram, ``data[:size]``, decoded
+    into ``rows``: ``(malformed, interrupted, status, bad_length)`` (see hotpure)."""
+    cdef body_fn parse
+    cdef Py_buffer view
+    if reply_type == RTM_NEWLINK_:
+        parse = _link
+    elif reply_type == RTM_NEWADDR_:
+        parse = _address
+    elif reply_type == RTM_NEWROUTE_:
+        parse = _route
+    elif reply_type == RTM_NEWNEIGH_:
+        parse = _neighbour
+    else:
+        raise ValueError("not a dump reply type: %r" % (reply_type,))
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        if size > view.len:
+            size = view.len
+        return _walk(<const unsigned char *>view.buf, size, seq, reply_type, parse, rows)
+    finally:
+        PyBuffer_Release(&view)

@@ -679,6 +679,74 @@ def test_netlink_bounds_are_guarded(impl, name):
         assert parse(whole, pos, end) is None
 
 
+def nlmsg(mtype, seq, body, flags=0x2):
+    """One netlink message (header + body), padded to 4 bytes."""
+    return struct.pack("=IHHII", 16 + len(body), mtype, flags, seq, 0) + body + bytes(-len(body) % 4)
+
+
+LINK_MSG = nlmsg(16, 7, FULL_LINK)
+LINK_ROW = link_row(kind="veth", operstate="up", mtu=1500, address="02:fc:00:00:00:01", carrier=1,
+                    carrier_changes=3, master=5, stats=ALL_STATS)
+ADDR_MSG = nlmsg(20, 7, ifaddrmsg(2, 8, 254, 1, nla(2, bytes([127, 0, 0, 1]))))
+ADDR_ROW = {"ifindex": 1, "ifname": None, "family": "inet", "address": "127.0.0.1",
+            "prefixlen": 8, "scope": "host"}
+DONE = nlmsg(3, 7, struct.pack("=i", 0))
+
+
+@pytest.mark.parametrize("data, seq, reply_type, expected, rows", [
+    pytest.param(LINK_MSG + LINK_MSG + DONE, 7, 16, (0, False, 0, None), [LINK_ROW, LINK_ROW],
+                 id="two-links-and-done"),
+    pytest.param(LINK_MSG + LINK_MSG, 7, 16, (0, False, None, None), [LINK_ROW, LINK_ROW],
+                 id="no-done-yet"),
+    pytest.param(ADDR_MSG + nlmsg(20, 7, ifaddrmsg(17, 0, 0, 1)) + DONE, 7, 20, (0, False, 0, None),
+                 [ADDR_ROW], id="other-family-skipped"),
+    pytest.param(ADDR_MSG + nlmsg(20, 7, ifaddrmsg(2, 8, 0, 1)) + DONE, 7, 20, (1, False, 0, None),
+                 [ADDR_ROW], id="malformed-counted"),
+    pytest.param(nlmsg(20, 6, ifaddrmsg(2, 8, 0, 1)) + nlmsg(3, 6, bytes(4), 0) + ADDR_MSG + DONE,
+                 7, 20, (0, False, 0, None), [ADDR_ROW], id="older-sequence-skipped"),
+    pytest.param(ADDR_MSG + LINK_MSG + DONE, 7, 20, (0, False, 0, None), [ADDR_ROW],
+                 id="other-type-skipped"),
+    pytest.param(nlmsg(20, 7, ADDR_MSG[16:], 0x12) + DONE, 7, 20, (0, True, 0, None), [ADDR_ROW],
+                 id="interrupted-reply"),
+    pytest.param(ADDR_MSG + nlmsg(3, 7, struct.pack("=i", 0), 0x12), 7, 20, (0, True, 0, None),
+                 [ADDR_ROW], id="interrupted-done"),
+    pytest.param(ADDR_MSG + nlmsg(2, 7, struct.pack("=i", -13) + bytes(16)) + ADDR_MSG, 7, 20,
+                 (0, False, -13, None), [ADDR_ROW], id="error-stops-the-walk"),
+    pytest.param(nlmsg(3, 7, struct.pack("=i", -16)), 7, 28, (0, False, -16, None), [],
+                 id="negative-done"),
+    pytest.param(nlmsg(2, 7, b"\x01"), 7, 28, (0, False, -5, None), [], id="short-error-is-eio"),
+    pytest.param(nlmsg(3, 7, b""), 7, 28, (0, False, 0, None), [], id="short-done-is-zero"),
+    pytest.param(ADDR_MSG + struct.pack("=IHHII", 8, 20, 0, 7, 0) + DONE, 7, 20,
+                 (0, False, None, 8), [ADDR_ROW], id="header-shorter-than-a-header"),
+    pytest.param(ADDR_MSG[:-4], 7, 20, (1, False, None, None), [], id="message-cut-by-size"),
+    pytest.param(ADDR_MSG[:15], 7, 20, (0, False, None, None), [], id="partial-header"),
+    pytest.param(b"", 7, 24, (0, False, None, None), [], id="empty"),
+])
+def test_replies_table(impl, data, seq, reply_type, expected, rows):
+    got = []
+    assert impl.parse_replies(data, len(data), seq, reply_type, got) == expected
+    assert got == rows
+    # Bytes after size are not read; a size past the buffer is cut to it.
+    got = []
+    assert impl.parse_replies(bytearray(data + b"\xff" * 40), len(data), seq, reply_type, got) == expected
+    assert got == rows
+    got = []
+    assert impl.parse_replies(data, len(data) + 1000, seq, reply_type, got) == expected
+    assert got == rows
+
+
+def test_replies_append_to_the_rows_given(impl):
+    rows = ["kept"]
+    impl.parse_replies(ADDR_MSG, len(ADDR_MSG), 7, 20, rows)
+    assert rows == ["kept", ADDR_ROW]
+
+
+@pytest.mark.parametrize("reply_type", [0, 3, 18, 21])
+def test_replies_of_an_unknown_type_are_refused(impl, reply_type):
+    with pytest.raises(ValueError):
+        impl.parse_replies(DONE, len(DONE), 7, reply_type, [])
+
+
 # --------------------------------------------------------------- all parsers
 
 PARSERS = ("parse_stat", "parse_keyvalue", "parse_twoline", "parse_diskstats", "parse_netdev",

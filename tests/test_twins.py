@@ -47,6 +47,7 @@ PARSERS = (
 )
 # rtnetlink message parsers: (data, pos, end) -> row, False or None.
 NETLINK_PARSERS = ("parse_link", "parse_address", "parse_route", "parse_neighbour")
+DUMP_WALKERS = ("parse_replies",)
 CONSTANTS = ("CPU_FIELDS", "DISK_FIELDS", "NETDEV_FIELDS", "SOFTNET_COLUMNS", "STAT_SCALARS",
              "LINK_STATS", "OPERSTATES", "NUD_STATES", "TABLE_NAMES", "SCOPE_NAMES", "FAMILIES")
 
@@ -109,7 +110,7 @@ def live_files():
 
 
 def test_same_names_and_constants(compiled):
-    for name in PARSERS + NETLINK_PARSERS + CONSTANTS:
+    for name in PARSERS + NETLINK_PARSERS + DUMP_WALKERS + CONSTANTS:
         assert hasattr(compiled, name), name
     for name in CONSTANTS:
         assert getattr(compiled, name) == getattr(hotpure, name), name
@@ -510,3 +511,89 @@ def test_netlink_generated_messages(compiled, header, attrs, family, tail, pos, 
 @given(data=st.binary(max_size=400), pos=st.integers(-2, 64), end=st.integers(-2, 512))
 def test_netlink_random_bytes(compiled, data, pos, end):
     every_netlink_parser(compiled, data, pos, end)
+
+
+# ------------------------------------------------------------ rtnetlink datagrams
+
+# dump name -> the reply type its messages carry
+REPLY_TYPES = {"link": 16, "address": 20, "route": 24, "neighbour": 28}
+
+
+def dump_sequence(data):
+    """The sequence number of a dump's first message (every reply carries it)."""
+    return struct.unpack_from("=I", data, 8)[0] if len(data) >= 16 else 0
+
+
+def assert_walks_agree(compiled, data, size, seq, reply_type):
+    """Both twins' parse_replies on the same datagram: same answer, same rows."""
+    expected_rows, got_rows = [], []
+    expected = hotpure.parse_replies(bytes(data), size, seq, reply_type, expected_rows)
+    got = compiled.parse_replies(data, size, seq, reply_type, got_rows)
+    assert got == expected, (size, seq, reply_type, bytes(data[:300]))
+    assert repr(got) == repr(expected)
+    assert got_rows == expected_rows, (size, seq, reply_type)
+    assert repr(got_rows) == repr(expected_rows)
+    return got, got_rows
+
+
+@pytest.mark.parametrize("dump", sorted(NETLINK_DUMPS))
+@pytest.mark.parametrize("source", ["recorded", "live"])
+def test_dump_walk_cut_at_every_byte(compiled, dump, source):
+    """A whole dump (its datagrams back to back) walked by each reply type,
+    with its own and another sequence number, then cut at every byte."""
+    request_type, header_bytes, _parser = NETLINK_DUMPS[dump]
+    data = recorded_dump(dump) if source == "recorded" else live_dump(request_type, header_bytes)
+    seq = dump_sequence(data)
+    for reply_type in REPLY_TYPES.values():
+        for which in (seq, seq + 1):
+            assert_walks_agree(compiled, data, len(data), which, reply_type)
+    (malformed, _intr, status, bad_length), rows = assert_walks_agree(
+        compiled, data, len(data), seq, REPLY_TYPES[dump])
+    assert (malformed, status, bad_length) == (0, 0, None)
+    assert len(rows) <= len(message_bounds(data))
+    for size in range(len(data) + 1):
+        assert_walks_agree(compiled, data, size, seq, REPLY_TYPES[dump])
+    assert_walks_agree(compiled, bytearray(data), len(data), seq, REPLY_TYPES[dump])
+
+
+@NETLINK_GENERATED
+@given(dump=st.sampled_from(sorted(NETLINK_DUMPS)),
+       edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.binary(min_size=1, max_size=4)),
+                      max_size=4),
+       cut=st.integers(0, 1 << 16), other_seq=st.booleans(),
+       reply_type=st.sampled_from(sorted(REPLY_TYPES.values())))
+def test_dump_walk_edited(compiled, dump, edits, cut, other_seq, reply_type):
+    """A recorded dump with a few bytes overwritten (message lengths, types,
+    flags and sequence numbers alike), then cut."""
+    data = bytearray(recorded_dump(dump))
+    seq = dump_sequence(data) + (1 if other_seq else 0)
+    for at, raw in edits:
+        at %= len(data)
+        data[at:at + len(raw)] = raw
+    assert_walks_agree(compiled, data, cut % (len(data) + 1), seq, reply_type)
+
+
+def netlink_message(mtype, flags, seq, body):
+    return struct.pack("=IHHII", 16 + len(body), mtype, flags, seq, 0) + body + bytes(-len(body) % 4)
+
+
+@NETLINK_GENERATED
+@given(messages=st.lists(st.tuples(st.sampled_from([2, 3, 16, 20, 24, 28, 99]),
+                                   st.sampled_from([0, 2, 0x10, 0x12]), st.sampled_from([1, 2]),
+                                   st.binary(max_size=48)), max_size=6),
+       reply_type=st.sampled_from(sorted(REPLY_TYPES.values())), slack=st.integers(-20, 20),
+       tail=st.binary(max_size=20))
+def test_dump_walk_generated(compiled, messages, reply_type, slack, tail):
+    """Datagrams built from scratch: replies, NLMSG_DONE and NLMSG_ERROR of
+    any status or too short for one, other types and sequence numbers,
+    random bodies, trailing bytes and a size off by a few bytes."""
+    data = b"".join(netlink_message(*m) for m in messages) + tail
+    assert_walks_agree(compiled, data, len(data), 1, reply_type)
+    assert_walks_agree(compiled, data, max(0, len(data) + slack), 1, reply_type)
+
+
+@NETLINK_GENERATED
+@given(data=st.binary(max_size=400), size=st.integers(-2, 512), seq=st.integers(0, 3),
+       reply_type=st.sampled_from(sorted(REPLY_TYPES.values())))
+def test_dump_walk_random_bytes(compiled, data, size, seq, reply_type):
+    assert_walks_agree(compiled, data, size, seq, reply_type)

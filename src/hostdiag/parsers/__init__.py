@@ -53,3 +53,4 @@ parse_link = _module.parse_link
 parse_address = _module.parse_address
 parse_route = _module.parse_route
 parse_neighbour = _module.parse_neighbour
+parse_replies = _module.parse_replies

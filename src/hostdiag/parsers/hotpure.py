@@ -5,7 +5,8 @@ malformed)`` where ``malformed`` counts the lines that were skipped because they
 did not follow the file's grammar. The rtnetlink parsers (``parse_link``,
 ``parse_address``, ``parse_route``, ``parse_neighbour``) take one reply
 message's body instead and return its row, False or None (see their section
-below). Parsers do no I/O.
+below); ``parse_replies`` walks one received dump datagram and decodes its
+messages with them. Parsers do no I/O.
 
 The grammar both implementations share, so that they agree on any input:
 
@@ -597,3 +598,66 @@ def parse_neighbour(data, pos, end):
     if family not in FAMILIES:
         return False
     return _NUD_NAMES.get(state) or "0x%02x" % state
+
+
+# ---------------------------------------------------------------- one dump datagram
+
+# Message types (linux/netlink.h, linux/rtnetlink.h) and the flag a dump sets
+# when its table changed while it was being dumped.
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_DUMP_INTR = 0x10
+RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE, RTM_NEWNEIGH = 16, 20, 24, 28
+_NLMSGHDR = struct.Struct("=IHHI")         # len, type, flags, seq (pid not read)
+_S32 = struct.Struct("=i")
+_REPLY_PARSERS = {RTM_NEWLINK: parse_link, RTM_NEWADDR: parse_address,
+                  RTM_NEWROUTE: parse_route, RTM_NEWNEIGH: parse_neighbour}
+
+
+def parse_replies(data, size, seq, reply_type, rows):
+    """The messages of one received dump datagram, ``data[:size]``.
+
+    Each message of sequence number ``seq`` and type ``reply_type``
+    (RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE or RTM_NEWNEIGH) is decoded by
+    that type's parser and its row appended to ``rows``; a message of no
+    interest (False) is skipped, a malformed one (None) counted. Messages of
+    another sequence number are skipped. The walk stops at NLMSG_DONE or
+    NLMSG_ERROR of ``seq``, or at a header whose length is shorter than a
+    header. Returns ``(malformed, interrupted, status, bad_length)``:
+    ``interrupted`` is true when a message of ``seq`` carried NLM_F_DUMP_INTR;
+    ``status`` is None when the datagram did not end the dump, else the
+    NLMSG_DONE/NLMSG_ERROR status (0, or a negative errno; -EIO for an error
+    too short to hold one, 0 for such a NLMSG_DONE); ``bad_length`` is None,
+    or the length of the header that stopped the walk.
+    """
+    parse_one = _REPLY_PARSERS.get(reply_type)
+    if parse_one is None:
+        raise ValueError("not a dump reply type: %r" % (reply_type,))
+    size = min(size, len(data))
+    header = _NLMSGHDR.unpack_from
+    malformed = 0
+    interrupted = False
+    pos = 0
+    while pos + 16 <= size:
+        length, mtype, flags, mseq = header(data, pos)
+        if length < 16:
+            return malformed, interrupted, None, length
+        end = pos + length if pos + length < size else size
+        if mseq == seq:
+            if mtype == reply_type:
+                if flags & NLM_F_DUMP_INTR:
+                    interrupted = True
+                row = parse_one(data, pos + 16, end)
+                if row is None:
+                    malformed += 1
+                elif row is not False:
+                    rows.append(row)
+            elif mtype == NLMSG_DONE or mtype == NLMSG_ERROR:
+                if end - pos >= 20:
+                    status = _S32.unpack_from(data, pos + 16)[0]
+                else:
+                    status = -5 if mtype == NLMSG_ERROR else 0  # -EIO
+                if flags & NLM_F_DUMP_INTR:
+                    interrupted = True
+                return malformed, interrupted, status, None
+        pos += (length + 3) & ~3
+    return malformed, interrupted, None, None

@@ -9,8 +9,9 @@ What pyroute2 does here and what it does not: it opens the socket and it builds
 the four dump requests, each encoded once, when the ``Netlink`` is made, with
 its message classes (``ifinfmsg``, ``ifaddrmsg``, ``rtmsg``, ``ndmsg``). A sample
 then only patches a fresh sequence number into a request's header, sends it,
-and receives the replies into one reused buffer until NLMSG_DONE; the rows are
-read straight from those buffers. Running each dump through pyroute2's request
+and receives the replies into one reused buffer until NLMSG_DONE; one call of
+``parse_replies`` per datagram walks its messages and reads the rows straight
+from the buffer. Running each dump through pyroute2's request
 machinery instead (an asyncio loop turn per dump, its response queue and
 marshal) cost about 1.9 ms of CPU a sample for four dumps whose kernel work is
 about 70 µs (benchmarks/README.md).
@@ -47,9 +48,12 @@ import struct
 import threading
 
 from hostdiag.hostpaths import IO_ERROR, MALFORMED, TOO_LARGE, UNAVAILABLE, SourceError, error_kind
-# The per-message decoders are the live twins (compiled, or hotpure's), bound
-# here so that callers and the benchmarks find them under this module too.
-from hostdiag.parsers import parse_address, parse_link, parse_neighbour, parse_route
+# The live twins (compiled, or hotpure's): parse_replies walks a received
+# datagram and decodes its messages; the per-message decoders are bound here
+# so that callers and the benchmarks find them under this module too.
+from hostdiag.parsers import (  # noqa: F401  (parse_link ... re-exported)
+    parse_address, parse_link, parse_neighbour, parse_replies, parse_route,
+)
 from hostdiag.parsers.hotpure import (  # noqa: F401  (re-exported tables)
     FAMILIES,
     LINK_STATS,
@@ -64,18 +68,13 @@ RTM_NEWLINK, RTM_GETLINK = 16, 18
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 RTM_NEWNEIGH, RTM_GETNEIGH = 28, 30
-_NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _NLM_F_REQUEST = 0x1
-_NLM_F_DUMP_INTR = 0x10
 _NLM_F_DUMP = 0x300
 
 _PATHS = {RTM_GETLINK: "netlink:RTM_GETLINK", RTM_GETADDR: "netlink:RTM_GETADDR",
           RTM_GETROUTE: "netlink:RTM_GETROUTE", RTM_GETNEIGH: "netlink:RTM_GETNEIGH"}
 
-_NLMSG = struct.Struct("=IHHII")           # nlmsghdr: len, type, flags, seq, pid
 _U32 = struct.Struct("=I")
-_S32 = struct.Struct("=i")
-_NLMSG_HDRLEN = _NLMSG.size
 _SEQ_OFFSET = 8  # of nlmsg_seq in nlmsghdr
 
 # Attempts at one dump: one more is made after a reply the kernel marked
@@ -180,19 +179,17 @@ class Netlink:
             ipr, self._ipr = self._ipr, None
             ipr.close()
 
-    def _dump(self, request_type, reply_type, parse_one, problems):
-        """The rows ``parse_one(data, start, end)`` makes of one dump's replies.
-
-        ``parse_one`` returns a row, False for a message of no interest, or
-        None for a malformed message (skipped and counted).
-        """
+    def _dump(self, request_type, reply_type, problems):
+        """The rows of one dump's replies (``parse_replies`` decodes each
+        message of ``reply_type`` with that type's row parser; a malformed
+        message is skipped and counted)."""
         path = _PATHS[request_type]
         if self._sock is None:
             raise SourceError(UNAVAILABLE, path, "netlink socket is closed")
         if threading.get_ident() != self._thread:
             raise RuntimeError("a Netlink is used only by the thread that opened it")
         for _attempt in range(_DUMP_ATTEMPTS):
-            rows, malformed, again = self._exchange(path, request_type, reply_type, parse_one)
+            rows, malformed, again = self._exchange(path, request_type, reply_type)
             if not again:
                 break
         if again == _CUT:
@@ -203,9 +200,12 @@ class Netlink:
                          "%d malformed message(s) skipped" % malformed, malformed)
         return rows
 
-    def _exchange(self, path, request_type, reply_type, parse_one):
+    def _exchange(self, path, request_type, reply_type):
         """One request and its replies to NLMSG_DONE: (rows, malformed
-        messages, why the dump must be run again: None, _INTERRUPTED or _CUT)."""
+        messages, why the dump must be run again: None, _INTERRUPTED or _CUT).
+
+        Each datagram's messages are walked and decoded in one call of the
+        live ``parse_replies`` (compiled, or hotpure's twin)."""
         sock = self._sock
         request = self._requests[request_type]
         self._seq = seq = self._seq % 0xFFFFFFFF + 1
@@ -218,10 +218,8 @@ class Netlink:
         malformed = 0
         interrupted = None
         cut = 0  # size of the largest datagram that did not fit the buffer
-        header = _NLMSG.unpack_from
         buffer = self._buffer
-        done = False
-        while not done:
+        while True:
             try:
                 size = sock.recv_into(buffer, 0, socket.MSG_TRUNC)
             except BlockingIOError:
@@ -236,35 +234,17 @@ class Netlink:
             if size > len(buffer):
                 cut = max(cut, size)
                 continue
-            pos = 0
-            while pos + _NLMSG_HDRLEN <= size:
-                length, mtype, flags, mseq, _pid = header(buffer, pos)
-                if length < _NLMSG_HDRLEN:
-                    raise SourceError(MALFORMED, path, "netlink message of %d bytes" % length)
-                end = pos + length if pos + length < size else size
-                if mseq == seq:
-                    if mtype == reply_type:
-                        if flags & _NLM_F_DUMP_INTR:
-                            interrupted = _INTERRUPTED
-                        row = parse_one(buffer, pos + _NLMSG_HDRLEN, end)
-                        if row is None:
-                            malformed += 1
-                        elif row is not False:
-                            rows.append(row)
-                    elif mtype == _NLMSG_DONE or mtype == _NLMSG_ERROR:
-                        # Both carry an int status: 0, or a negative errno. An
-                        # error too short to hold one is an I/O error.
-                        if end - pos >= _NLMSG_HDRLEN + _S32.size:
-                            status = _S32.unpack_from(buffer, pos + _NLMSG_HDRLEN)[0]
-                        else:
-                            status = -errno.EIO if mtype == _NLMSG_ERROR else 0
-                        if status < 0:
-                            raise _failure(path, OSError(-status, os.strerror(-status)))
-                        if flags & _NLM_F_DUMP_INTR:
-                            interrupted = _INTERRUPTED
-                        done = True
-                        break
-                pos += (length + 3) & ~3
+            skipped, intr, status, bad_length = parse_replies(buffer, size, seq, reply_type, rows)
+            malformed += skipped
+            if intr:
+                interrupted = _INTERRUPTED
+            if bad_length is not None:
+                raise SourceError(MALFORMED, path, "netlink message of %d bytes" % bad_length)
+            if status is not None:
+                # NLMSG_DONE or NLMSG_ERROR: 0, or a negative errno.
+                if status < 0:
+                    raise _failure(path, OSError(-status, os.strerror(-status)))
+                break
         if not cut:
             return rows, malformed, interrupted
         # A datagram was cut: grow the buffer to hold it and dump again.
@@ -293,14 +273,14 @@ class Netlink:
         "address", "carrier" (0/1), "carrier_changes", "master" (index),
         "stats": {LINK_STATS name: packets or bytes}}. A field the kernel did
         not send is None; a counter it did not send is absent from "stats"."""
-        rows = self._dump(RTM_GETLINK, RTM_NEWLINK, parse_link, problems)
+        rows = self._dump(RTM_GETLINK, RTM_NEWLINK, problems)
         self._names = {row["index"]: row["name"] for row in rows}
         return rows
 
     def addresses(self, problems=None):
         """Every IPv4 and IPv6 address: {"ifindex", "ifname", "family"
         ("inet"/"inet6"), "address", "prefixlen", "scope"}."""
-        rows = self._dump(RTM_GETADDR, RTM_NEWADDR, parse_address, problems)
+        rows = self._dump(RTM_GETADDR, RTM_NEWADDR, problems)
         names = self._name_of({row["ifindex"] for row in rows})
         for row in rows:
             row["ifname"] = names.get(row["ifindex"])
@@ -311,7 +291,7 @@ class Netlink:
         "gateway", "ifindex", "ifname", "table", "metric"}, one per next hop],
         "tables": {table name or id: routes}, "total": routes}. Only unicast
         routes count as default routes; a metric the kernel leaves out is 0."""
-        rows = self._dump(RTM_GETROUTE, RTM_NEWROUTE, parse_route, problems)
+        rows = self._dump(RTM_GETROUTE, RTM_NEWROUTE, problems)
         tables = {}
         default = []
         for row in rows:
@@ -326,7 +306,7 @@ class Netlink:
     def neighbours(self, problems=None):
         """IPv4 ARP and IPv6 ND entries: {"total": n, "by_state": {state: n}},
         every NUD state named and counted (0 when none is in it)."""
-        states = self._dump(RTM_GETNEIGH, RTM_NEWNEIGH, parse_neighbour, problems)
+        states = self._dump(RTM_GETNEIGH, RTM_NEWNEIGH, problems)
         by_state = {name: 0 for _bit, name in NUD_STATES}
         for name in states:
             by_state[name] = by_state.get(name, 0) + 1
