@@ -1,5 +1,5 @@
 """How many bytes the agent's history and its protocol cost, measured on this
-machine with the real agent (see benchmarks/README-agent.md).
+machine with the real agent (see benchmarks/README.md).
 
 Two runs of `diag agent` at the default 1 s interval, each with a spool in a
 temporary directory and a subscriber reading every frame:
