@@ -15,6 +15,8 @@ if os.environ.get("HOSTDIAG_PURE", "") in ("", "0"):
     from Cython.Build import cythonize
 
     sources = sorted(glob.glob(os.path.join("csrc", "*.pyx")))
+    if not sources:
+        raise SystemExit("setup.py: no csrc/*.pyx to compile (set HOSTDIAG_PURE=1 for a pure build)")
     ext_modules = cythonize(
         [
             Extension("hostdiag." + os.path.splitext(os.path.basename(path))[0], [path])

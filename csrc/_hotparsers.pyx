@@ -128,47 +128,7 @@ cdef int _init_layout() except -1:
 _init_layout()
 
 
-cdef inline bint _is_space(unsigned char c) noexcept nogil:
-    return c == 32 or (c >= 9 and c <= 13)
-
-
-cdef inline Py_ssize_t _next_token(const unsigned char **pos, const unsigned char *end,
-                                   const unsigned char **token) noexcept nogil:
-    """The length of the next white-space separated token before ``end`` (0: none left)."""
-    cdef const unsigned char *q = pos[0]
-    while q < end and _is_space(q[0]):
-        q += 1
-    token[0] = q
-    while q < end and not _is_space(q[0]):
-        q += 1
-    pos[0] = q
-    return q - token[0]
-
-
-cdef inline const unsigned char *_line_end(const unsigned char *p,
-                                           const unsigned char *end) noexcept nogil:
-    cdef const unsigned char *eol = <const unsigned char *>memchr(p, c'\n', end - p)
-    return end if eol == NULL else eol
-
-
-cdef inline bint _unsigned(const unsigned char *s, Py_ssize_t n, uint64_t *out) noexcept nogil:
-    """1 to 20 ASCII digits whose value is below 2**64."""
-    cdef uint64_t value = 0
-    cdef unsigned int digit
-    cdef Py_ssize_t i
-    if n < 1 or n > 20:
-        return False
-    for i in range(n):
-        digit = s[i] - 48u
-        if digit > 9:
-            return False
-        # Only a 20th digit can overflow: 2**64 - 1 is 1844674407370955161 * 10 + 5.
-        if i == 19 and (value > 1844674407370955161ULL
-                        or (value == 1844674407370955161ULL and digit > 5)):
-            return False
-        value = value * 10 + digit
-    out[0] = value
-    return True
+include "_numparse.pxi"
 
 
 cdef inline bint _signed(const unsigned char *s, Py_ssize_t n, bint *negative,
@@ -199,14 +159,6 @@ cdef inline bint _hex(const unsigned char *s, Py_ssize_t n, uint64_t *out) noexc
             return False
     out[0] = value
     return True
-
-
-cdef inline object _signed_object(bint negative, uint64_t magnitude):
-    if not negative:
-        return magnitude
-    if magnitude <= 9223372036854775807ULL:
-        return -<long long>magnitude
-    return -(<object>magnitude)
 
 
 # The same names come back on every read of a file (meminfo keys, netstat
@@ -253,6 +205,16 @@ cdef inline str _name(const unsigned char *s, Py_ssize_t n):
 cdef inline bint _equals(const unsigned char *s, Py_ssize_t n, const char *word,
                          Py_ssize_t word_len) noexcept nogil:
     return n == word_len and memcmp(s, word, n) == 0
+
+
+cdef inline dict _group(dict result, const unsigned char *prefix, Py_ssize_t prefix_len):
+    """The dict of the ``PREFIX:`` group in ``result`` (the colon is dropped), made on first use."""
+    cdef str key = _name(prefix, prefix_len - 1)
+    cdef dict group = result.get(key)
+    if group is None:
+        group = {}
+        result[key] = group
+    return group
 
 
 cdef object _run(parser_fn parse, object data):
@@ -389,7 +351,6 @@ cdef object _parse_twoline(const unsigned char *buf, Py_ssize_t size):
     cdef Py_ssize_t prefix_len, name_len, tok_len
     cdef uint64_t magnitude
     cdef bint negative, ok
-    cdef str key
     cdef dict group
     cdef Py_ssize_t malformed = 0
     cdef dict result = {}
@@ -431,11 +392,7 @@ cdef object _parse_twoline(const unsigned char *buf, Py_ssize_t size):
             if not ok:
                 malformed += 1
             else:
-                key = _name(prefix, prefix_len - 1)
-                group = result.get(key)
-                if group is None:
-                    group = {}
-                    result[key] = group
+                group = _group(result, prefix, prefix_len)
                 hq = header_names
                 vq = p
                 while True:
@@ -647,7 +604,6 @@ cdef object _parse_sockstat(const unsigned char *buf, Py_ssize_t size):
     cdef Py_ssize_t prefix_len, name_len, tok_len, count
     cdef uint64_t magnitude
     cdef bint negative, ok
-    cdef str key
     cdef dict group
     cdef Py_ssize_t malformed = 0
     cdef dict result = {}
@@ -673,11 +629,7 @@ cdef object _parse_sockstat(const unsigned char *buf, Py_ssize_t size):
         if not ok or count == 0 or prefix_len < 2 or prefix[prefix_len - 1] != c':':
             malformed += 1
         else:
-            key = _name(prefix, prefix_len - 1)
-            group = result.get(key)
-            if group is None:
-                group = {}
-                result[key] = group
+            group = _group(result, prefix, prefix_len)
             p = pairs
             while True:
                 name_len = _next_token(&p, eol, &name)

@@ -45,6 +45,8 @@ Units: times are clock ticks (USER_HZ), sizes in the parsers are pages
 import errno
 import os
 
+# The number grammar is hotpure's, so both modules share its helpers.
+from hostdiag.parsers.hotpure import _signed, _unsigned
 from hostdiag.parsers.redact import redact_argv
 
 # /proc/PID/stat fields read, as (name, field number in proc(5), signed).
@@ -104,24 +106,8 @@ FD_LIST = 2     # the entries of /proc/PID/fd: any kernel, about 3 times the sta
 INITIAL_BUFFER = 64 * 1024
 DEFAULT_READ_CAP = 16 * 1024 * 1024
 
-_U64_LIMIT = 1 << 64
 _VANISHED = (errno.ENOENT, errno.ESRCH)
 _DENIED = (errno.EACCES, errno.EPERM)
-
-
-def _unsigned(tok):
-    if 0 < len(tok) <= 20 and tok.isdigit():
-        value = int(tok)
-        if value < _U64_LIMIT:
-            return value
-    return None
-
-
-def _signed(tok):
-    if tok[:1] == b"-":
-        value = _unsigned(tok[1:])
-        return None if value is None else -value
-    return _unsigned(tok)
 
 
 def parse_stat(data):
