@@ -14,6 +14,7 @@ import sys
 import time
 
 from hostdiag import __version__
+from hostdiag.lasterror import report_internal_error
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -256,10 +257,7 @@ def main(argv=None):
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a trace
-        if os.environ.get("HOSTDIAG_DEBUG"):
-            raise
-        sys.stderr.write("diag: internal error: %s: %s (set HOSTDIAG_DEBUG=1 for a trace)\n"
-                         % (type(exc).__name__, exc))
+        report_internal_error("diag", exc)
         return EXIT_INTERNAL
 
 

@@ -49,6 +49,7 @@ import threading
 import time
 
 from hostdiag.collector.store import CollectorStore, StoreError
+from hostdiag.lasterror import report_internal_error
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -269,6 +270,7 @@ class Puller(threading.Thread):
             try:
                 client.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
+                # Already closed or never connected: the read is not blocked then.
                 pass
 
     def _connect(self):
@@ -823,10 +825,7 @@ def main_collector(argv=None):
     try:
         return collector.run()
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a trace
-        if os.environ.get("HOSTDIAG_DEBUG"):
-            raise
-        sys.stderr.write("diag collector: internal error: %s: %s (set HOSTDIAG_DEBUG=1 for a trace)\n"
-                         % (type(exc).__name__, exc))
+        report_internal_error("diag collector", exc)
         return EXIT_FAILED
 
 
