@@ -13,7 +13,7 @@ import importlib
 
 import pytest
 
-from hostdiag.hostpaths import HostRoot
+from hostdiag.sources.hostroot import HostRoot
 
 # Import the package's loader before the extension itself: the extension
 # imports its field-name tuples from hostdiag.parsers.hotpure, whose package

@@ -21,8 +21,8 @@ import pstats
 import time
 
 from hostdiag import parsers
-from hostdiag.collect import SystemCollector
-from hostdiag.hostpaths import HostRoot
+from hostdiag.sampler.system import SystemCollector
+from hostdiag.sources.hostroot import HostRoot
 
 # The source modules whose ``*Source.collect`` methods collect() calls.
 SOURCES = ("cpu", "memory", "pressure", "disks", "filesystems", "network", "kernel")

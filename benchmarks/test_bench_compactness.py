@@ -46,7 +46,7 @@ from hostdiag.store.spool import FLAG_DELTA, SEGMENT_HEADER, decode_record
 from hostdiag.transport.client import AgentClient, SnapshotRecord
 from hostdiag.transport.framing import encode_frame
 
-AGENT_MAIN = "import sys; from hostdiag.agent import main_agent; sys.exit(main_agent(sys.argv[1:]))"
+AGENT_MAIN = "import sys; from hostdiag.apps.agent import main_agent; sys.exit(main_agent(sys.argv[1:]))"
 SAMPLES = int(os.environ.get("HOSTDIAG_BENCH_SAMPLES", "61"))
 TABLE_SAMPLES = int(os.environ.get("HOSTDIAG_BENCH_TABLE_SAMPLES", "61"))
 DAY_S = 86400

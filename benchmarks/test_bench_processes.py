@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from procload import ProcessLoad  # noqa: E402
 
-from hostdiag.hostpaths import HostRoot  # noqa: E402
+from hostdiag.sources.hostroot import HostRoot  # noqa: E402
 from hostdiag.parsers import procpure  # noqa: E402
 from hostdiag.sources.problems import Problems  # noqa: E402
 from hostdiag.sources.processes import DEFAULT_REFRESH_EVERY, ProcessTable  # noqa: E402

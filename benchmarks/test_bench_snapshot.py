@@ -58,7 +58,7 @@ psutil = pytest.importorskip("psutil")
 from benchsupport import RAW, RESULTS  # noqa: E402
 
 from hostdiag import parsers as live_parsers  # noqa: E402
-from hostdiag.collect import SystemCollector  # noqa: E402
+from hostdiag.sampler.system import SystemCollector  # noqa: E402
 from hostdiag.parsers import hotpure  # noqa: E402
 from hostdiag.sources.problems import Problems  # noqa: E402
 

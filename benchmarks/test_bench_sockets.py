@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from connload import ConnLoad  # noqa: E402
 
-from hostdiag.hostpaths import HostRoot  # noqa: E402
+from hostdiag.sources.hostroot import HostRoot  # noqa: E402
 from hostdiag.parsers import sockdiagpure  # noqa: E402
 from hostdiag.sources.problems import Problems  # noqa: E402
 from hostdiag.sources.sockets import TCP_EXTENSIONS, SocketTable  # noqa: E402

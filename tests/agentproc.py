@@ -14,12 +14,12 @@ import subprocess
 import sys
 import time
 
-from hostdiag.collector.store import CollectorStore
+from hostdiag.store.sqlite import CollectorStore
 from hostdiag.transport.client import AgentClient
 from hostdiag.transport.protocol import ProtocolError
 
-AGENT_MAIN = "import sys; from hostdiag.agent import main_agent; sys.exit(main_agent(sys.argv[1:]))"
-COLLECTOR_MAIN = ("import sys; from hostdiag.collector.service import main_collector; "
+AGENT_MAIN = "import sys; from hostdiag.apps.agent import main_agent; sys.exit(main_agent(sys.argv[1:]))"
+COLLECTOR_MAIN = ("import sys; from hostdiag.apps.collector import main_collector; "
                   "sys.exit(main_collector(sys.argv[1:]))")
 INTERVAL = 0.2
 DEADLINE_S = 30.0

@@ -14,11 +14,11 @@ import zlib
 
 import pytest
 
-from hostdiag.collector import service
-from hostdiag.collector.service import (
+from hostdiag.apps import collector as service
+from hostdiag.apps.collector import (
     AgentStatus, Backoff, Collector, Cursor, build_parser, main_collector, overrides_from,
 )
-from hostdiag.collector.store import (
+from hostdiag.store.sqlite import (
     RECORDS_PER_DICTIONARY, CollectorStore, StoreError, StoreLocked,
 )
 
@@ -436,8 +436,8 @@ def test_status_lags():
 def test_retention_settings_resolve_file_env_command_line(tmp_path):
     """collector.host_max_bytes and .host_max_age: declared in the config with the
     store's defaults, set by file or environment, overridden by the options."""
-    from hostdiag.collector.store import DEFAULT_MAX_HOST_AGE_S, DEFAULT_MAX_HOST_BYTES
-    from hostdiag.config import load_config
+    from hostdiag.store.sqlite import DEFAULT_MAX_HOST_AGE_S, DEFAULT_MAX_HOST_BYTES
+    from hostdiag.apps.config import load_config
 
     config = load_config(env={})
     assert (config.collector.host_max_bytes, config.collector.host_max_age) == (
@@ -459,7 +459,7 @@ def test_retention_settings_resolve_file_env_command_line(tmp_path):
 
 
 def test_client_address_from_config_entries():
-    from hostdiag.config import AgentEntry
+    from hostdiag.apps.config import AgentEntry
 
     assert service.client_address(AgentEntry("a", "unix:/run/a.sock", None, None)) == "unix:/run/a.sock"
     assert service.client_address(AgentEntry("a", "tcp:10.0.0.1:7781", "/t", None)) == "tcp://10.0.0.1:7781"
@@ -533,7 +533,7 @@ class _Sink:
 
 
 def _puller(sink, agent):
-    from hostdiag.config import AgentEntry
+    from hostdiag.apps.config import AgentEntry
 
     puller = service.Puller(AgentEntry("web1", "unix:/tmp/x.sock", None, None), None, sink)
     puller._connect = lambda: agent

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from hostdiag.config import SETTINGS, ConfigError, load_config, parse_address, render_markdown
+from hostdiag.apps.config import SETTINGS, ConfigError, load_config, parse_address, render_markdown
 
 DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs" / "config.md"
 
@@ -191,7 +191,7 @@ def test_every_setting_is_declared_once_and_documented():
         assert re.fullmatch(r"(agent|spool|ring|server|tcp|collector)\.[a-z_]+", s.name)
         assert s.env == "HOSTDIAG_" + s.name.upper().replace(".", "_") and s.help
     docs = DOCS.read_text()
-    assert render_markdown() in docs, "docs/config.md is stale: regenerate with python -m hostdiag.config"
+    assert render_markdown() in docs, "docs/config.md is stale: regenerate with python -m hostdiag.apps.config"
     defaults = load_config(env={})
     for s in SETTINGS:  # every default passes its own validator
         if s.default is not None:

@@ -235,8 +235,8 @@ def test_hypothesis_null_keys_with_prior_values_round_trip(pair, prior):
 
 @pytest.fixture(scope="module")
 def real_snapshots():
-    from hostdiag.collect import SystemCollector
-    from hostdiag.hostpaths import HostRoot
+    from hostdiag.sampler.system import SystemCollector
+    from hostdiag.sources.hostroot import HostRoot
 
     root = HostRoot()
     if not root.looks_like_procfs():

@@ -11,13 +11,13 @@ import pathlib
 
 import pytest
 
-from hostdiag.collect import SystemCollector
+from hostdiag.sampler.system import SystemCollector
 from hostdiag.derive import derive_rates
-from hostdiag.hostpaths import HostRoot
+from hostdiag.sources.hostroot import HostRoot
 from hostdiag.model import Cpu, Memory, Snapshot
 from hostdiag.parsers.procpure import RECORD_KEYS
 from hostdiag.parsers.sockdiagpure import ROW_FIELDS
-from hostdiag.views import findings as F
+from hostdiag.findings import rules as F
 
 GIB = 1 << 30
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "findings.md"

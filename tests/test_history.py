@@ -251,7 +251,7 @@ def test_full_disk_keeps_history_in_memory_and_recovers(small_fs):
 
 
 def test_history_from_config(tmp_path):
-    from hostdiag.config import load_config
+    from hostdiag.apps.config import load_config
 
     config = load_config(env={"HOSTDIAG_SPOOL_DIR": str(tmp_path / "spool"), "HOSTDIAG_RING_MAX_RECORDS": "10",
                               "HOSTDIAG_SPOOL_RETRY_INTERVAL": "2s"})

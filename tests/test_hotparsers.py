@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from hostdiag.hostpaths import HostRoot, SourceError
+from hostdiag.sources.hostroot import HostRoot, SourceError
 from hostdiag.parsers import hotpure, pure_forced
 from hostdiag.parsers.hotpure import (
     CPU_FIELDS,

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostdiag.hostpaths import HostRoot, SourceError
+from hostdiag.sources.hostroot import HostRoot, SourceError
 from hostdiag.parsers import PURE_ENV, pure_forced, procpure
 from hostdiag.sources.problems import Problems
 from hostdiag.sources.processes import ProcessTable

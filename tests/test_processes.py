@@ -15,7 +15,7 @@ import time
 import pytest
 
 from hostdiag.derive.process_rates import process_key, process_rates, top_processes
-from hostdiag.hostpaths import HostRoot
+from hostdiag.sources.hostroot import HostRoot
 from hostdiag.parsers import procpure, procs
 from hostdiag.parsers.redact import MASK, redact_argv, secret_name
 from hostdiag.sources.problems import Problems

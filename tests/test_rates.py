@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from hostdiag.collect import SystemCollector
+from hostdiag.sampler.system import SystemCollector
 from hostdiag.derive import counter_rate, derive_rates
 from hostdiag.derive.rates import CPU_STATES, cpu_percent
-from hostdiag.hostpaths import HostRoot
+from hostdiag.sources.hostroot import HostRoot
 from hostdiag.model import Cpu, Memory, Snapshot
 
 # Values in the rates dict that are readings of the second snapshot, not rates.

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from hostdiag.collect import SystemCollector
+from hostdiag.sampler.system import SystemCollector
 from hostdiag.derive import derive_rates
-from hostdiag.hostpaths import HostRoot
+from hostdiag.sources.hostroot import HostRoot
 from hostdiag.model import Cpu, ErrorRecord, Memory, Snapshot
-from hostdiag.views.findings import evaluate
+from hostdiag.findings.rules import evaluate
 from hostdiag.parsers.procpure import RECORD_KEYS
 from hostdiag.parsers.sockdiagpure import ROW_FIELDS
 from hostdiag.views.report import (

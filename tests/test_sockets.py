@@ -28,7 +28,7 @@ from hostdiag.derive.socket_rates import (
     socket_rates,
     top_connections,
 )
-from hostdiag.hostpaths import HostRoot
+from hostdiag.sources.hostroot import HostRoot
 from hostdiag.parsers import parse_twoline, proctcp
 from hostdiag.parsers.sockdiagpure import ROW_FIELDS
 from hostdiag.sources.problems import Problems

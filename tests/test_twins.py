@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostdiag.hostpaths import MISSING, HostRoot, SourceError
+from hostdiag.sources.hostroot import MISSING, HostRoot, SourceError
 from hostdiag.parsers import hotpure, pure_forced
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")

@@ -5,9 +5,9 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hostdiag.collect import SystemCollector
+from hostdiag.sampler.system import SystemCollector
 from hostdiag.encode.wire import decode_msgpack, encode_json, encode_msgpack
-from hostdiag.hostpaths import HostRoot
+from hostdiag.sources.hostroot import HostRoot
 from hostdiag.model import Snapshot
 
 

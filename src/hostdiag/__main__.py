@@ -1,5 +1,5 @@
 import sys
 
-from hostdiag.cli import main
+from hostdiag.apps.diag import main
 
 sys.exit(main())

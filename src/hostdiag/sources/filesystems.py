@@ -2,7 +2,7 @@
 
 import os
 
-from hostdiag.hostpaths import MALFORMED, UNAVAILABLE, error_kind
+from hostdiag.sources.hostroot import MALFORMED, UNAVAILABLE, error_kind
 from hostdiag.parsers.coldpath import parse_mountinfo
 
 SOURCE = "filesystems"

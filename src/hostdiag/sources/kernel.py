@@ -22,7 +22,7 @@ sample, so each snapshot's ``meta.errors`` stays complete.
 
 import os
 
-from hostdiag.hostpaths import SourceError, error_kind
+from hostdiag.sources.hostroot import SourceError, error_kind
 from hostdiag.parsers.coldpath import (
     parse_file_nr, parse_kmsg_record, parse_os_release, parse_single_int, taint_letters,
 )

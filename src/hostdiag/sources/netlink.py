@@ -29,7 +29,7 @@ counters pyroute2 0.9 does not decode (``rx_nohandler``,
 Replies are matched to their request by sequence number; messages of an older
 request (left over from a failed one) are skipped. An NLMSG_ERROR reply, a
 negative NLMSG_DONE status, a socket error, or no reply within
-``REPLY_TIMEOUT_S`` raises :class:`~hostdiag.hostpaths.SourceError` with the
+``REPLY_TIMEOUT_S`` raises :class:`~hostdiag.sources.hostroot.SourceError` with the
 path ``netlink:<request>``, as does a missing pyroute2. A dump the kernel marks
 NLM_F_DUMP_INTR (the table changed while it was dumped) is run again, at most
 ``_DUMP_ATTEMPTS`` times in all. A message whose attributes overrun it is
@@ -47,7 +47,7 @@ import socket
 import struct
 import threading
 
-from hostdiag.hostpaths import IO_ERROR, MALFORMED, TOO_LARGE, UNAVAILABLE, SourceError, error_kind
+from hostdiag.sources.hostroot import IO_ERROR, MALFORMED, TOO_LARGE, UNAVAILABLE, SourceError, error_kind
 # The live twins (compiled, or hotpure's): parse_replies walks a received
 # datagram and decodes its messages; the per-message decoders are bound here
 # so that callers and the benchmarks find them under this module too.

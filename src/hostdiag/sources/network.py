@@ -14,7 +14,7 @@ tx_window + tx_heartbeat errors (net/core/net-procfs.c). ``kind``,
 
 import os
 
-from hostdiag.hostpaths import MALFORMED, MISSING, UNAVAILABLE, SourceError, error_kind
+from hostdiag.sources.hostroot import MALFORMED, MISSING, UNAVAILABLE, SourceError, error_kind
 from hostdiag.parsers import parse_keyvalue, parse_netdev, parse_sockstat, parse_softnet, parse_twoline
 from hostdiag.sources.problems import Problems
 

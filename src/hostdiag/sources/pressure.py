@@ -2,7 +2,7 @@
 
 import os
 
-from hostdiag.hostpaths import MISSING
+from hostdiag.sources.hostroot import MISSING
 from hostdiag.parsers.coldpath import parse_pressure
 
 SOURCE = "pressure"

@@ -4,7 +4,7 @@ Sources never swallow an error: a missing, unreadable or malformed input gives
 ``None`` for that part of the snapshot and one entry here.
 """
 
-from hostdiag.hostpaths import MALFORMED, SourceError
+from hostdiag.sources.hostroot import MALFORMED, SourceError
 
 
 class Problems:

@@ -53,7 +53,7 @@ import gc
 import os
 import pwd
 
-from hostdiag.hostpaths import MALFORMED, TOO_LARGE, error_kind
+from hostdiag.sources.hostroot import MALFORMED, TOO_LARGE, error_kind
 from hostdiag.parsers import procs
 
 SOURCE = "processes"

@@ -61,7 +61,7 @@ import os
 import socket
 import struct
 
-from hostdiag.hostpaths import (
+from hostdiag.sources.hostroot import (
     ACCESS_DENIED,
     IO_ERROR,
     MALFORMED,

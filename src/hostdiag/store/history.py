@@ -148,7 +148,7 @@ class History:
 
     @classmethod
     def from_config(cls, config, boot_id=None, clock=time.monotonic):
-        """A History with the ring.* and spool.* settings of a :class:`hostdiag.config.Config`."""
+        """A History with the ring.* and spool.* settings of a :class:`hostdiag.apps.config.Config`."""
         return cls(
             config.spool.dir if config.spool.enabled else None,
             boot_id=boot_id,

@@ -28,7 +28,7 @@ from hostdiag.transport import protocol as P
 from hostdiag.transport.framing import FrameDecoder, decode_document, encode_frame, encode_frame_with_document
 from hostdiag.transport.protocol import Error, ProtocolError
 
-log = logging.getLogger("hostdiag.agent.server")
+log = logging.getLogger("hostdiag.apps.agent.server")
 
 # Records fetched from the history per step of a backfill or range.
 _CHUNK = 32

@@ -1,4 +1,4 @@
-"""Wires the process and socket tables into snapshots, next to :mod:`hostdiag.collect`.
+"""Wires the process and socket tables into snapshots, next to :mod:`hostdiag.sampler.system`.
 
 :class:`TableCollector` holds one :class:`~hostdiag.sources.processes.ProcessTable`
 and one :class:`~hostdiag.sources.sockets.SocketTable` for a host root and keeps

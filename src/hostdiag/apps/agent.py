@@ -32,14 +32,14 @@ import sys
 import time
 
 from hostdiag import __version__
-from hostdiag.lasterror import report_internal_error
+from hostdiag.apps.common import report_internal_error
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
 
-log = logging.getLogger("hostdiag.agent")
+log = logging.getLogger("hostdiag.apps.agent")
 
 # The optional table sources, used when they are installed: (module, class, method).
 TABLE_SOURCES = {
@@ -166,7 +166,7 @@ class Durations:
 def read_self_usage(self_root):
     """This process's CPU (user and system clock ticks since it started) and
     resident set (bytes), from /proc/self under ``self_root``; None when unreadable."""
-    from hostdiag.hostpaths import SourceError
+    from hostdiag.sources.hostroot import SourceError
 
     try:
         stat = self_root.read_proc("self", "stat")
@@ -212,7 +212,7 @@ def read_token(path):
 
 
 def listeners_from(config):
-    from hostdiag.config import parse_host_port
+    from hostdiag.apps.config import parse_host_port
     from hostdiag.transport.server import Listener
 
     listeners = [Listener("unix", path=config.server.unix_path, mode=config.server.unix_mode,
@@ -243,7 +243,7 @@ class Agent:
     """The daemon. :meth:`run` returns the exit code."""
 
     def __init__(self, config, root, config_path=None, overrides=None, env=os.environ):
-        from hostdiag.hostpaths import HostRoot
+        from hostdiag.sources.hostroot import HostRoot
 
         self.config = config
         self.root = root
@@ -282,7 +282,7 @@ class Agent:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self):
-        from hostdiag.collect import SystemCollector
+        from hostdiag.sampler.system import SystemCollector
         from hostdiag.store import History, SpoolError
         from hostdiag.transport.server import AgentServer
 
@@ -309,7 +309,7 @@ class Agent:
                  self.config.agent.interval, self.config.agent.table_every)
 
     def host_boot_id(self):
-        from hostdiag.hostpaths import SourceError
+        from hostdiag.sources.hostroot import SourceError
 
         try:
             raw = self.root.read_proc("sys", "kernel", "random", "boot_id")
@@ -409,7 +409,7 @@ class Agent:
 
     def reload(self):
         """Apply the settings file again; True when the schedule changed."""
-        from hostdiag.config import ConfigError, load_config
+        from hostdiag.apps.config import ConfigError, load_config
 
         try:
             new = load_config(self.config_path, self.env, self.overrides)
@@ -477,7 +477,7 @@ class Agent:
     def take_table(self, section, table, problems):
         """One table, or None with an entry in ``problems`` when its source
         fails outright: the system counters are kept either way."""
-        from hostdiag.hostpaths import UNAVAILABLE
+        from hostdiag.sources.hostroot import UNAVAILABLE
 
         try:
             return getattr(table, TABLE_SOURCES[section][2])(problems)
@@ -548,14 +548,14 @@ class Agent:
 
 
 def _names():
-    from hostdiag.config import SETTINGS
+    from hostdiag.apps.config import SETTINGS
 
     return [s.name for s in SETTINGS]
 
 
 def _merge(old, new):
     """``new`` for the reloadable settings, ``old`` for the others."""
-    from hostdiag.config import Config
+    from hostdiag.apps.config import Config
 
     values = {name: (new[name] if name in RELOADABLE else old[name]) for name in _names()}
     sources = {name: (new.source(name) if name in RELOADABLE else old.source(name)) for name in _names()}
@@ -564,8 +564,8 @@ def _merge(old, new):
 
 def main_agent(argv=None):
     """`diag agent ...`: parse the options, load the settings, run; the exit code."""
-    from hostdiag.config import ConfigError, load_config
-    from hostdiag.hostpaths import HostRoot
+    from hostdiag.apps.config import ConfigError, load_config
+    from hostdiag.sources.hostroot import HostRoot
 
     argv = sys.argv[1:] if argv is None else list(argv)
     try:

@@ -2,7 +2,7 @@
 
 One puller thread per agent speaks the protocol (docs/protocol.md) through
 :class:`~hostdiag.transport.client.AgentClient`; one writer thread owns the
-store (:mod:`hostdiag.collector.store`) and commits what the pullers hand it
+store (:mod:`hostdiag.store.sqlite`) and commits what the pullers hand it
 through a bounded queue, so a slow disk slows the pullers (and the agents
 drop them as slow clients; they come back and resume) but never grows memory.
 The main thread only waits for signals, which only enqueue a word.
@@ -48,8 +48,8 @@ import sys
 import threading
 import time
 
-from hostdiag.collector.store import CollectorStore, StoreError
-from hostdiag.lasterror import report_internal_error
+from hostdiag.store.sqlite import CollectorStore, StoreError
+from hostdiag.apps.common import report_internal_error
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -797,7 +797,7 @@ def setup_logging(foreground):
 
 def main_collector(argv=None):
     """`diag collector ...`: the exit code."""
-    from hostdiag.config import ConfigError, load_config
+    from hostdiag.apps.config import ConfigError, load_config
 
     argv = sys.argv[1:] if argv is None else list(argv)
     try:

@@ -14,7 +14,7 @@ import sys
 import time
 
 from hostdiag import __version__
-from hostdiag.lasterror import report_internal_error
+from hostdiag.apps.common import report_internal_error
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -25,11 +25,11 @@ EXIT_INTERRUPTED = 130
 COMMANDS = ("report", "version")
 # Commands with parsers of their own: `diag NAME ARGS` runs module.function(ARGS).
 DELEGATED = {
-    "agent": ("hostdiag.agent", "main_agent"),
-    "collector": ("hostdiag.collector.service", "main_collector"),
-    "show": ("hostdiag.historycli", "main_show"),
-    "diff": ("hostdiag.historycli", "main_diff"),
-    "history": ("hostdiag.historycli", "main_history"),
+    "agent": ("hostdiag.apps.agent", "main_agent"),
+    "collector": ("hostdiag.apps.collector", "main_collector"),
+    "show": ("hostdiag.apps.history", "main_show"),
+    "diff": ("hostdiag.apps.history", "main_diff"),
+    "history": ("hostdiag.apps.history", "main_history"),
 }
 
 
@@ -102,7 +102,7 @@ def parse_args(argv):
 
 
 def _root(args):
-    from hostdiag.hostpaths import HostRoot
+    from hostdiag.sources.hostroot import HostRoot
 
     root = HostRoot(args.proc_root, args.sys_root, args.rootfs)
     if not root.looks_like_procfs():
@@ -136,10 +136,10 @@ def cmd_version(args, out):
 
 
 def cmd_report(args, out):
-    from hostdiag.collect import SystemCollector
+    from hostdiag.sampler.system import SystemCollector
     from hostdiag.derive.rates import derive_rates
     from hostdiag.encode.wire import encode_json, encode_msgpack
-    from hostdiag.views.findings import evaluate
+    from hostdiag.findings.rules import evaluate
     from hostdiag.views.report import render_text
 
     root = _root(args)
@@ -180,17 +180,17 @@ def _tables(root, args):
         import contextlib
 
         return contextlib.nullcontext()
-    from hostdiag.collect_tables import TableCollector
+    from hostdiag.sampler.tables import TableCollector
 
     return TableCollector(root, netlink=not args.no_netlink)
 
 
 def _sample(collector, tables, kmsg=False):
     """One snapshot: the tables (if any) first, then the system sections, whose
-    start dates the snapshot (see hostdiag.collect_tables)."""
+    start dates the snapshot (see hostdiag.sampler.tables)."""
     if tables is None:
         return collector.collect(kmsg=kmsg)
-    from hostdiag.collect_tables import attach
+    from hostdiag.sampler.tables import attach
     from hostdiag.sources.problems import Problems
 
     problems = Problems()
@@ -203,7 +203,7 @@ def _add_socket_owners(tables, snapshot, rates):
     ``snapshot.sockets["owners"]``: found on demand, for those sockets only."""
     if tables is None or snapshot.sockets is None:
         return
-    from hostdiag.collect_tables import add_errors
+    from hostdiag.sampler.tables import add_errors
     from hostdiag.sources.problems import Problems
     from hostdiag.views.report import socket_inodes_shown
 

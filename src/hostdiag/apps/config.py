@@ -9,7 +9,7 @@ value, a default, a help line and an environment variable
 The file is the ``path`` argument, else ``$HOSTDIAG_CONFIG``, else none. Any bad
 value raises :class:`ConfigError`, whose message is one line naming the key and
 where the value came from. docs/config.md is generated from the table
-(``python -m hostdiag.config``) and a test keeps it in sync.
+(``python -m hostdiag.apps.config``) and a test keeps it in sync.
 """
 
 import difflib

@@ -7,7 +7,7 @@ import os
 import time
 
 from hostdiag import parsers
-from hostdiag.hostpaths import SourceError
+from hostdiag.sources.hostroot import SourceError
 from hostdiag.model import Cpu, ErrorRecord, Memory, Meta, Snapshot
 from hostdiag.sources.cpu import CpuSource
 from hostdiag.sources.disks import DiskSource
