@@ -129,6 +129,7 @@ def test_msgpack_output_round_trips_to_the_json_document(tmp_path):
 def test_missing_file_gives_null_section_and_error(tmp_path):
     proc = tmp_path / "proc"
     proc.mkdir()
+    (tmp_path / "sys").mkdir()  # an empty sysfs: every /sys source is missing
     (proc / "stat").write_bytes(open("/proc/stat", "rb").read())
     (proc / "meminfo").write_bytes(open("/proc/meminfo", "rb").read())
     doc = json.loads(diag("--interval", "0", "--format", "json", "--proc-root", str(proc),
@@ -146,6 +147,7 @@ def test_unreadable_file_is_access_denied(tmp_path):
         pytest.skip("/proc/1/io is readable here")
     proc = tmp_path / "proc"
     proc.mkdir()
+    (tmp_path / "sys").mkdir()  # an empty sysfs: every /sys source is missing
     (proc / "stat").write_bytes(open("/proc/stat", "rb").read())
     (proc / "meminfo").write_bytes(open("/proc/meminfo", "rb").read())
     (proc / "vmstat").symlink_to("/proc/1/io")

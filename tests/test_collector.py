@@ -459,11 +459,12 @@ def test_retention_settings_resolve_file_env_command_line(tmp_path):
 
 
 def test_client_address_from_config_entries():
-    from hostdiag.apps.config import AgentEntry
+    from hostdiag.apps.common import client_address
 
-    assert service.client_address(AgentEntry("a", "unix:/run/a.sock", None, None)) == "unix:/run/a.sock"
-    assert service.client_address(AgentEntry("a", "tcp:10.0.0.1:7781", "/t", None)) == "tcp://10.0.0.1:7781"
-    assert service.client_address(AgentEntry("a", "tcp:[::1]:7781", "/t", "/ca")) == "tls://[::1]:7781"
+    assert client_address("unix:/run/a.sock") == "unix:/run/a.sock"
+    assert client_address("tcp:10.0.0.1:7781") == "tcp://10.0.0.1:7781"
+    assert client_address("tcp:[::1]:7781", "/ca") == "tls://[::1]:7781"
+    assert client_address("tcp://[::1]:7781", "/ca") == "tls://[::1]:7781"
 
 
 # -- the puller's backfill against a scripted agent ------------------------------

@@ -15,12 +15,12 @@ are taken on every ``agent.table_every``-th tick (the Nth, 2Nth...); the
 records between have ``processes`` and ``sockets`` null, and
 ``agent.tables_seq`` names the newest record that has them.
 
-Exit codes: 0 stopped by a signal; 1 could not start (socket in use, spool
-locked, unusable TLS or token file); 2 bad usage or configuration (one line
-naming the key); 70 an internal error.
+Exit codes (:mod:`hostdiag.apps.common`): 0 stopped by a signal; 1 could not
+start (socket in use, spool locked, unusable TLS files); 2 bad usage or
+configuration, an unreadable token file included (one line naming the key);
+70 an internal error.
 """
 
-import argparse
 import importlib
 import logging
 import os
@@ -32,12 +32,10 @@ import sys
 import time
 
 from hostdiag import __version__
-from hostdiag.apps.common import report_internal_error
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERNAL = 70
+from hostdiag.apps.common import (
+    EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, UsageError, add_root_options, host_root, read_token,
+    run_command, setup_logging,
+)
 
 log = logging.getLogger("hostdiag.apps.agent")
 
@@ -50,22 +48,13 @@ TABLE_SOURCES = {
 _STATUS_EVERY = 10
 
 
-class UsageError(Exception):
-    pass
-
-
 class StartError(Exception):
     """The agent cannot start: one line, exit 1."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def build_parser():
-    parser = _Parser(prog="diag agent",
-                     description="Sample this host on a fixed schedule, keep its history and serve it.")
+    parser = ArgumentParser(prog="diag agent",
+                            description="Sample this host on a fixed schedule, keep its history and serve it.")
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (default $HOSTDIAG_CONFIG)")
     parser.add_argument("--interval", metavar="SECONDS", help="seconds between samples (agent.interval)")
     parser.add_argument("--spool-dir", metavar="DIR", help="on-disk history directory (spool.dir)")
@@ -74,10 +63,7 @@ def build_parser():
                         help="also listen on TCP there (tcp.listen, sets tcp.enabled)")
     parser.add_argument("--foreground", action="store_true",
                         help="log for a terminal (timestamps) instead of for journald (priority prefixes)")
-    group = parser.add_argument_group("host roots")
-    group.add_argument("--proc-root", default="/proc", metavar="DIR")
-    group.add_argument("--sys-root", default="/sys", metavar="DIR")
-    group.add_argument("--rootfs", default="/", metavar="DIR")
+    add_root_options(parser)
     return parser
 
 
@@ -89,28 +75,6 @@ def overrides_from(args):
         "tcp.listen": args.tcp_listen,
         "tcp.enabled": True if args.tcp_listen else None,
     }
-
-
-class _JournalFormatter(logging.Formatter):
-    """`<N>message`: journald reads the syslog priority from the prefix."""
-
-    PRIORITIES = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6,
-                  logging.DEBUG: 7}
-
-    def format(self, record):
-        return "<%d>%s" % (self.PRIORITIES.get(record.levelno, 6), super().format(record))
-
-
-def setup_logging(foreground):
-    handler = logging.StreamHandler(sys.stderr)
-    if foreground:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    else:
-        handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
-    root = logging.getLogger("hostdiag")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
 
 
 class SdNotify:
@@ -196,21 +160,6 @@ def load_tls(cert, key):
     return context
 
 
-def read_token(path):
-    try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            token = f.read(4096).decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StartError("tcp.token_file: cannot read %s: %s"
-                         % (path, getattr(exc, "strerror", None) or exc)) from None
-    if not token:
-        raise StartError("tcp.token_file: %s is empty" % path)
-    if mode & 0o007:
-        log.warning("tcp.token_file %s is readable by others (mode %03o)", path, mode & 0o777)
-    return token
-
-
 def listeners_from(config):
     from hostdiag.apps.config import parse_host_port
     from hostdiag.transport.server import Listener
@@ -220,7 +169,7 @@ def listeners_from(config):
     if config.tcp.enabled:
         host, port = parse_host_port(config.tcp.listen)
         context = load_tls(config.tcp.tls_cert, config.tcp.tls_key) if config.tcp.tls_cert else None
-        listeners.append(Listener("tcp", host=host, port=port, token=read_token(config.tcp.token_file),
+        listeners.append(Listener("tcp", host=host, port=port, token=read_token(config.tcp.token_file, "tcp.token_file"),
                                   ssl_context=context))
     return listeners
 
@@ -353,6 +302,9 @@ class Agent:
         except StartError as exc:
             log.error("cannot start: %s", exc)
             return EXIT_FAILED
+        except UsageError as exc:
+            log.error("cannot start: %s", exc)
+            return EXIT_USAGE
         finally:
             self.close()
         log.info("stopped after %d samples", self.samples)
@@ -564,26 +516,19 @@ def _merge(old, new):
 
 def main_agent(argv=None):
     """`diag agent ...`: parse the options, load the settings, run; the exit code."""
-    from hostdiag.apps.config import ConfigError, load_config
-    from hostdiag.sources.hostroot import HostRoot
-
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        args = build_parser().parse_args(argv)
-        overrides = overrides_from(args)
-        config = load_config(args.config, os.environ, overrides)
-        root = HostRoot(args.proc_root, args.sys_root, args.rootfs)
-        if not root.looks_like_procfs():
-            raise UsageError("%s is not a procfs (it has no stat and meminfo)" % root.proc_root)
-    except (UsageError, ConfigError) as exc:
-        sys.stderr.write("diag agent: error: %s\n" % exc)
-        return EXIT_USAGE
+    return run_command("diag agent", lambda: _run(argv))
+
+
+def _run(argv):
+    from hostdiag.apps.config import load_config
+
+    args = build_parser().parse_args(argv)
+    overrides = overrides_from(args)
+    config = load_config(args.config, os.environ, overrides)
+    root = host_root(args)
     setup_logging(args.foreground)
-    try:
-        return Agent(config, root, args.config, overrides).run()
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a trace
-        report_internal_error("diag agent", exc)
-        return EXIT_INTERNAL
+    return Agent(config, root, args.config, overrides).run()
 
 
 if __name__ == "__main__":

@@ -31,12 +31,12 @@ received, gaps, errors) is written to the store's ``status`` table every
 (``collector.host_max_bytes``, ``collector.host_max_age``) is applied too, and
 printed by ``diag collector --status``.
 
-Exit codes: 0 stopped by a signal (or ``--once`` pulled every agent); 1 could
-not do the job (store locked or unusable, an agent failed with ``--once``, no
-store for ``--status``); 2 bad usage or configuration (one line naming the key).
+Exit codes (:mod:`hostdiag.apps.common`): 0 stopped by a signal (or
+``--once`` pulled every agent); 1 could not do the job (store locked or
+unusable, an agent failed with ``--once``, no store for ``--status``); 2 bad
+usage or configuration (one line naming the key); 70 an internal error.
 """
 
-import argparse
 import json
 import logging
 import os
@@ -48,12 +48,11 @@ import sys
 import threading
 import time
 
+from hostdiag.apps.common import (
+    EXIT_FAILED, EXIT_OK, ArgumentParser, CommandFailed, UsageError, client_address, read_token, run_command,
+    setup_logging,
+)
 from hostdiag.store.sqlite import CollectorStore, StoreError
-from hostdiag.apps.common import report_internal_error
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 log = logging.getLogger("hostdiag.collector")
 
@@ -68,41 +67,8 @@ RANGE_PAGE = 200
 STOP_GRACE_S = 10.0
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 class Stopping(Exception):
     """The collector is stopping: a puller leaves its session."""
-
-
-# -- agent entries ------------------------------------------------------------
-
-def client_address(entry):
-    """The client's address for a collector.agents entry ("unix:/p", "tcp:h:p")."""
-    if entry.address.startswith("tcp:"):
-        return ("tls://" if entry.tls_ca else "tcp://") + entry.address[len("tcp:"):]
-    return entry.address
-
-
-def read_token(index, entry):
-    if entry.token_file is None:
-        return None
-    key = "collector.agents[%d].token_file" % index
-    try:
-        with open(entry.token_file, "rb") as f:
-            token = f.read(4096).decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError("%s: cannot read %s: %s" % (key, entry.token_file,
-                                                     getattr(exc, "strerror", None) or exc)) from None
-    if not token:
-        raise UsageError("%s: %s is empty" % (key, entry.token_file))
-    return token
 
 
 # -- per-agent state ----------------------------------------------------------
@@ -211,7 +177,7 @@ class Puller(threading.Thread):
         super().__init__(name="hostdiag-pull-%s" % entry.name, daemon=True)
         self.entry = entry
         self.agent_name = entry.name
-        self.address = client_address(entry)
+        self.address = client_address(entry.address, entry.tls_ca)
         self.token = token
         self.collector = collector
         self.status = AgentStatus(entry.name, entry.address)
@@ -737,7 +703,7 @@ def show_status(store_dir, fmt, out):
     try:
         store = CollectorStore(store_dir, readonly=True)
     except StoreError as exc:
-        raise _Failed(str(exc)) from None
+        raise CommandFailed(str(exc)) from None
     try:
         rows, hosts = store.status(), store.hosts()
     finally:
@@ -752,14 +718,10 @@ def show_status(store_dir, fmt, out):
         out.write(render_status(rows, hosts, now))
 
 
-class _Failed(Exception):
-    pass
-
-
 # -- entry point --------------------------------------------------------------
 
 def build_parser():
-    parser = _Parser(prog="diag collector",
+    parser = ArgumentParser(prog="diag collector",
                      description="Pull snapshots from the agents in the config into a local store.")
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (default $HOSTDIAG_CONFIG)")
     parser.add_argument("--store", metavar="DIR", help="the store directory (collector.store)")
@@ -785,48 +747,31 @@ def overrides_from(args, store):
     }
 
 
-def setup_logging(foreground):
-    handler = logging.StreamHandler(sys.stderr)
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if foreground else "%(levelname)s %(name)s: %(message)s"
-    handler.setFormatter(logging.Formatter(fmt))
-    root = logging.getLogger("hostdiag.collector")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
-
-
 def main_collector(argv=None):
     """`diag collector ...`: the exit code."""
-    from hostdiag.apps.config import ConfigError, load_config
-
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        args = build_parser().parse_args(argv)
-        store = os.path.abspath(args.store) if args.store else None
-        config = load_config(args.config, os.environ, overrides_from(args, store))
-        if args.status:
-            show_status(config.collector.store, args.format, sys.stdout)
-            return EXIT_OK
-        entries = config.collector.agents
-        if not entries:
-            raise UsageError("collector.agents: no agents to pull from (%s)" % config.source("collector.agents"))
-        tokens = [read_token(i, entry) for i, entry in enumerate(entries)]
-    except (UsageError, ConfigError) as exc:
-        sys.stderr.write("diag collector: error: %s\n" % exc)
-        return EXIT_USAGE
-    except _Failed as exc:
-        sys.stderr.write("diag collector: %s\n" % exc)
-        return EXIT_FAILED
-    except BrokenPipeError:
+    return run_command("diag collector", lambda: _run(argv))
+
+
+def _run(argv):
+    from hostdiag.apps.config import load_config
+
+    args = build_parser().parse_args(argv)
+    store = os.path.abspath(args.store) if args.store else None
+    config = load_config(args.config, os.environ, overrides_from(args, store))
+    if args.status:
+        show_status(config.collector.store, args.format, sys.stdout)
         return EXIT_OK
+    entries = config.collector.agents
+    if not entries:
+        raise UsageError("collector.agents: no agents to pull from (%s)" % config.source("collector.agents"))
+    tokens = [None if entry.token_file is None else
+              read_token(entry.token_file, "collector.agents[%d].token_file" % i)
+              for i, entry in enumerate(entries)]
     setup_logging(args.foreground)
     collector = Collector(config, entries, tokens, once=args.once)
     collector.install_signals()
-    try:
-        return collector.run()
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a trace
-        report_internal_error("diag collector", exc)
-        return EXIT_FAILED
+    return collector.run()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
 """The `diag` command: the composition root that wires sources, model, derive,
 encode and views together.
 
-Exit codes: 0 success; 1 the command could not do its job (unwritable output,
-broken build in `diag version`); 2 bad usage or a root that is not a procfs;
-70 an internal error (reported in one line; HOSTDIAG_DEBUG=1 shows the trace);
-130 interrupted.
+Exit codes are those of :mod:`hostdiag.apps.common`: 1 here is an unwritable
+``--output`` or a broken build in `diag version`; 2 bad usage or a root that
+does not exist or is not a procfs.
 """
 
 import argparse
@@ -14,13 +13,9 @@ import sys
 import time
 
 from hostdiag import __version__
-from hostdiag.apps.common import report_internal_error
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERNAL = 70
-EXIT_INTERRUPTED = 130
+from hostdiag.apps.common import (
+    EXIT_FAILED, EXIT_OK, ArgumentParser, CommandFailed, add_root_options, host_root, run_command,
+)
 
 COMMANDS = ("report", "version")
 # Commands with parsers of their own: `diag NAME ARGS` runs module.function(ARGS).
@@ -33,19 +28,6 @@ DELEGATED = {
 }
 
 
-class UsageError(Exception):
-    """Bad arguments or an unusable root: one line, exit 2."""
-
-
-class CommandFailed(Exception):
-    """The command could not do its job: one line, exit 1."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def _interval(text):
     try:
         value = float(text)
@@ -56,19 +38,9 @@ def _interval(text):
     return value
 
 
-def _add_root_options(parser):
-    group = parser.add_argument_group("host roots")
-    group.add_argument("--proc-root", default="/proc", metavar="DIR",
-                       help="where the host's procfs is mounted (default /proc)")
-    group.add_argument("--sys-root", default="/sys", metavar="DIR",
-                       help="where the host's sysfs is mounted (default /sys)")
-    group.add_argument("--rootfs", default="/", metavar="DIR",
-                       help="the host's root filesystem, for os-release and /dev/kmsg (default /)")
-
-
 def build_parser():
-    parser = _Parser(prog="diag", description="Linux host diagnostics. With no command: `diag report`.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser = ArgumentParser(prog="diag", description="Linux host diagnostics. With no command: `diag report`.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     for name, summary in (
         ("agent", "run the sampling agent with its history and server"),
         ("collector", "pull snapshots from agents into a local store"),
@@ -87,10 +59,10 @@ def build_parser():
                         help="read links and sockets from /proc/net instead of netlink")
     report.add_argument("--no-tables", action="store_true",
                         help="skip the process and socket tables (their sections are null)")
-    _add_root_options(report)
+    add_root_options(report)
 
     version = sub.add_parser("version", help="versions and which parser implementation is live")
-    _add_root_options(version)
+    add_root_options(version)
     return parser
 
 
@@ -101,21 +73,12 @@ def parse_args(argv):
     return build_parser().parse_args(argv)
 
 
-def _root(args):
-    from hostdiag.sources.hostroot import HostRoot
-
-    root = HostRoot(args.proc_root, args.sys_root, args.rootfs)
-    if not root.looks_like_procfs():
-        raise UsageError("%s is not a procfs (it has no stat and meminfo)" % root.proc_root)
-    return root
-
-
 def cmd_version(args, out):
     from hostdiag import parsers
     # Each twin registers itself when imported: list every pair, not just the first.
     from hostdiag.parsers import procs, sockdiag  # noqa: F401
 
-    root = _root(args)
+    root = host_root(args)
     try:
         kernel = root.read_proc("sys", "kernel", "osrelease").decode("utf-8", "replace").strip()
     except Exception as exc:  # noqa: BLE001 - reported in the output, not swallowed
@@ -142,7 +105,7 @@ def cmd_report(args, out):
     from hostdiag.findings.rules import evaluate
     from hostdiag.views.report import render_text
 
-    root = _root(args)
+    root = host_root(args)
     with SystemCollector(root, use_netlink=not args.no_netlink) as collector, \
             _tables(root, args) as tables:
         if args.interval > 0:
@@ -232,33 +195,18 @@ HANDLERS = {"report": cmd_report, "version": cmd_version}
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    out = sys.stdout.buffer
-    try:
-        if argv and argv[0] in DELEGATED:
-            import importlib
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:
+        import importlib
 
-            module, function = DELEGATED[argv[0]]
-            return getattr(importlib.import_module(module), function)(list(argv[1:]))
-        args = parse_args(argv)
-        return HANDLERS[args.command](args, out)
-    except UsageError as exc:
-        sys.stderr.write("diag: error: %s\n" % exc)
-        return EXIT_USAGE
-    except CommandFailed as exc:
-        sys.stderr.write("diag: %s\n" % exc)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (diag | head); nothing left to say to it.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
-    except SystemExit:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a trace
-        report_internal_error("diag", exc)
-        return EXIT_INTERNAL
+        module, function = DELEGATED[argv[0]]
+        return getattr(importlib.import_module(module), function)(argv[1:])
+    return run_command("diag", lambda: _run(argv))
+
+
+def _run(argv):
+    args = parse_args(argv)
+    return HANDLERS[args.command](args, sys.stdout.buffer)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ Exit codes: 0 done; 1 could not do it (no agent, no store, nothing kept at
 that time); 2 bad usage or configuration, one line.
 """
 
-import argparse
 import datetime
 import json
 import math
@@ -34,28 +33,15 @@ import sys
 import time
 from collections import namedtuple
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+from hostdiag.apps.common import (
+    EXIT_OK, ArgumentParser, CommandFailed, UsageError, client_address, read_token, run_command,
+)
 
 DEFAULT_AGENT = "unix:/run/hostdiag/agent.sock"
 CONNECT_TIMEOUT_S = 10.0
 DIFF_TOP = 15
 PROCESS_TOP = 5
 NS = 1_000_000_000
-
-
-class UsageError(Exception):
-    """Bad arguments: one line, exit 2."""
-
-
-class Failed(Exception):
-    """The command could not do its job: one line, exit 1."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 # -- time ---------------------------------------------------------------------
@@ -169,7 +155,7 @@ def _decode(payload):
     try:
         return decode_document(payload)
     except ProtocolError as exc:
-        raise Failed("a stored record cannot be decoded: %s" % exc.message) from None
+        raise CommandFailed("a stored record cannot be decoded: %s" % exc.message) from None
 
 
 class AgentHistory:
@@ -371,27 +357,6 @@ class StoreHistory:
         return self._rec(self.store.at_or_before(self.host, wall_ns, boot_id=boot_id, before_seq=before_seq))
 
 
-def _agent_address(text, tls_ca):
-    """The client's address for ``unix:PATH``, ``/PATH``, ``tcp:HOST:PORT``
-    (TLS with ``--tls-ca``), ``tcp://``, ``tls://``."""
-    if text.startswith("tcp:") and not text.startswith("tcp://"):
-        return ("tls://" if tls_ca else "tcp://") + text[len("tcp:"):]
-    if text.startswith("tcp://") and tls_ca:
-        return "tls://" + text[len("tcp://"):]
-    return text
-
-
-def _read_token(path):
-    try:
-        with open(path, "rb") as f:
-            token = f.read(4096).decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError("--token-file: cannot read %s: %s" % (path, getattr(exc, "strerror", None) or exc)) from None
-    if not token:
-        raise UsageError("--token-file: %s is empty" % path)
-    return token
-
-
 def _add_source_options(parser):
     group = parser.add_argument_group("where the history is")
     group.add_argument("--agent", metavar="ADDRESS",
@@ -409,22 +374,19 @@ def _add_source_options(parser):
 def open_history(args):
     """The history the options name (see the module doc)."""
     from hostdiag.store.sqlite import CollectorStore, StoreError
-    from hostdiag.apps.config import ConfigError, load_config
+    from hostdiag.apps.config import load_config
 
     if args.agent and (args.store or args.host):
         raise UsageError("--agent and --store/--host name two different histories: give one")
     config = None
     if args.config is not None or not (args.agent or args.store):
-        try:
-            config = load_config(args.config, os.environ)
-        except ConfigError as exc:
-            raise UsageError(str(exc)) from None
+        config = load_config(args.config, os.environ)
     if args.store or args.host:
         directory = os.path.abspath(args.store) if args.store else config.collector.store
         try:
             store = CollectorStore(directory, readonly=True)
         except StoreError as exc:
-            raise Failed(str(exc)) from None
+            raise CommandFailed(str(exc)) from None
         try:
             if args.host:
                 host = store.resolve_host(args.host)
@@ -436,7 +398,7 @@ def open_history(args):
                 host = hosts[0]
         except StoreError as exc:
             store.close()
-            raise Failed(str(exc)) from None
+            raise CommandFailed(str(exc)) from None
         except BaseException:
             store.close()
             raise
@@ -448,21 +410,21 @@ def open_history(args):
         address = "unix:" + config.server.unix_path
         if spool_dir is None and os.path.isdir(config.spool.dir):
             spool_dir = config.spool.dir  # the same settings' agent: its spool, if it is on this host
-    return connect_agent(_agent_address(address, args.tls_ca), args.token_file, args.tls_ca, spool_dir)
+    return connect_agent(client_address(address, args.tls_ca), args.token_file, args.tls_ca, spool_dir)
 
 
 def connect_agent(address, token_file, tls_ca, spool_dir):
     from hostdiag.transport.client import AgentClient
     from hostdiag.transport.protocol import ProtocolError
 
-    token = _read_token(token_file) if token_file else None
+    token = read_token(token_file, "--token-file") if token_file else None
     try:
         client = AgentClient.connect(address, token=token, timeout=CONNECT_TIMEOUT_S, cafile=tls_ca)
     except ValueError as exc:
         raise UsageError("--agent: %s" % exc) from None
     except (OSError, ProtocolError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise Failed("cannot reach the agent at %s: %s (is `diag agent` running? or read a collector "
+        raise CommandFailed("cannot reach the agent at %s: %s (is `diag agent` running? or read a collector "
                      "store with --store DIR --host H)" % (address, reason)) from None
     try:
         return AgentHistory(client, address, spool_dir)
@@ -502,7 +464,7 @@ def _typed(snapshot_class, record):
     try:
         return snapshot_class.from_dict(record.snapshot)
     except ValueError as exc:
-        raise Failed("record %s of boot %s cannot be read: %s" % (record.seq, record.boot_id, exc)) from None
+        raise CommandFailed("record %s of boot %s cannot be read: %s" % (record.seq, record.boot_id, exc)) from None
 
 
 def _record_summary(record):
@@ -513,14 +475,14 @@ def _record_summary(record):
 
 
 def find_moment(history, asked_ns, window_s=None):
-    """The :class:`Moment` at ``asked_ns``; Failed when nothing is kept then."""
+    """The :class:`Moment` at ``asked_ns``; CommandFailed when nothing is kept then."""
     record = history.at_or_before(asked_ns)
     if record is None:
         boots = history.boots()
         oldest = min((b["first_wall_ns"] for b in boots if b["first_wall_ns"] is not None), default=None)
         if oldest is None:
-            raise Failed("%s keeps no history yet" % history.label())
-        raise Failed("%s has nothing at or before %s: its oldest record is at %s"
+            raise CommandFailed("%s keeps no history yet" % history.label())
+        raise CommandFailed("%s has nothing at or before %s: its oldest record is at %s"
                      % (history.label(), format_time(asked_ns), format_time(oldest)))
     if window_s is None:
         previous = history.get(record.boot_id, record.seq - 1)
@@ -986,34 +948,24 @@ def _protect_relative(argv):
 def _run(prog, argv, build, act, check=None):
     """Parse, check the arguments (``check(args)``, before any connection),
     open the history, act; the exit code, errors as one line."""
-    history = None
-    try:
+    def body():
+        from hostdiag.transport.protocol import ProtocolError
+
         args = build().parse_args(_protect_relative(argv))
         if check is not None:
             check(args)
         history = open_history(args)
-        _emit(act(args, history))
-        return EXIT_OK
-    except UsageError as exc:
-        sys.stderr.write("%s: error: %s\n" % (prog, exc))
-        return EXIT_USAGE
-    except Failed as exc:
-        sys.stderr.write("%s: %s\n" % (prog, exc))
-        return EXIT_FAILED
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
-    except (OSError, ConnectionError, TimeoutError) as exc:
-        sys.stderr.write("%s: %s\n" % (prog, getattr(exc, "strerror", None) or exc))
-        return EXIT_FAILED
-    except Exception as exc:  # noqa: BLE001 - protocol errors and the like: one line, never a trace
-        if os.environ.get("HOSTDIAG_DEBUG"):
-            raise
-        sys.stderr.write("%s: %s: %s\n" % (prog, type(exc).__name__, exc))
-        return EXIT_FAILED
-    finally:
-        if history is not None:
+        try:
+            _emit(act(args, history))
+        except (OSError, ProtocolError) as exc:
+            if isinstance(exc, BrokenPipeError):
+                raise
+            raise CommandFailed("%s: %s" % (history.label(), getattr(exc, "strerror", None) or exc)) from None
+        finally:
             history.close()
+        return EXIT_OK
+
+    return run_command(prog, body)
 
 
 def _json(document):
@@ -1023,7 +975,7 @@ def _json(document):
 def main_show(argv):
     """`diag show --at TIME [--window N] [--format text|json]`: the exit code."""
     def build():
-        parser = _Parser(prog="diag show", description="The diag report of a past moment.")
+        parser = ArgumentParser(prog="diag show", description="The diag report of a past moment.")
         parser.add_argument("--at", default="now", metavar="TIME",
                             help="ISO-8601, epoch seconds, or relative like -10m (default now)")
         parser.add_argument("--window", type=_window, default=None, metavar="N",
@@ -1047,7 +999,7 @@ def main_show(argv):
 def main_diff(argv):
     """`diag diff A B`: the exit code."""
     def build():
-        parser = _Parser(prog="diag diff", description="What changed between two moments.")
+        parser = ArgumentParser(prog="diag diff", description="What changed between two moments.")
         parser.add_argument("a", metavar="A", help="the earlier moment (a TIME, as for diag show --at)")
         parser.add_argument("b", metavar="B", nargs="?", default="now", help="the later moment (default now)")
         parser.add_argument("--window", type=_window, default=None, metavar="N",
@@ -1077,7 +1029,7 @@ def main_diff(argv):
 def main_history(argv):
     """`diag history`: the exit code."""
     def build():
-        parser = _Parser(prog="diag history", description="What history is kept: boots, ranges, gaps.")
+        parser = ArgumentParser(prog="diag history", description="What history is kept: boots, ranges, gaps.")
         parser.add_argument("--format", choices=("text", "json"), default="text")
         _add_source_options(parser)
         return parser
