@@ -21,7 +21,6 @@ configuration, an unreadable token file included (one line naming the key);
 70 an internal error.
 """
 
-import importlib
 import logging
 import os
 import queue
@@ -39,11 +38,6 @@ from hostdiag.apps.common import (
 
 log = logging.getLogger("hostdiag.apps.agent")
 
-# The optional table sources, used when they are installed: (module, class, method).
-TABLE_SOURCES = {
-    "processes": ("hostdiag.sources.processes", "ProcessTable", "scan"),
-    "sockets": ("hostdiag.sources.sockets", "SocketTable", "collect"),
-}
 # STATUS= for systemd is refreshed every this many ticks.
 _STATUS_EVERY = 10
 
@@ -213,8 +207,7 @@ class Agent:
         self.table_durations = Durations()
         self.history = None
         self.server = None
-        self.collector = None
-        self.tables = {}
+        self.sampler = None
         self.last_seq = None
         self.spool_degraded = None
         self.host = {}
@@ -231,7 +224,7 @@ class Agent:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self):
-        from hostdiag.sampler.system import SystemCollector
+        from hostdiag.sampler import Sampler
         from hostdiag.store import History, SpoolError
         from hostdiag.transport.server import AgentServer
 
@@ -244,8 +237,7 @@ class Agent:
             raise StartError("spool.dir: %s: %s" % (self.config.spool.dir, exc.strerror or exc)) from None
         for problem in self.history.info().get("problems") or ():
             log.warning("history: %s", problem)
-        self.collector = SystemCollector(self.root)
-        self.tables = self.open_tables()
+        self.sampler = Sampler(self.root)
         self.server = AgentServer(self.history, listeners_from(self.config), limits_from(self.config),
                                   describe=self.describe)
         try:
@@ -267,29 +259,12 @@ class Agent:
             return None
         return raw.decode("ascii", "replace").strip() or None
 
-    def open_tables(self):
-        tables = {}
-        for section, (module_name, class_name, method) in TABLE_SOURCES.items():
-            try:
-                module = importlib.import_module(module_name)
-            except ImportError as exc:
-                log.info("%s table unavailable: %s", section, exc)
-                continue
-            try:
-                tables[section] = getattr(module, class_name)(self.root)
-            except Exception as exc:  # noqa: BLE001 - an optional source that cannot start is left out
-                log.warning("%s table disabled: %s: %s", section, type(exc).__name__, exc)
-        return tables
-
     def close(self):
         self.notifier.notify("STOPPING=1")
         if self.server is not None:
             self.server.stop()
-        if self.collector is not None:
-            self.collector.close()
-        for table in self.tables.values():
-            if hasattr(table, "close"):
-                table.close()
+        if self.sampler is not None:
+            self.sampler.close()
         if self.history is not None:
             self.history.close()
         self.notifier.close()
@@ -384,19 +359,13 @@ class Agent:
     def sample(self, with_tables):
         """Take, store and publish one snapshot; False when it failed."""
         from hostdiag.encode.wire import encode_msgpack
-        from hostdiag.sources.problems import Problems
         from hostdiag.store import Record
 
         started = time.monotonic()
         try:
-            snapshot = self.collector.collect().to_dict()
-            if with_tables and self.tables:
-                table_started = time.monotonic()
-                problems = Problems()
-                for section, table in self.tables.items():
-                    snapshot[section] = self.take_table(section, table, problems)
-                snapshot["meta"]["errors"].extend(problems.all())
-                self.table_durations.add(time.monotonic() - table_started)
+            snapshot = self.sampler.sample(tables=with_tables).to_dict()
+            if with_tables:
+                self.table_durations.add(self.sampler.table_seconds)
             snapshot["agent"] = self.self_report(with_tables)
             payload = encode_msgpack(snapshot)
             wall_ns = snapshot["meta"]["wall_ns"]
@@ -408,7 +377,7 @@ class Agent:
         record = Record(self.history.boot_id, seq, wall_ns, payload)
         self.server.publish(record, snapshot)
         self.samples += 1
-        if with_tables and self.tables:
+        if with_tables:
             self.tables_seq = seq
         duration = time.monotonic() - started
         self.durations.add(duration)
@@ -425,19 +394,6 @@ class Agent:
         self.info_extra = dict(snapshot["agent"], samples=self.samples, sample_s=self.durations.as_dict(),
                                overruns=self.overruns, errors=self.errors, last_seq=seq)
         return True
-
-    def take_table(self, section, table, problems):
-        """One table, or None with an entry in ``problems`` when its source
-        fails outright: the system counters are kept either way."""
-        from hostdiag.sources.hostroot import UNAVAILABLE
-
-        try:
-            return getattr(table, TABLE_SOURCES[section][2])(problems)
-        except Exception as exc:  # noqa: BLE001 - a broken optional source costs its section, not the sample
-            log.exception("%s table failed", section)
-            problems.add(section, "", UNAVAILABLE, "the %s table failed: %s: %s"
-                         % (section, type(exc).__name__, exc))
-            return None
 
     def note_spool(self, spool):
         """Say when the spool stops writing (the history goes on in memory) and when it recovers."""
@@ -465,7 +421,7 @@ class Agent:
             "interval_s": config.agent.interval,
             "table_every": config.agent.table_every,
             "budget_s": config.agent.budget,
-            "tables": with_tables and bool(self.tables),
+            "tables": with_tables,
             "tables_seq": self.tables_seq,
             "cpu": None if usage is None else {"utime_ticks": usage["utime_ticks"],
                                                "stime_ticks": usage["stime_ticks"]},

@@ -99,24 +99,24 @@ def cmd_version(args, out):
 
 
 def cmd_report(args, out):
-    from hostdiag.sampler.system import SystemCollector
     from hostdiag.derive.rates import derive_rates
     from hostdiag.encode.wire import encode_json, encode_msgpack
-    from hostdiag.findings.rules import evaluate
-    from hostdiag.views.report import render_text
+    from hostdiag.findings import evaluate
+    from hostdiag.sampler import Sampler
+    from hostdiag.views.report import render_text, socket_inodes_shown
 
     root = host_root(args)
-    with SystemCollector(root, use_netlink=not args.no_netlink) as collector, \
-            _tables(root, args) as tables:
+    with Sampler(root, netlink=not args.no_netlink, tables=not args.no_tables) as sampler:
         if args.interval > 0:
-            previous = _sample(collector, tables)
+            previous = sampler.sample()
             time.sleep(max(0.0, args.interval - (time.monotonic_ns() - previous.meta.mono_ns) / 1e9))
-            current = _sample(collector, tables, kmsg=True)
+            current = sampler.sample(kmsg=True)
             rates = derive_rates(previous, current)
         else:
-            current = _sample(collector, tables, kmsg=True)
+            current = sampler.sample(kmsg=True)
             rates = None
-        _add_socket_owners(tables, current, rates)
+        if current.sockets is not None:
+            sampler.add_socket_owners(current, socket_inodes_shown(current, rates))
     findings = evaluate(current, rates)
     if args.format == "text":
         color = args.output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
@@ -135,44 +135,6 @@ def cmd_report(args, out):
     else:
         out.write(payload)
     return EXIT_OK
-
-
-def _tables(root, args):
-    """The process and socket tables, or a stand-in that collects nothing (--no-tables)."""
-    if args.no_tables:
-        import contextlib
-
-        return contextlib.nullcontext()
-    from hostdiag.sampler.tables import TableCollector
-
-    return TableCollector(root, netlink=not args.no_netlink)
-
-
-def _sample(collector, tables, kmsg=False):
-    """One snapshot: the tables (if any) first, then the system sections, whose
-    start dates the snapshot (see hostdiag.sampler.tables)."""
-    if tables is None:
-        return collector.collect(kmsg=kmsg)
-    from hostdiag.sampler.tables import attach
-    from hostdiag.sources.problems import Problems
-
-    problems = Problems()
-    processes, sockets = tables.collect(problems)
-    return attach(collector.collect(kmsg=kmsg), processes, sockets, problems)
-
-
-def _add_socket_owners(tables, snapshot, rates):
-    """The processes holding the sockets the report will show, as
-    ``snapshot.sockets["owners"]``: found on demand, for those sockets only."""
-    if tables is None or snapshot.sockets is None:
-        return
-    from hostdiag.sampler.tables import add_errors
-    from hostdiag.sources.problems import Problems
-    from hostdiag.views.report import socket_inodes_shown
-
-    problems = Problems()
-    snapshot.sockets["owners"] = tables.owners(socket_inodes_shown(snapshot, rates), problems)
-    add_errors(snapshot, problems)
 
 
 def _write_file(path, payload):
