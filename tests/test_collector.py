@@ -14,10 +14,9 @@ import zlib
 
 import pytest
 
-from hostdiag.apps import collector as service
-from hostdiag.apps.collector import (
-    AgentStatus, Backoff, Collector, Cursor, build_parser, main_collector, overrides_from,
-)
+from hostdiag.apps import collector_pull
+from hostdiag.apps.collector import Collector, build_parser, main_collector, overrides_from
+from hostdiag.apps.collector_pull import AgentStatus, Backoff, Cursor
 from hostdiag.store.sqlite import (
     RECORDS_PER_DICTIONARY, CollectorStore, StoreError, StoreLocked,
 )
@@ -536,7 +535,7 @@ class _Sink:
 def _puller(sink, agent):
     from hostdiag.apps.config import AgentEntry
 
-    puller = service.Puller(AgentEntry("web1", "unix:/tmp/x.sock", None, None), None, sink)
+    puller = collector_pull.Puller(AgentEntry("web1", "unix:/tmp/x.sock", None, None), None, sink)
     puller._connect = lambda: agent
     return puller
 
