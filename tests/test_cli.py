@@ -174,6 +174,12 @@ def _readable(path):
     (["--format", "xml"], b"--format"),
     (["--proc-root", "/tmp"], b"not a procfs"),
     (["--bogus"], b"--bogus"),
+    (["--proc-root", "/nonexistent"], b"--proc-root: /nonexistent does not exist"),
+    (["--sys-root", "/nonexistent"], b"--sys-root: /nonexistent does not exist"),
+    (["--rootfs", "/nonexistent"], b"--rootfs: /nonexistent does not exist"),
+    (["--sys-root", "/proc/meminfo"], b"--sys-root: /proc/meminfo is not a directory"),
+    (["version", "--rootfs", "/nonexistent"], b"--rootfs: /nonexistent does not exist"),
+    (["agent", "--sys-root", "/nonexistent"], b"--sys-root: /nonexistent does not exist"),
 ])
 def test_bad_usage_is_one_line_and_exit_2(args, message):
     result = diag(*args)
