@@ -154,17 +154,60 @@ def load_tls(cert, key):
     return context
 
 
+def socket_directory_mode(socket_mode):
+    """The mode of the directory the agent makes for its socket: search
+    access for the classes the socket's own mode lets connect, no more."""
+    mode = 0o700
+    if socket_mode & 0o070:
+        mode |= 0o050
+    if socket_mode & 0o007:
+        mode |= 0o005
+    return mode
+
+
+def make_socket_directory(path, socket_mode, group):
+    """Make the directory of the socket ``path`` when it is missing: that
+    directory only (the runtime directory, /run/hostdiag by default), with
+    :func:`socket_directory_mode` and the socket's ``group``. A missing
+    directory above it is a StartError: the agent does not build trees."""
+    import grp
+
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(directory):
+        return
+    parent = os.path.dirname(directory)
+    if not os.path.isdir(parent):
+        raise StartError("server.unix_path: %s is not a directory; the agent creates only the socket's own "
+                         "directory (%s), in one that exists" % (parent, directory))
+    mode = socket_directory_mode(socket_mode)
+    try:
+        gid = -1 if not group else int(group) if str(group).isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise StartError("server.unix_group: no group named %r" % group) from None
+    try:
+        os.mkdir(directory, mode)
+        os.chmod(directory, mode)  # mkdir's mode passes through the umask
+        if gid != -1:
+            os.chown(directory, -1, gid)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StartError("server.unix_path: cannot create %s: %s" % (directory, exc.strerror or exc)) from None
+    log.info("created %s (mode %03o) for the socket", directory, mode)
+
+
 def listeners_from(config):
     from hostdiag.apps.config import parse_host_port
     from hostdiag.transport.server import Listener
 
-    listeners = [Listener("unix", path=config.server.unix_path, mode=config.server.unix_mode,
-                          group=config.server.unix_group)]
+    server = config.server
+    make_socket_directory(server.unix_path, server.unix_mode, server.unix_group)
+    listeners = [Listener("unix", path=server.unix_path, mode=server.unix_mode, group=server.unix_group)]
     if config.tcp.enabled:
         host, port = parse_host_port(config.tcp.listen)
         context = load_tls(config.tcp.tls_cert, config.tcp.tls_key) if config.tcp.tls_cert else None
-        listeners.append(Listener("tcp", host=host, port=port, token=read_token(config.tcp.token_file, "tcp.token_file"),
-                                  ssl_context=context))
+        listeners.append(Listener("tcp", host=host, port=port, ssl_context=context,
+                                  token=read_token(config.tcp.token_file, "tcp.token_file")))
     return listeners
 
 
