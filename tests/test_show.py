@@ -250,6 +250,13 @@ def test_diff_between_two_times(world, capsys, source):
     assert "not in these snapshots" in out
 
 
+def test_diff_refuses_moments_in_the_wrong_order(capsys):
+    code, out, err = run(capsys, main_diff, ["-1m", "-10m", "--agent", "unix:/nonexistent/agent.sock"])
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("diag diff: error: A (-1m, ")
+    assert "is after B (-10m, " in err and "earlier moment first" in err
+
+
 def test_diff_with_relative_times(world, capsys):
     code, out, err = run(capsys, main_diff, ["-2s", "now", "--format", "json", *agent_args(world)])
     assert code == 0, err

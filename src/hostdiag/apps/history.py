@@ -30,6 +30,7 @@ from hostdiag.derive.diff import DIFF_TOP, diff_moments
 from hostdiag.findings import filesystem_usage
 from hostdiag.views.diff import render_diff
 from hostdiag.views.history import render_history, render_show
+from hostdiag.views.timefmt import format_time
 
 
 def _want_color(fmt):
@@ -153,6 +154,9 @@ def main_diff(argv):
     def check(args):
         now = time.time_ns()
         args.asked_a, args.asked_b = _time("A", args.a, now), _time("B", args.b, now)
+        if args.asked_a > args.asked_b:
+            raise UsageError("A (%s, %s) is after B (%s, %s): give the earlier moment first"
+                             % (args.a.strip(), format_time(args.asked_a), args.b.strip(), format_time(args.asked_b)))
         if args.top < 1:
             raise UsageError("--top: must be at least 1")
 
