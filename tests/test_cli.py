@@ -240,3 +240,21 @@ def test_version_reports_pure_when_forced():
     assert result.returncode == 0
     assert b"parsers pure" in result.stdout
     assert b"forced by HOSTDIAG_PURE" in result.stdout
+
+
+def test_dash_dash_version_is_the_first_line_of_version():
+    result = diag("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == diag("version").stdout.splitlines(keepends=True)[0]
+    assert result.stdout.startswith(b"hostdiag ")
+
+
+def test_help_shows_the_report_options_and_every_command():
+    result = diag("--help")
+    assert result.returncode == 0 and result.stderr == b""
+    text = result.stdout.decode()
+    for option in ("--interval", "--format", "--output", "--no-netlink", "--no-tables", "--version",
+                   "--proc-root", "--sys-root", "--rootfs"):
+        assert option in text, option
+    commands = [line.split()[0] for line in text.split("\ncommands:\n", 1)[1].splitlines() if line.startswith("  ")]
+    assert commands == ["report", "version", "agent", "collector", "show", "diff", "history"]

@@ -38,19 +38,22 @@ def _interval(text):
     return value
 
 
-def build_parser():
-    parser = ArgumentParser(prog="diag", description="Linux host diagnostics. With no command: `diag report`.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
-    for name, summary in (
-        ("agent", "run the sampling agent with its history and server"),
-        ("collector", "pull snapshots from agents into a local store"),
-        ("show", "the report for a past moment, from an agent or a collector store"),
-        ("diff", "what changed between two moments"),
-        ("history", "what history is kept: ranges, gaps and boots"),
-    ):
-        sub.add_parser(name, help=summary, add_help=False)
+COMMAND_SUMMARIES = (
+    ("report", "two snapshots an interval apart, one screen (the default)"),
+    ("version", "versions and which parser implementation is live"),
+    ("agent", "run the sampling agent with its history and server"),
+    ("collector", "pull snapshots from agents into a local store"),
+    ("show", "the report for a past moment, from an agent or a collector store"),
+    ("diff", "what changed between two moments"),
+    ("history", "what history is kept: ranges, gaps and boots"),
+)
 
-    report = sub.add_parser("report", help="two snapshots an interval apart, one screen (default)")
+
+REPORT_DESCRIPTION = ("Linux host diagnostics: two snapshots of the kernel's accounting an interval apart, "
+                      "and what is saturated, erroring or dying.")
+
+
+def _add_report_options(report):
     report.add_argument("--interval", type=_interval, default=1.0, metavar="SECONDS",
                         help="seconds between the two snapshots; 0 takes one snapshot, no rates (default 1)")
     report.add_argument("--format", choices=("text", "json", "msgpack"), default="text")
@@ -59,18 +62,42 @@ def build_parser():
                         help="read links and sockets from /proc/net instead of netlink")
     report.add_argument("--no-tables", action="store_true",
                         help="skip the process and socket tables (their sections are null)")
+    report.add_argument("--version", action="store_true",
+                        help="print the version (the first line of `diag version`) and exit")
     add_root_options(report)
 
-    version = sub.add_parser("version", help="versions and which parser implementation is live")
-    add_root_options(version)
+
+def build_parser():
+    """The parser of `diag report` and `diag version` (the other commands
+    have parsers of their own, see DELEGATED)."""
+    summaries = dict(COMMAND_SUMMARIES)
+    parser = ArgumentParser(prog="diag")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    _add_report_options(sub.add_parser("report", prog="diag [report]", help=summaries["report"],
+                                       description=REPORT_DESCRIPTION))
+    add_root_options(sub.add_parser("version", help=summaries["version"]))
     return parser
+
+
+def full_help():
+    """`diag --help`: the report's usage and options (it is the default
+    command), then every command."""
+    report = ArgumentParser(prog="diag [report]", description=REPORT_DESCRIPTION)
+    _add_report_options(report)
+    commands = "\n".join("  %-10s %s" % (name, summary) for name, summary in COMMAND_SUMMARIES)
+    return "%s\ncommands:\n%s\n\n`diag COMMAND --help` shows a command's options.\n" % (report.format_help(),
+                                                                                        commands)
 
 
 def parse_args(argv):
     argv = list(argv)
-    if not argv or (argv[0] not in COMMANDS + tuple(DELEGATED) and argv[0] not in ("-h", "--help")):
+    if not argv or argv[0] not in COMMANDS + tuple(DELEGATED):
         argv.insert(0, "report")
     return build_parser().parse_args(argv)
+
+
+def version_line():
+    return "hostdiag %s" % __version__
 
 
 def cmd_version(args, out):
@@ -84,7 +111,7 @@ def cmd_version(args, out):
     except Exception as exc:  # noqa: BLE001 - reported in the output, not swallowed
         kernel = "unknown (%s)" % exc
     lines = [
-        "hostdiag %s" % __version__,
+        version_line(),
         "python %s (%s)" % (platform.python_version(), platform.python_implementation()),
         "kernel %s" % kernel,
         "parsers %s" % parsers.implementation(),
@@ -167,8 +194,15 @@ def main(argv=None):
 
 
 def _run(argv):
+    out = sys.stdout.buffer
+    if argv and argv[0] in ("-h", "--help"):
+        out.write(full_help().encode())
+        return EXIT_OK
     args = parse_args(argv)
-    return HANDLERS[args.command](args, sys.stdout.buffer)
+    if args.command == "report" and args.version:
+        out.write((version_line() + "\n").encode())
+        return EXIT_OK
+    return HANDLERS[args.command](args, out)
 
 
 if __name__ == "__main__":
