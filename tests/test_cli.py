@@ -48,6 +48,7 @@ def test_json_document_has_rates_and_raw_counters():
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["schema_version"] == 1
+    assert doc["snapshot"]["meta"]["schema_version"] == doc["schema_version"]
     assert doc["interval_s"] == 0.3
     snap = doc["snapshot"]
     assert snap["meta"]["live"] is True
