@@ -48,6 +48,7 @@ def test_json_document_has_rates_and_raw_counters():
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["schema_version"] == 1
+    assert doc["snapshot"]["meta"]["schema_version"] == doc["schema_version"]
     assert doc["interval_s"] == 0.3
     snap = doc["snapshot"]
     assert snap["meta"]["live"] is True
@@ -129,6 +130,7 @@ def test_msgpack_output_round_trips_to_the_json_document(tmp_path):
 def test_missing_file_gives_null_section_and_error(tmp_path):
     proc = tmp_path / "proc"
     proc.mkdir()
+    (tmp_path / "sys").mkdir()  # an empty sysfs: every /sys source is missing
     (proc / "stat").write_bytes(open("/proc/stat", "rb").read())
     (proc / "meminfo").write_bytes(open("/proc/meminfo", "rb").read())
     doc = json.loads(diag("--interval", "0", "--format", "json", "--proc-root", str(proc),
@@ -146,6 +148,7 @@ def test_unreadable_file_is_access_denied(tmp_path):
         pytest.skip("/proc/1/io is readable here")
     proc = tmp_path / "proc"
     proc.mkdir()
+    (tmp_path / "sys").mkdir()  # an empty sysfs: every /sys source is missing
     (proc / "stat").write_bytes(open("/proc/stat", "rb").read())
     (proc / "meminfo").write_bytes(open("/proc/meminfo", "rb").read())
     (proc / "vmstat").symlink_to("/proc/1/io")
@@ -172,6 +175,12 @@ def _readable(path):
     (["--format", "xml"], b"--format"),
     (["--proc-root", "/tmp"], b"not a procfs"),
     (["--bogus"], b"--bogus"),
+    (["--proc-root", "/nonexistent"], b"--proc-root: /nonexistent does not exist"),
+    (["--sys-root", "/nonexistent"], b"--sys-root: /nonexistent does not exist"),
+    (["--rootfs", "/nonexistent"], b"--rootfs: /nonexistent does not exist"),
+    (["--sys-root", "/proc/meminfo"], b"--sys-root: /proc/meminfo is not a directory"),
+    (["version", "--rootfs", "/nonexistent"], b"--rootfs: /nonexistent does not exist"),
+    (["agent", "--sys-root", "/nonexistent"], b"--sys-root: /nonexistent does not exist"),
 ])
 def test_bad_usage_is_one_line_and_exit_2(args, message):
     result = diag(*args)
@@ -232,3 +241,21 @@ def test_version_reports_pure_when_forced():
     assert result.returncode == 0
     assert b"parsers pure" in result.stdout
     assert b"forced by HOSTDIAG_PURE" in result.stdout
+
+
+def test_dash_dash_version_is_the_first_line_of_version():
+    result = diag("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == diag("version").stdout.splitlines(keepends=True)[0]
+    assert result.stdout.startswith(b"hostdiag ")
+
+
+def test_help_shows_the_report_options_and_every_command():
+    result = diag("--help")
+    assert result.returncode == 0 and result.stderr == b""
+    text = result.stdout.decode()
+    for option in ("--interval", "--format", "--output", "--no-netlink", "--no-tables", "--version",
+                   "--proc-root", "--sys-root", "--rootfs"):
+        assert option in text, option
+    commands = [line.split()[0] for line in text.split("\ncommands:\n", 1)[1].splitlines() if line.startswith("  ")]
+    assert commands == ["report", "version", "agent", "collector", "show", "diff", "history"]

@@ -14,10 +14,9 @@ import zlib
 
 import pytest
 
-from hostdiag.apps import collector as service
-from hostdiag.apps.collector import (
-    AgentStatus, Backoff, Collector, Cursor, build_parser, main_collector, overrides_from,
-)
+from hostdiag.apps import collector_pull
+from hostdiag.apps.collector import Collector, build_parser, main_collector, overrides_from
+from hostdiag.apps.collector_pull import AgentStatus, Backoff, Cursor
 from hostdiag.store.sqlite import (
     RECORDS_PER_DICTIONARY, CollectorStore, StoreError, StoreLocked,
 )
@@ -459,11 +458,12 @@ def test_retention_settings_resolve_file_env_command_line(tmp_path):
 
 
 def test_client_address_from_config_entries():
-    from hostdiag.apps.config import AgentEntry
+    from hostdiag.apps.common import client_address
 
-    assert service.client_address(AgentEntry("a", "unix:/run/a.sock", None, None)) == "unix:/run/a.sock"
-    assert service.client_address(AgentEntry("a", "tcp:10.0.0.1:7781", "/t", None)) == "tcp://10.0.0.1:7781"
-    assert service.client_address(AgentEntry("a", "tcp:[::1]:7781", "/t", "/ca")) == "tls://[::1]:7781"
+    assert client_address("unix:/run/a.sock") == "unix:/run/a.sock"
+    assert client_address("tcp:10.0.0.1:7781") == "tcp://10.0.0.1:7781"
+    assert client_address("tcp:[::1]:7781", "/ca") == "tls://[::1]:7781"
+    assert client_address("tcp://[::1]:7781", "/ca") == "tls://[::1]:7781"
 
 
 # -- the puller's backfill against a scripted agent ------------------------------
@@ -535,7 +535,7 @@ class _Sink:
 def _puller(sink, agent):
     from hostdiag.apps.config import AgentEntry
 
-    puller = service.Puller(AgentEntry("web1", "unix:/tmp/x.sock", None, None), None, sink)
+    puller = collector_pull.Puller(AgentEntry("web1", "unix:/tmp/x.sock", None, None), None, sink)
     puller._connect = lambda: agent
     return puller
 

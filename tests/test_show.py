@@ -20,10 +20,10 @@ import time
 import pytest
 
 from hostdiag.apps import diag as cli
-from hostdiag.apps.history import (
-    NS, Rec, compute_diff, counter_changes, finding_changes, find_moment, main_diff, main_history, main_show,
-    parse_span, parse_time, process_changes, process_view, socket_changes, table_records,
-)
+from hostdiag.apps.history import compute_diff, main_diff, main_history, main_show
+from hostdiag.apps.history_readers import Rec, find_moment, table_records
+from hostdiag.apps.timespec import NS, parse_span, parse_time
+from hostdiag.derive.diff import counter_changes, finding_changes, process_changes, process_view, socket_changes
 from agentproc import AgentProcess, CollectorProcess, write_toml
 
 RECORDS = 16
@@ -205,7 +205,9 @@ def test_history_from_the_agent_and_the_store(world, capsys):
 
 
 def test_history_gaps_from_the_agent_info_else_its_spool_else_unknown(world, capsys):
-    from hostdiag.apps.history import connect_agent, history_document, render_history
+    from hostdiag.apps.history import history_document
+    from hostdiag.apps.history_readers import connect_agent
+    from hostdiag.views.history import render_history
 
     code, out, _ = run(capsys, main_history, agent_args(world))
     assert code == 0 and "GAPS   0" in out  # the agent's info lists them
@@ -246,6 +248,13 @@ def test_diff_between_two_times(world, capsys, source):
     for heading in ("FINDINGS", "COUNTERS", "PROCESSES", "SOCKETS"):
         assert any(line.startswith(heading) for line in out.splitlines()), heading
     assert "not in these snapshots" in out
+
+
+def test_diff_refuses_moments_in_the_wrong_order(capsys):
+    code, out, err = run(capsys, main_diff, ["-1m", "-10m", "--agent", "unix:/nonexistent/agent.sock"])
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("diag diff: error: A (-1m, ")
+    assert "is after B (-10m, " in err and "earlier moment first" in err
 
 
 def test_diff_with_relative_times(world, capsys):
@@ -392,7 +401,7 @@ def test_table_records_without_tables():
 
 
 def test_render_diff_with_process_and_socket_tables():
-    from hostdiag.apps.history import render_diff
+    from hostdiag.views.diff import render_diff
 
     history = _FakeHistory([
         _snapshot(5, [_process(1, "init", 100, 10 << 20), _process(7, "old", 100, 50 << 20)]),
@@ -422,7 +431,7 @@ def test_render_diff_with_process_and_socket_tables():
 
 
 def test_compute_diff_on_real_records(world):
-    from hostdiag.apps.history import StoreHistory
+    from hostdiag.apps.history_readers import StoreHistory
     from hostdiag.store.sqlite import CollectorStore
 
     history = StoreHistory(CollectorStore(world["store"], readonly=True), "web1")

@@ -15,13 +15,12 @@ are taken on every ``agent.table_every``-th tick (the Nth, 2Nth...); the
 records between have ``processes`` and ``sockets`` null, and
 ``agent.tables_seq`` names the newest record that has them.
 
-Exit codes: 0 stopped by a signal; 1 could not start (socket in use, spool
-locked, unusable TLS or token file); 2 bad usage or configuration (one line
-naming the key); 70 an internal error.
+Exit codes (:mod:`hostdiag.apps.common`): 0 stopped by a signal; 1 could not
+start (socket in use, spool locked, unusable TLS files); 2 bad usage or
+configuration, an unreadable token file included (one line naming the key);
+70 an internal error.
 """
 
-import argparse
-import importlib
 import logging
 import os
 import queue
@@ -32,40 +31,24 @@ import sys
 import time
 
 from hostdiag import __version__
-from hostdiag.apps.common import report_internal_error
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERNAL = 70
+from hostdiag.apps.common import (
+    EXIT_FAILED, EXIT_OK, EXIT_USAGE, ArgumentParser, UsageError, add_root_options, host_root, read_token,
+    run_command, setup_logging,
+)
 
 log = logging.getLogger("hostdiag.apps.agent")
 
-# The optional table sources, used when they are installed: (module, class, method).
-TABLE_SOURCES = {
-    "processes": ("hostdiag.sources.processes", "ProcessTable", "scan"),
-    "sockets": ("hostdiag.sources.sockets", "SocketTable", "collect"),
-}
 # STATUS= for systemd is refreshed every this many ticks.
 _STATUS_EVERY = 10
-
-
-class UsageError(Exception):
-    pass
 
 
 class StartError(Exception):
     """The agent cannot start: one line, exit 1."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def build_parser():
-    parser = _Parser(prog="diag agent",
-                     description="Sample this host on a fixed schedule, keep its history and serve it.")
+    parser = ArgumentParser(prog="diag agent",
+                            description="Sample this host on a fixed schedule, keep its history and serve it.")
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (default $HOSTDIAG_CONFIG)")
     parser.add_argument("--interval", metavar="SECONDS", help="seconds between samples (agent.interval)")
     parser.add_argument("--spool-dir", metavar="DIR", help="on-disk history directory (spool.dir)")
@@ -74,10 +57,7 @@ def build_parser():
                         help="also listen on TCP there (tcp.listen, sets tcp.enabled)")
     parser.add_argument("--foreground", action="store_true",
                         help="log for a terminal (timestamps) instead of for journald (priority prefixes)")
-    group = parser.add_argument_group("host roots")
-    group.add_argument("--proc-root", default="/proc", metavar="DIR")
-    group.add_argument("--sys-root", default="/sys", metavar="DIR")
-    group.add_argument("--rootfs", default="/", metavar="DIR")
+    add_root_options(parser)
     return parser
 
 
@@ -89,28 +69,6 @@ def overrides_from(args):
         "tcp.listen": args.tcp_listen,
         "tcp.enabled": True if args.tcp_listen else None,
     }
-
-
-class _JournalFormatter(logging.Formatter):
-    """`<N>message`: journald reads the syslog priority from the prefix."""
-
-    PRIORITIES = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6,
-                  logging.DEBUG: 7}
-
-    def format(self, record):
-        return "<%d>%s" % (self.PRIORITIES.get(record.levelno, 6), super().format(record))
-
-
-def setup_logging(foreground):
-    handler = logging.StreamHandler(sys.stderr)
-    if foreground:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    else:
-        handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
-    root = logging.getLogger("hostdiag")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
 
 
 class SdNotify:
@@ -196,32 +154,60 @@ def load_tls(cert, key):
     return context
 
 
-def read_token(path):
+def socket_directory_mode(socket_mode):
+    """The mode of the directory the agent makes for its socket: search
+    access for the classes the socket's own mode lets connect, no more."""
+    mode = 0o700
+    if socket_mode & 0o070:
+        mode |= 0o050
+    if socket_mode & 0o007:
+        mode |= 0o005
+    return mode
+
+
+def make_socket_directory(path, socket_mode, group):
+    """Make the directory of the socket ``path`` when it is missing: that
+    directory only (the runtime directory, /run/hostdiag by default), with
+    :func:`socket_directory_mode` and the socket's ``group``. A missing
+    directory above it is a StartError: the agent does not build trees."""
+    import grp
+
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(directory):
+        return
+    parent = os.path.dirname(directory)
+    if not os.path.isdir(parent):
+        raise StartError("server.unix_path: %s is not a directory; the agent creates only the socket's own "
+                         "directory (%s), in one that exists" % (parent, directory))
+    mode = socket_directory_mode(socket_mode)
     try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            token = f.read(4096).decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StartError("tcp.token_file: cannot read %s: %s"
-                         % (path, getattr(exc, "strerror", None) or exc)) from None
-    if not token:
-        raise StartError("tcp.token_file: %s is empty" % path)
-    if mode & 0o007:
-        log.warning("tcp.token_file %s is readable by others (mode %03o)", path, mode & 0o777)
-    return token
+        gid = -1 if not group else int(group) if str(group).isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise StartError("server.unix_group: no group named %r" % group) from None
+    try:
+        os.mkdir(directory, mode)
+        os.chmod(directory, mode)  # mkdir's mode passes through the umask
+        if gid != -1:
+            os.chown(directory, -1, gid)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StartError("server.unix_path: cannot create %s: %s" % (directory, exc.strerror or exc)) from None
+    log.info("created %s (mode %03o) for the socket", directory, mode)
 
 
 def listeners_from(config):
     from hostdiag.apps.config import parse_host_port
     from hostdiag.transport.server import Listener
 
-    listeners = [Listener("unix", path=config.server.unix_path, mode=config.server.unix_mode,
-                          group=config.server.unix_group)]
+    server = config.server
+    make_socket_directory(server.unix_path, server.unix_mode, server.unix_group)
+    listeners = [Listener("unix", path=server.unix_path, mode=server.unix_mode, group=server.unix_group)]
     if config.tcp.enabled:
         host, port = parse_host_port(config.tcp.listen)
         context = load_tls(config.tcp.tls_cert, config.tcp.tls_key) if config.tcp.tls_cert else None
-        listeners.append(Listener("tcp", host=host, port=port, token=read_token(config.tcp.token_file),
-                                  ssl_context=context))
+        listeners.append(Listener("tcp", host=host, port=port, ssl_context=context,
+                                  token=read_token(config.tcp.token_file, "tcp.token_file")))
     return listeners
 
 
@@ -264,8 +250,7 @@ class Agent:
         self.table_durations = Durations()
         self.history = None
         self.server = None
-        self.collector = None
-        self.tables = {}
+        self.sampler = None
         self.last_seq = None
         self.spool_degraded = None
         self.host = {}
@@ -282,7 +267,7 @@ class Agent:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self):
-        from hostdiag.sampler.system import SystemCollector
+        from hostdiag.sampler import Sampler
         from hostdiag.store import History, SpoolError
         from hostdiag.transport.server import AgentServer
 
@@ -295,8 +280,7 @@ class Agent:
             raise StartError("spool.dir: %s: %s" % (self.config.spool.dir, exc.strerror or exc)) from None
         for problem in self.history.info().get("problems") or ():
             log.warning("history: %s", problem)
-        self.collector = SystemCollector(self.root)
-        self.tables = self.open_tables()
+        self.sampler = Sampler(self.root)
         self.server = AgentServer(self.history, listeners_from(self.config), limits_from(self.config),
                                   describe=self.describe)
         try:
@@ -318,29 +302,12 @@ class Agent:
             return None
         return raw.decode("ascii", "replace").strip() or None
 
-    def open_tables(self):
-        tables = {}
-        for section, (module_name, class_name, method) in TABLE_SOURCES.items():
-            try:
-                module = importlib.import_module(module_name)
-            except ImportError as exc:
-                log.info("%s table unavailable: %s", section, exc)
-                continue
-            try:
-                tables[section] = getattr(module, class_name)(self.root)
-            except Exception as exc:  # noqa: BLE001 - an optional source that cannot start is left out
-                log.warning("%s table disabled: %s: %s", section, type(exc).__name__, exc)
-        return tables
-
     def close(self):
         self.notifier.notify("STOPPING=1")
         if self.server is not None:
             self.server.stop()
-        if self.collector is not None:
-            self.collector.close()
-        for table in self.tables.values():
-            if hasattr(table, "close"):
-                table.close()
+        if self.sampler is not None:
+            self.sampler.close()
         if self.history is not None:
             self.history.close()
         self.notifier.close()
@@ -353,6 +320,9 @@ class Agent:
         except StartError as exc:
             log.error("cannot start: %s", exc)
             return EXIT_FAILED
+        except UsageError as exc:
+            log.error("cannot start: %s", exc)
+            return EXIT_USAGE
         finally:
             self.close()
         log.info("stopped after %d samples", self.samples)
@@ -432,19 +402,13 @@ class Agent:
     def sample(self, with_tables):
         """Take, store and publish one snapshot; False when it failed."""
         from hostdiag.encode.wire import encode_msgpack
-        from hostdiag.sources.problems import Problems
         from hostdiag.store import Record
 
         started = time.monotonic()
         try:
-            snapshot = self.collector.collect().to_dict()
-            if with_tables and self.tables:
-                table_started = time.monotonic()
-                problems = Problems()
-                for section, table in self.tables.items():
-                    snapshot[section] = self.take_table(section, table, problems)
-                snapshot["meta"]["errors"].extend(problems.all())
-                self.table_durations.add(time.monotonic() - table_started)
+            snapshot = self.sampler.sample(tables=with_tables).to_dict()
+            if with_tables:
+                self.table_durations.add(self.sampler.table_seconds)
             snapshot["agent"] = self.self_report(with_tables)
             payload = encode_msgpack(snapshot)
             wall_ns = snapshot["meta"]["wall_ns"]
@@ -456,7 +420,7 @@ class Agent:
         record = Record(self.history.boot_id, seq, wall_ns, payload)
         self.server.publish(record, snapshot)
         self.samples += 1
-        if with_tables and self.tables:
+        if with_tables:
             self.tables_seq = seq
         duration = time.monotonic() - started
         self.durations.add(duration)
@@ -473,19 +437,6 @@ class Agent:
         self.info_extra = dict(snapshot["agent"], samples=self.samples, sample_s=self.durations.as_dict(),
                                overruns=self.overruns, errors=self.errors, last_seq=seq)
         return True
-
-    def take_table(self, section, table, problems):
-        """One table, or None with an entry in ``problems`` when its source
-        fails outright: the system counters are kept either way."""
-        from hostdiag.sources.hostroot import UNAVAILABLE
-
-        try:
-            return getattr(table, TABLE_SOURCES[section][2])(problems)
-        except Exception as exc:  # noqa: BLE001 - a broken optional source costs its section, not the sample
-            log.exception("%s table failed", section)
-            problems.add(section, "", UNAVAILABLE, "the %s table failed: %s: %s"
-                         % (section, type(exc).__name__, exc))
-            return None
 
     def note_spool(self, spool):
         """Say when the spool stops writing (the history goes on in memory) and when it recovers."""
@@ -513,7 +464,7 @@ class Agent:
             "interval_s": config.agent.interval,
             "table_every": config.agent.table_every,
             "budget_s": config.agent.budget,
-            "tables": with_tables and bool(self.tables),
+            "tables": with_tables,
             "tables_seq": self.tables_seq,
             "cpu": None if usage is None else {"utime_ticks": usage["utime_ticks"],
                                                "stime_ticks": usage["stime_ticks"]},
@@ -564,26 +515,19 @@ def _merge(old, new):
 
 def main_agent(argv=None):
     """`diag agent ...`: parse the options, load the settings, run; the exit code."""
-    from hostdiag.apps.config import ConfigError, load_config
-    from hostdiag.sources.hostroot import HostRoot
-
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        args = build_parser().parse_args(argv)
-        overrides = overrides_from(args)
-        config = load_config(args.config, os.environ, overrides)
-        root = HostRoot(args.proc_root, args.sys_root, args.rootfs)
-        if not root.looks_like_procfs():
-            raise UsageError("%s is not a procfs (it has no stat and meminfo)" % root.proc_root)
-    except (UsageError, ConfigError) as exc:
-        sys.stderr.write("diag agent: error: %s\n" % exc)
-        return EXIT_USAGE
+    return run_command("diag agent", lambda: _run(argv))
+
+
+def _run(argv):
+    from hostdiag.apps.config import load_config
+
+    args = build_parser().parse_args(argv)
+    overrides = overrides_from(args)
+    config = load_config(args.config, os.environ, overrides)
+    root = host_root(args)
     setup_logging(args.foreground)
-    try:
-        return Agent(config, root, args.config, overrides).run()
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a trace
-        report_internal_error("diag agent", exc)
-        return EXIT_INTERNAL
+    return Agent(config, root, args.config, overrides).run()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import sys
 import tomllib
 from collections import namedtuple
 
+from hostdiag.apps.common import UsageError
+
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
@@ -35,7 +37,7 @@ MAX_PATH_BYTES = 4095
 MAX_AGENTS = 10000
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """A bad setting, file or override; ``str()`` is one line naming the key."""
 
     def __init__(self, message):

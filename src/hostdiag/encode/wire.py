@@ -1,8 +1,10 @@
 """JSON and msgpack encodings of plain snapshot data.
 
 Both are pure functions of the data and round-trip: ``decode_msgpack(
-encode_msgpack(d)) == d``. Every encoded document carries the schema version
-in its meta.
+encode_msgpack(d)) == d``. They add nothing to the data (protocol frames and
+spool records use them too): the schema version travels inside what is
+encoded, as a snapshot's ``meta.schema_version``, the report document's
+``schema_version`` and the protocol's hello and info (docs/protocol.md).
 """
 
 import json

@@ -1,1 +1,66 @@
-"""Builds samples: the system counters plus, when due, the process and socket tables."""
+"""Builds samples: the system counters plus, when due, the process and socket tables.
+
+:class:`Sampler` is the one way a snapshot is taken, by `diag` and by the
+agent alike: a :class:`~hostdiag.sampler.system.SystemCollector` for the
+system sections and a :class:`~hostdiag.sampler.tables.TableCollector` for
+the tables, taken in the order the per-process rates need (see
+:mod:`hostdiag.sampler.tables`: the tables right before the system
+collection, the processes last). The socket owners are found on demand,
+for the sockets a view shows.
+"""
+
+import time
+
+from hostdiag.sampler.system import SystemCollector
+from hostdiag.sampler.tables import TableCollector, add_errors, attach
+from hostdiag.sources.problems import Problems
+
+
+class Sampler:
+    """Snapshots of one :class:`HostRoot`, sample after sample; each source
+    keeps its state (netlink sockets, per-process caches) between samples.
+    Use as a context manager or call :meth:`close`.
+
+    ``netlink=False`` reads links and sockets from /proc/net; ``tables=False``
+    never takes the process and socket tables (their sections stay None).
+    After each :meth:`sample`, ``table_seconds`` is how long the tables took
+    (None when they were not taken).
+    """
+
+    def __init__(self, root, netlink=True, tables=True):
+        self.system = SystemCollector(root, use_netlink=netlink)
+        self.tables = TableCollector(root, netlink=netlink) if tables else None
+        self.table_seconds = None
+
+    def sample(self, tables=True, kmsg=False):
+        """One :class:`~hostdiag.model.Snapshot`; with the process and socket
+        tables when ``tables`` and the sampler has them; the kernel's new
+        /dev/kmsg lines when ``kmsg``."""
+        self.table_seconds = None
+        if not tables or self.tables is None:
+            return self.system.collect(kmsg=kmsg)
+        problems = Problems()
+        started = time.monotonic()
+        processes, sockets = self.tables.collect(problems)
+        self.table_seconds = time.monotonic() - started
+        return attach(self.system.collect(kmsg=kmsg), processes, sockets, problems)
+
+    def add_socket_owners(self, snapshot, inodes):
+        """Set ``snapshot.sockets["owners"]`` to the processes holding the
+        socket ``inodes`` (those a view will show); nothing without a socket table."""
+        if self.tables is None or snapshot.sockets is None:
+            return
+        problems = Problems()
+        snapshot.sockets["owners"] = self.tables.owners(inodes, problems)
+        add_errors(snapshot, problems)
+
+    def close(self):
+        self.system.close()
+        if self.tables is not None:
+            self.tables.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,6 +1,7 @@
 """Wires the sources into one :class:`~hostdiag.model.Snapshot`.
 
-This is where sources meet the model; the CLI and the agent call it.
+This is where sources meet the model; :class:`hostdiag.sampler.Sampler`
+calls it, for `diag` and the agent alike.
 """
 
 import os

@@ -1,4 +1,5 @@
-"""Wires the process and socket tables into snapshots, next to :mod:`hostdiag.sampler.system`.
+"""The process and socket tables of a snapshot, next to :mod:`hostdiag.sampler.system`
+(:class:`hostdiag.sampler.Sampler` puts the two together).
 
 :class:`TableCollector` holds one :class:`~hostdiag.sources.processes.ProcessTable`
 and one :class:`~hostdiag.sources.sockets.SocketTable` for a host root and keeps
@@ -16,6 +17,7 @@ second are less sensitive to a few milliseconds.
 """
 
 from hostdiag.model import ErrorRecord
+from hostdiag.sources.hostroot import UNAVAILABLE
 from hostdiag.sources.processes import ProcessTable
 from hostdiag.sources.sockets import SocketTable, map_pids
 
@@ -36,8 +38,8 @@ class TableCollector:
     def collect(self, problems):
         """``(processes section, sockets section)``; either is None when its
         source could not be read at all, with the reason in ``problems``."""
-        sockets = self.sockets.collect(problems)
-        processes = self.processes.scan(problems)
+        sockets = _table("sockets", self.sockets.collect, problems)
+        processes = _table("processes", self.processes.scan, problems)
         return processes, sockets
 
     def owners(self, inodes, problems):
@@ -56,6 +58,16 @@ class TableCollector:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _table(section, take, problems):
+    """``take(problems)``, or None with an entry in ``problems`` when the
+    source fails outright: a broken table costs its section, never the sample."""
+    try:
+        return take(problems)
+    except Exception as exc:  # noqa: BLE001 - recorded in meta.errors with its type and message
+        problems.add(section, "", UNAVAILABLE, "the %s table failed: %s: %s" % (section, type(exc).__name__, exc))
+        return None
 
 
 def attach(snapshot, processes, sockets, problems):
