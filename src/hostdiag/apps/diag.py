@@ -139,7 +139,7 @@ def cmd_report(args, out):
     from hostdiag.sampler.system import SystemCollector
     from hostdiag.derive.rates import derive_rates
     from hostdiag.encode.wire import encode_json, encode_msgpack
-    from hostdiag.findings.rules import evaluate
+    from hostdiag.findings import evaluate
     from hostdiag.views.report import render_text
 
     root = _root(args)

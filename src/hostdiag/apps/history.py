@@ -480,7 +480,7 @@ class Moment:
     def __init__(self, asked_ns, record, previous, window_s):
         from hostdiag.derive.rates import derive_rates
         from hostdiag.model.snapshot import Snapshot
-        from hostdiag.findings.rules import evaluate
+        from hostdiag.findings import evaluate
 
         self.asked_ns = asked_ns
         self.record = record
@@ -622,7 +622,7 @@ _RATE_SKIP = ("interval_s", "comparable", "reason")
 def measures(snapshot, rates):
     """{path: number}: every rate of ``rates`` ("rate." paths) and the gauges
     of the snapshot that say how loaded the host is ("gauge." paths)."""
-    from hostdiag.findings.rules import filesystem_usage
+    from hostdiag.findings import filesystem_usage
 
     out = {}
     if rates is not None and rates.get("comparable"):

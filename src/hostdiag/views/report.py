@@ -17,7 +17,7 @@ import re
 
 from hostdiag.derive.process_rates import process_key, top_processes
 from hostdiag.derive.socket_rates import listeners_overflowing
-from hostdiag.findings.rules import (
+from hostdiag.findings import (
     connection_rankings,
     culprit_text,
     filesystem_usage,
