@@ -186,8 +186,15 @@ def table(records_prev, records_cur):
     return edit
 
 
-def d_state(count):
-    return table([], [proc(100 + i, state="D") for i in range(count)] + [proc(10)])
+def d_state(count, before=True, reused=False):
+    """Edit: ``count`` processes in D state in cur; in prev too when ``before``,
+    with another start time (a reused pid: another process) when ``reused``."""
+    def edit(prev, cur):
+        stuck = [proc(100 + i, state="D") for i in range(count)]
+        earlier = [proc(100 + i, state="D", start_time=50 + i if reused else None)
+                   for i in range(count)] if before else []
+        table(earlier + [proc(10)], stuck + [proc(10)])(prev, cur)
+    return edit
 
 
 def zombies(count):

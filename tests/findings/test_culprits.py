@@ -14,7 +14,8 @@ from hostdiag.findings import rules as R
 
 
 def _only(rule, prev, cur, with_rates=True):
-    found = list(rule(cur, derive_rates(prev, cur) if with_rates else None))
+    """The one finding of ``rule``: over the pair, or over ``cur`` alone."""
+    found = list(rule(cur, derive_rates(prev, cur), prev) if with_rates else rule(cur, None))
     assert len(found) == 1, found
     return found[0]
 
@@ -77,14 +78,25 @@ def test_major_faults_name_the_faulting_processes(pair):
 
 def test_d_state_names_user_processes_first(pair):
     prev, cur = pair
-    table([], [proc(7, state="D", comm="jbd2/vda1-8", kernel_thread=True, cmdline=[]),
-               proc(900, state="D", comm="postgres"), proc(901, state="R")])(prev, cur)
-    cur.cpu.procs_blocked = 2
-    finding = _only(R.rule_procs_d_state, prev, cur, with_rates=False)
+    kworker = proc(7, state="D", comm="jbd2/vda1-8", kernel_thread=True, cmdline=[])
+    postgres = proc(900, state="D", comm="postgres")
+    briefly = proc(902, state="D", comm="briefly")
+    table([kworker, postgres, proc(901, state="R"), proc(902, state="S")],
+          [kworker, postgres, proc(901, state="R"), briefly])(prev, cur)
+    cur.cpu.procs_blocked = 3
+    finding = _only(R.rule_procs_d_state, prev, cur)
     assert [(c["pid"], c["comm"]) for c in finding["culprits"]] == [(900, "postgres"), (7, "jbd2/vda1-8")]
     assert finding["culprits"][1]["command"] == "[jbd2/vda1-8]"
-    assert finding["evidence"] == {"d_state": 2, "procs_blocked": 2}
-    assert "postgres[900]" in finding["title"]
+    assert finding["evidence"] == {"d_state_both": 2, "d_state_now": 3, "interval_s": 1, "procs_blocked": 3}
+    assert finding["title"] == ("2 process(es) stuck in D state (uninterruptible) for 1 s or more; "
+                                "postgres[900]")
+
+
+def test_d_state_in_one_snapshot_only_is_not_stuck(pair):
+    prev, cur = pair
+    table([proc(900, state="D")], [proc(900, state="S"), proc(901, state="D")])(prev, cur)
+    assert list(R.rule_procs_d_state(cur, derive_rates(prev, cur), prev)) == []
+    assert list(R.rule_procs_d_state(cur, None)) == []
 
 
 def test_zombies_name_their_parents(pair):

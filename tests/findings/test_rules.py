@@ -21,7 +21,8 @@ from hostdiag.model import Cpu, Memory, Snapshot
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "findings.md"
 
 
-# (rule, id, severity, subject, edit past the threshold, edit just under it, needs rates)
+# (rule, id, severity, subject, edit past the threshold, edit just under it,
+#  needs two snapshots: rates or the previous snapshot)
 CASES = [
     (R.rule_load, "load_high", "warn", None, load(2.1), load(1.9), False),
     (R.rule_cpu_states, "cpu_busy", "warn", None, total_ticks(user=95, idle=5),
@@ -84,7 +85,8 @@ CASES = [
      kernel(tainted=0, taint_flags=""), False),
     (R.rule_kernel_log, "kernel_log_errors", "warn", None, kmsg(3), kmsg(4), False),
     (R.rule_kernel_log, "kernel_log_errors", "crit", None, kmsg(2), kmsg(4), False),
-    (R.rule_procs_d_state, "procs_d_state", "warn", None, d_state(1), d_state(0), False),
+    (R.rule_procs_d_state, "procs_d_state", "warn", None, d_state(1), d_state(1, before=False), True),
+    (R.rule_procs_d_state, "procs_d_state", "warn", None, d_state(2), d_state(2, reused=True), True),
     (R.rule_procs_zombies, "procs_zombie", "warn", None, zombies(11), zombies(10), False),
     (R.rule_tcp_conn_retrans, "tcp_conn_retrans", "warn", "127.0.0.1:5000 -> 127.0.0.2:6000",
      retrans(6), retrans(4), True),
@@ -96,14 +98,14 @@ CASES = [
 CASE_IDS = ["%s-%s-%d" % (c[1], c[2], i) for i, c in enumerate(CASES)]
 
 
-def _run(rule, prev, cur, with_rates=True):
-    rates = derive_rates(prev, cur) if with_rates else None
-    return list(rule(cur, rates)), F.evaluate(cur, rates)
+def _run(rule, prev, cur):
+    rates = derive_rates(prev, cur)
+    return list(rule(cur, rates, prev)), F.evaluate(cur, rates, prev)
 
 
 def test_calm_snapshot_has_no_findings(pair):
     prev, cur = pair
-    assert F.evaluate(cur, derive_rates(prev, cur)) == []
+    assert F.evaluate(cur, derive_rates(prev, cur), prev) == []
     assert F.evaluate(cur, None) == []
 
 
@@ -142,8 +144,9 @@ def test_rate_rules_quiet_across_boots(pair):
     total_ticks(user=95, idle=5)(prev, cur)
     disk(io_time_ms=990)(prev, cur)
     link(rx_errors=100)(prev, cur)
+    d_state(3)(prev, cur)
     cur.meta.boot_id = "another-boot"
-    assert F.evaluate(cur, derive_rates(prev, cur)) == []
+    assert F.evaluate(cur, derive_rates(prev, cur), prev) == []
 
 
 def test_crit_first(pair):
@@ -152,7 +155,7 @@ def test_crit_first(pair):
     fs(free_bytes=10, avail_bytes=10)(prev, cur)
     vmstat(oom_kill=2)(prev, cur)
     link(rx_errors=3)(prev, cur)
-    found = F.evaluate(cur, derive_rates(prev, cur))
+    found = F.evaluate(cur, derive_rates(prev, cur), prev)
     severities = [f["severity"] for f in found]
     assert severities == sorted(severities, key=["crit", "warn"].index)
     assert {f["id"] for f in found} == {"load_high", "fs_space", "oom_kill", "nic_errors"}

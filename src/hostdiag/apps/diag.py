@@ -152,9 +152,9 @@ def cmd_report(args, out):
             rates = derive_rates(previous, current)
         else:
             current = _sample(collector, tables, kmsg=True)
-            rates = None
+            previous = rates = None
         _add_socket_owners(tables, current, rates)
-    findings = evaluate(current, rates)
+    findings = evaluate(current, rates, previous)
     if args.format == "text":
         color = args.output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         payload = render_text(current, rates, findings, color=color).encode()

@@ -1,8 +1,8 @@
 """Findings rules: each names one thing that is wrong on a host, with the numbers.
 
-Each rule is a generator over ``(snapshot, rates)`` (``rates`` from
-:func:`hostdiag.derive.derive_rates`, or None for a single snapshot) that
-yields findings::
+Each rule is a generator over ``(snapshot, rates, previous)``: ``rates``
+from :func:`hostdiag.derive.derive_rates` and ``previous`` the snapshot they
+start at, both None for a single snapshot. It yields findings::
 
     {"id": rule id, "severity": "crit" | "warn", "title": one line,
      "evidence": {name: number}, "threshold": the limit that fired, as text,
@@ -10,14 +10,16 @@ yields findings::
      "culprits": [the processes or connections behind it, most to blame first]}
 
 Rules over rates stay quiet when ``rates`` is None or a rate is unknown; the
-gauge rules (load, memory, PSI averages, filesystems, limits, kernel, process
-states, full listeners) run on one snapshot. A missing section or
+rule over two snapshots (processes stuck in D state) when ``previous`` is
+None or of another boot; the gauge rules (load, memory, PSI averages,
+filesystems, limits, kernel, zombies, full listeners) run on one snapshot. A missing section or
 field never raises: the rule says nothing. Every limit is in
 :mod:`hostdiag.findings.thresholds`; the culprits come from
 :mod:`hostdiag.findings.culprits`, and the title names the first one.
 docs/findings.md says what each rule means and where to look next.
 """
 
+from hostdiag.derive.process_rates import process_key
 from hostdiag.derive.socket_rates import listeners_overflowing
 from hostdiag.findings.culprits import (
     CULPRITS,
@@ -64,7 +66,7 @@ def finding(rule_id, severity, title, evidence, threshold, subject=None, culprit
 
 # --- CPU and load ---------------------------------------------------------
 
-def rule_load(snapshot, rates):
+def rule_load(snapshot, rates, previous=None):
     cpu = snapshot.cpu
     ncpu = len(get(cpu, "cpus") or ())
     load1 = num(get(cpu, "loadavg", "load1"))
@@ -80,7 +82,7 @@ def rule_load(snapshot, rates):
             limit_text("load1 per CPU", "load1_per_cpu"))
 
 
-def rule_cpu_states(snapshot, rates):
+def rule_cpu_states(snapshot, rates, previous=None):
     total = get(rates, "cpu", "total")
     for key, name, rule_id, title, measure in (
             ("busy_pct", "cpu_busy_pct", "cpu_busy", "CPUs %.0f %% busy", "cpu_pct"),
@@ -101,7 +103,7 @@ def rule_cpu_states(snapshot, rates):
                 culprits=top_culprits(snapshot, rates, measure) if measure else ())
 
 
-def rule_one_cpu_busy(snapshot, rates):
+def rule_one_cpu_busy(snapshot, rates, previous=None):
     cpus = get(rates, "cpu", "cpus") or {}
     hot = [(busy, name) for name, state in cpus.items()
            if over(busy := num(get(state, "busy_pct")), "one_cpu_busy_pct")]
@@ -119,7 +121,7 @@ def rule_one_cpu_busy(snapshot, rates):
 
 # --- memory ---------------------------------------------------------------
 
-def rule_memory_available(snapshot, rates):
+def rule_memory_available(snapshot, rates, previous=None):
     meminfo = get(snapshot.memory, "meminfo")
     total, available = num(get(meminfo, "MemTotal")), num(get(meminfo, "MemAvailable"))
     if not total or available is None:
@@ -139,7 +141,7 @@ def rule_memory_available(snapshot, rates):
         culprits=top_culprits(snapshot, rates, "rss_bytes"))
 
 
-def rule_swapping(snapshot, rates):
+def rule_swapping(snapshot, rates, previous=None):
     memory = get(rates, "memory")
     swap_in, swap_out = num(get(memory, "swap_in_pages_per_s")), num(get(memory, "swap_out_pages_per_s"))
     if swap_in is None or swap_out is None:
@@ -152,7 +154,7 @@ def rule_swapping(snapshot, rates):
             culprits=top_culprits(snapshot, rates, "majflt_per_s"))
 
 
-def rule_major_faults(snapshot, rates):
+def rule_major_faults(snapshot, rates, previous=None):
     faults = num(get(rates, "memory", "major_faults_per_s"))
     if over(faults, "major_faults_per_s"):
         yield finding(
@@ -163,7 +165,7 @@ def rule_major_faults(snapshot, rates):
             culprits=top_culprits(snapshot, rates, "majflt_per_s"))
 
 
-def rule_oom_kills(snapshot, rates):
+def rule_oom_kills(snapshot, rates, previous=None):
     in_interval = num(get(rates, "memory", "oom_kills"))
     since_boot = num(get(snapshot.memory, "vmstat", "oom_kill"))
     if over(in_interval, "oom_kills"):
@@ -178,7 +180,7 @@ def rule_oom_kills(snapshot, rates):
             limit_text("OOM kills since boot", "oom_kills"))
 
 
-def rule_pressure(snapshot, rates):
+def rule_pressure(snapshot, rates, previous=None):
     for resource, kind, name in (("cpu", "some", "psi_cpu_some_avg10"),
                                  ("memory", "some", "psi_memory_some_avg10"),
                                  ("io", "some", "psi_io_some_avg10"),
@@ -197,7 +199,7 @@ def rule_pressure(snapshot, rates):
 
 # --- disks and filesystems ------------------------------------------------
 
-def rule_disk_util(snapshot, rates):
+def rule_disk_util(snapshot, rates, previous=None):
     for name, disk in sorted((get(rates, "disks") or {}).items(), key=lambda item: str(item[0])):
         util = num(get(disk, "util_pct"))
         if over(util, "disk_util_pct"):
@@ -210,7 +212,7 @@ def rule_disk_util(snapshot, rates):
                 culprits=top_culprits(snapshot, rates, "io_bytes_per_s"))
 
 
-def rule_disk_await(snapshot, rates):
+def rule_disk_await(snapshot, rates, previous=None):
     for name, disk in sorted((get(rates, "disks") or {}).items(), key=lambda item: str(item[0])):
         await_ms = num(get(disk, "await_ms"))
         reads, writes = num(get(disk, "reads_per_s")), num(get(disk, "writes_per_s"))
@@ -241,7 +243,7 @@ def filesystem_usage(fs):
     return space, inodes
 
 
-def rule_filesystems(snapshot, rates):
+def rule_filesystems(snapshot, rates, previous=None):
     for fs in snapshot.filesystems or ():
         if not isinstance(fs, dict):
             continue
@@ -262,7 +264,7 @@ def rule_filesystems(snapshot, rates):
                 subject=fs.get("mountpoint"))
 
 
-def rule_readonly(snapshot, rates):
+def rule_readonly(snapshot, rates, previous=None):
     for fs in snapshot.filesystems or ():
         if not isinstance(fs, dict) or fs.get("fstype") not in READONLY_ALERT_FSTYPES:
             continue
@@ -278,7 +280,7 @@ def rule_readonly(snapshot, rates):
 
 # --- network --------------------------------------------------------------
 
-def rule_links(snapshot, rates):
+def rule_links(snapshot, rates, previous=None):
     for name, link in sorted((get(rates, "network", "links") or {}).items(), key=lambda item: str(item[0])):
         evidence = {k: get(link, k) for k in ("rx_errors_per_s", "tx_errors_per_s",
                                                 "rx_dropped_per_s", "tx_dropped_per_s",
@@ -292,7 +294,7 @@ def rule_links(snapshot, rates):
                            limit_text("rx + tx drops", "nic_dropped_per_s", unit="/s"), subject=name)
 
 
-def rule_tcp_retransmits(snapshot, rates):
+def rule_tcp_retransmits(snapshot, rates, previous=None):
     tcp = get(rates, "network", "tcp")
     ratio = num(get(tcp, "retransmit_pct"))
     if over(ratio, "tcp_retransmit_pct") and at_least(get(tcp, "out_segs_per_s"),
@@ -307,7 +309,7 @@ def rule_tcp_retransmits(snapshot, rates):
             culprits=[connection_culprit(snapshot, e) for e in retransmitting(snapshot, rates)])
 
 
-def rule_tcp_listen(snapshot, rates):
+def rule_tcp_listen(snapshot, rates, previous=None):
     tcp = get(rates, "network", "tcp")
     overflows, drops = get(tcp, "listen_overflows_per_s"), get(tcp, "listen_drops_per_s")
     fired = []
@@ -325,7 +327,7 @@ def rule_tcp_listen(snapshot, rates):
             culprits=[listener_culprit(snapshot, listener) for listener in full_listeners(snapshot)])
 
 
-def rule_tcp_conn_retrans(snapshot, rates):
+def rule_tcp_conn_retrans(snapshot, rates, previous=None):
     fast = [e for e in retransmitting(snapshot, rates)
             if over(e.get("retrans_per_s"), "tcp_conn_retrans_per_s")]
     if not fast:
@@ -343,7 +345,7 @@ def rule_tcp_conn_retrans(snapshot, rates):
         culprits=[connection_culprit(snapshot, e) for e in fast])
 
 
-def rule_tcp_listener_full(snapshot, rates):
+def rule_tcp_listener_full(snapshot, rates, previous=None):
     sockets = socket_section(snapshot)
     full = listeners_overflowing(sockets) if sockets is not None else []
     if not full:
@@ -356,7 +358,7 @@ def rule_tcp_listener_full(snapshot, rates):
         "accept queue in use >= listen backlog", subject=culprits[0]["local"], culprits=culprits)
 
 
-def rule_tcp_resets(snapshot, rates):
+def rule_tcp_resets(snapshot, rates, previous=None):
     tcp = get(rates, "network", "tcp")
     fired = [limit_text(label, name, unit="/s") for key, label, name in (
         ("estab_resets_per_s", "established resets", "tcp_estab_resets_per_s"),
@@ -370,7 +372,7 @@ def rule_tcp_resets(snapshot, rates):
             " or ".join(fired))
 
 
-def rule_udp_errors(snapshot, rates):
+def rule_udp_errors(snapshot, rates, previous=None):
     udp = get(rates, "network", "udp")
     errors = num(get(udp, "in_errors_per_s"))
     if over(errors, "udp_in_errors_per_s"):
@@ -381,7 +383,7 @@ def rule_udp_errors(snapshot, rates):
             limit_text("UDP InErrors", "udp_in_errors_per_s", unit="/s"))
 
 
-def rule_softnet(snapshot, rates):
+def rule_softnet(snapshot, rates, previous=None):
     total = get(rates, "network", "softnet", "total")
     dropped, squeezed = get(total, "dropped_per_s"), get(total, "time_squeeze_per_s")
     fired = []
@@ -397,7 +399,7 @@ def rule_softnet(snapshot, rates):
             " or ".join(fired))
 
 
-def rule_conntrack(snapshot, rates):
+def rule_conntrack(snapshot, rates, previous=None):
     count = num(get(snapshot.network, "conntrack", "count"))
     maximum = num(get(snapshot.network, "conntrack", "max"))
     if count is None or not maximum:
@@ -416,19 +418,34 @@ def rule_conntrack(snapshot, rates):
 
 # --- processes ------------------------------------------------------------
 
-def rule_procs_d_state(snapshot, rates):
-    stuck = [r for r in process_records(snapshot) if r.get("state") == "D"]
+def _d_state_keys(snapshot):
+    return {process_key(r) for r in process_records(snapshot) if r.get("state") == "D"} - {None}
+
+
+def rule_procs_d_state(snapshot, rates, previous=None):
+    """Processes in D state in both snapshots (same pid and start time): one
+    sample also catches the short waits of a healthy host, but a process
+    uninterruptible across the whole interval is stuck."""
+    if previous is None or get(previous, "meta", "boot_id") != get(snapshot, "meta", "boot_id"):
+        return
+    before = _d_state_keys(previous)
+    now = [r for r in process_records(snapshot) if r.get("state") == "D"]
+    stuck = [r for r in now if process_key(r) in before]
     if not over(len(stuck), "procs_d_state"):
         return
     stuck.sort(key=lambda r: (bool(r.get("kernel_thread")), r["pid"]))
+    mono_ns = num(get(snapshot, "meta", "mono_ns")), num(get(previous, "meta", "mono_ns"))
+    interval_s = None if None in mono_ns else (mono_ns[0] - mono_ns[1]) / 1e9
     yield finding(
-        "procs_d_state", WARN, "%d process(es) in D state (uninterruptible)" % len(stuck),
-        {"d_state": len(stuck), "procs_blocked": get(snapshot.cpu, "procs_blocked")},
-        limit_text("processes in D state", "procs_d_state"),
+        "procs_d_state", WARN, "%d process(es) stuck in D state (uninterruptible) for %s s or more"
+        % (len(stuck), show(interval_s)),
+        {"d_state_both": len(stuck), "d_state_now": len(now), "interval_s": interval_s,
+         "procs_blocked": get(snapshot.cpu, "procs_blocked")},
+        limit_text("processes in D state in both snapshots", "procs_d_state"),
         culprits=[process_culprit(r) for r in stuck[:NAMED_D_STATE]])
 
 
-def rule_procs_zombies(snapshot, rates):
+def rule_procs_zombies(snapshot, rates, previous=None):
     records = process_records(snapshot)
     zombies = [r for r in records if r.get("state") == "Z"]
     if not over(len(zombies), "procs_zombie"):
@@ -448,7 +465,7 @@ def rule_procs_zombies(snapshot, rates):
 
 # --- kernel ---------------------------------------------------------------
 
-def rule_file_handles(snapshot, rates):
+def rule_file_handles(snapshot, rates, previous=None):
     allocated = num(get(snapshot.kernel, "file_nr", "allocated"))
     maximum = num(get(snapshot.kernel, "file_nr", "max"))
     if allocated is None or not maximum:
@@ -460,7 +477,7 @@ def rule_file_handles(snapshot, rates):
                        limit_text("allocated", "file_handles_pct", unit=" % of fs.file-max"))
 
 
-def rule_tainted(snapshot, rates):
+def rule_tainted(snapshot, rates, previous=None):
     tainted = num(get(snapshot.kernel, "tainted"))
     if tainted:
         letters = get(snapshot.kernel, "taint_flags") or "?"
@@ -468,7 +485,7 @@ def rule_tainted(snapshot, rates):
                        {"tainted": tainted}, "tainted != 0")
 
 
-def rule_kernel_log(snapshot, rates):
+def rule_kernel_log(snapshot, rates, previous=None):
     limit = THRESHOLDS["kernel_log_severity"]
     lines = [line for line in get(snapshot.kernel, "kmsg") or ()
              if isinstance(line, dict) and num(line.get("severity")) is not None
@@ -498,8 +515,9 @@ RULES = (
 )
 
 
-def evaluate(snapshot, rates=None, rules=RULES):
-    """Every finding of ``rules`` over one snapshot (and the rates ending at
-    it, or None), crit first, then in rule order."""
-    found = [f for rule in rules for f in rule(snapshot, rates)]
+def evaluate(snapshot, rates=None, previous=None, rules=RULES):
+    """Every finding of ``rules`` over one snapshot, the rates ending at it and
+    the snapshot they start at (both None for a single snapshot), crit first,
+    then in rule order."""
+    found = [f for rule in rules for f in rule(snapshot, rates, previous)]
     return sorted(found, key=lambda f: _SEVERITY_ORDER[f["severity"]])
