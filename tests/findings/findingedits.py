@@ -9,8 +9,10 @@ changes cur (or both).
 
 import copy
 
-from hostdiag.parsers.procpure import RECORD_KEYS
-from hostdiag.parsers.sockdiagpure import ROW_FIELDS
+from hostdiag.model.records import PROCESS, TCP_SOCKET_ROW
+
+RECORD_KEYS = PROCESS.names
+ROW_FIELDS = TCP_SOCKET_ROW.names
 
 GIB = 1 << 30
 
