@@ -23,7 +23,6 @@ def calm(snapshot):
     n = len(s.cpu.cpus)
     s.cpu.loadavg = {"load1": 0.1, "load5": 0.1, "load15": 0.1, "runnable": 1, "threads": 50, "last_pid": 1}
     s.cpu.procs_running, s.cpu.procs_blocked = 1, 0
-    assert n >= 1
     s.memory.meminfo = dict(s.memory.meminfo or {}, MemTotal=8 * GIB, MemAvailable=4 * GIB)
     s.memory.vmstat = dict(s.memory.vmstat or {}, pswpin=1000, pswpout=1000, pgfault=10**6,
                            pgmajfault=1000, oom_kill=0)
