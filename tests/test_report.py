@@ -12,7 +12,7 @@ from hostdiag.sampler.system import SystemCollector
 from hostdiag.derive import derive_rates
 from hostdiag.sources.hostroot import HostRoot
 from hostdiag.model import Cpu, ErrorRecord, Memory, Snapshot
-from hostdiag.findings.rules import evaluate
+from hostdiag.findings import evaluate
 from hostdiag.parsers.procpure import RECORD_KEYS
 from hostdiag.parsers.sockdiagpure import ROW_FIELDS
 from hostdiag.views.report import (
