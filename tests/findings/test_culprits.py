@@ -160,6 +160,6 @@ def test_odd_tables_never_crash_a_rule(pair, processes, sockets):
     cur.processes = copy.deepcopy(processes)
     cur.sockets = copy.deepcopy(sockets)
     for rule in F.RULES:
-        list(rule(cur, rates))
+        list(rule(cur, rates, cur))
         list(rule(cur, None))
-    assert [f["id"] for f in F.evaluate(cur, rates)] == ["cpu_busy"]
+    assert [f["id"] for f in F.evaluate(cur, rates, cur)] == ["cpu_busy"]

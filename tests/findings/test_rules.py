@@ -203,9 +203,11 @@ def test_no_rule_crashes_on_missing_data(real_snapshot, pair):
         odd_rates.append(derive_rates(snapshot, snapshot))
         for rates in odd_rates:
             assert F.evaluate(snapshot, rates) == [], (snapshot, rates)
+            assert F.evaluate(snapshot, rates, snapshot) == [], (snapshot, rates)
+            assert F.evaluate(cur, rates, snapshot) == F.evaluate(cur, rates), (snapshot, rates)
     for rates in odd_rates:
         for rule in F.RULES:
-            list(rule(cur, rates))
+            list(rule(cur, rates, prev))
 
 
 def test_docs_name_every_rule_and_every_rule_has_cases():

@@ -12,8 +12,8 @@ start at, both None for a single snapshot. It yields findings::
 Rules over rates stay quiet when ``rates`` is None or a rate is unknown; the
 rule over two snapshots (processes stuck in D state) when ``previous`` is
 None or of another boot; the gauge rules (load, memory, PSI averages,
-filesystems, limits, kernel, zombies, full listeners) run on one snapshot. A missing section or
-field never raises: the rule says nothing. Every limit is in
+filesystems, limits, kernel, zombies, full listeners) run on one snapshot.
+A missing section or field never raises: the rule says nothing. Every limit is in
 :mod:`hostdiag.findings.thresholds`; the culprits come from
 :mod:`hostdiag.findings.culprits`, and the title names the first one.
 docs/findings.md says what each rule means and where to look next.
