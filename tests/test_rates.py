@@ -69,7 +69,8 @@ def test_real_rates_are_sane(real_pair):
     prev, cur, _ = real_pair
     rates = derive_rates(prev, cur)
     assert rates["comparable"] and rates["reason"] is None
-    assert rates["interval_s"] > 0.15
+    assert rates["interval_s"] == (cur.meta.mono_ns - prev.meta.mono_ns) / 1e9
+    assert rates["interval_s"] > 0.2, "the child ran for 0.2 s between the snapshots"
     numbers = [(p, v) for p, v in rate_leaves(rates) if v is not None]
     assert numbers, "no rate at all"
     for path, value in numbers:
@@ -90,9 +91,16 @@ def test_real_cpu_percent_sums_to_100(real_pair):
         values = [states[s + "_pct"] for s in CPU_STATES]
         if None not in values:
             assert sum(values) == pytest.approx(100.0, abs=0.01), name
-    assert cpu["ctxt_per_s"] > 0
-    assert cpu["intr_per_s"] > 0
-    assert cpu["forks_per_s"] > 0, "the child was forked between the snapshots"
+    dt = (cur.meta.mono_ns - prev.meta.mono_ns) / 1e9
+    for counter, key in (("ctxt", "ctxt_per_s"), ("intr", "intr_per_s"), ("processes", "forks_per_s")):
+        assert cpu[key] == (getattr(cur.cpu, counter) - getattr(prev.cpu, counter)) / dt, key
+    assert cpu["forks_per_s"] * dt >= 1, "the child was forked between the snapshots"
+    ticks = {s: cur.cpu.total[s] - prev.cpu.total[s] for s in CPU_STATES}
+    ticks["user"] -= ticks["guest"]
+    ticks["nice"] -= ticks["guest_nice"]
+    assert total["idle_pct"] == pytest.approx(100.0 * ticks["idle"] / sum(ticks.values()))
+    busy_ticks = sum(ticks.values()) - ticks["idle"] - ticks["iowait"]
+    assert total["busy_pct"] == pytest.approx(100.0 * busy_ticks / sum(ticks.values()))
 
 
 def test_real_disk_writes_seen(real_pair):
@@ -107,8 +115,13 @@ def test_real_disk_writes_seen(real_pair):
         pytest.skip("the temporary directory is not on a block device in diskstats")
     device = holder[0]
     table = rates["partitions"] if device["is_partition"] else rates["disks"]
-    assert table[device["name"]]["writes_per_s"] > 0
-    assert table[device["name"]]["write_bytes_per_s"] >= 512
+    before = next(d for d in prev.disks if d["name"] == device["name"])
+    dt = rates["interval_s"]
+    assert table[device["name"]]["writes_per_s"] == (
+        device["writes_completed"] - before["writes_completed"]) / dt
+    written = table[device["name"]]["write_bytes_per_s"] * dt
+    assert written == pytest.approx((device["sectors_written"] - before["sectors_written"]) * 512)
+    assert written >= 1 << 20, "the child wrote and fsynced 1 MiB"
 
 
 def test_same_counters_give_zero_rates(real_pair):
@@ -180,15 +193,16 @@ def test_counters_going_backwards_give_none(pair):
     rates = derive_rates(prev, cur)
     assert rates["cpu"]["total"]["user_pct"] is None
     # The other states are shares of the CPU time that is still known.
-    others = [rates["cpu"]["total"][s + "_pct"] for s in CPU_STATES if s not in ("user", "guest")]
-    assert None not in others and all(v >= 0 for v in others)
+    known = {s: cur.cpu.total[s] - prev.cpu.total[s] for s in CPU_STATES if s != "user"}
+    known["nice"] -= known["guest_nice"]
+    for state, ticks in known.items():
+        assert rates["cpu"]["total"][state + "_pct"] == pytest.approx(100.0 * ticks / sum(known.values()))
     assert rates["cpu"]["ctxt_per_s"] is None
     assert rates["memory"]["major_faults_per_s"] is None
     assert rates["memory"]["oom_kills"] is None
     assert rates["disks"][disk["name"]]["write_bytes_per_s"] is None
     assert rates["disks"][disk["name"]]["util_pct"] is None
-    for path, value in rate_leaves(rates):
-        assert value is None or value >= 0, (path, value)
+    assert [(path, value) for path, value in rate_leaves(rates) if value is not None and value < 0] == []
 
 
 def test_network_counters_going_backwards_give_none(pair):
@@ -210,10 +224,10 @@ def test_network_counters_going_backwards_give_none(pair):
     assert tcp["out_segs_per_s"] is None and tcp["retransmit_pct"] is None
     softnet = rates["network"]["softnet"]
     assert softnet["cpus"][0]["dropped_per_s"] is None
-    assert softnet["cpus"][0]["processed_per_s"] > 0
+    assert softnet["cpus"][0]["processed_per_s"] == 10 / rates["interval_s"]
     assert softnet["total"]["dropped_per_s"] is None
     test0 = rates["network"]["links"]["test0"]
-    assert test0["rx_bits_per_s"] is None and test0["tx_bits_per_s"] > 0
+    assert test0["rx_bits_per_s"] is None and test0["tx_bits_per_s"] == 100 * 8 / rates["interval_s"]
     assert rates["pressure"]["io"]["some_pct"] is None
     assert rates["pressure"]["io"]["full_pct"] is None
     assert rates["pressure"]["cpu"] == {"some_pct": None, "full_pct": None}

@@ -227,7 +227,7 @@ def busy_pair(real_pair):
 def test_busy_tables_fit_one_screen(busy_pair):
     prev, cur = busy_pair
     rates = derive_rates(prev, cur)
-    findings = evaluate(cur, rates)
+    findings = evaluate(cur, rates, prev)
     text = render_text(cur, rates, findings)
     lines = text.splitlines()
     for label in ("PROCS", "PROC CPU", "PROC MEM", "PROC IO", "PROC FLT", "SOCKETS", "CONNS", "LISTEN"):

@@ -141,10 +141,10 @@ def cmd_report(args, out):
             rates = derive_rates(previous, current)
         else:
             current = sampler.sample(kmsg=True)
-            rates = None
+            previous = rates = None
         if current.sockets is not None:
             sampler.add_socket_owners(current, socket_inodes_shown(current, rates))
-    findings = evaluate(current, rates)
+    findings = evaluate(current, rates, previous)
     if args.format == "text":
         color = args.output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         payload = render_text(current, rates, findings, color=color).encode()

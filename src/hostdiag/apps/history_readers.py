@@ -330,7 +330,7 @@ class Moment:
         self.snapshot = _typed(Snapshot, record)
         self.previous_snapshot = _typed(Snapshot, previous) if previous is not None else None
         self.rates = derive_rates(self.previous_snapshot, self.snapshot) if self.previous_snapshot else None
-        self.findings = evaluate(self.snapshot, self.rates)
+        self.findings = evaluate(self.snapshot, self.rates, self.previous_snapshot)
 
     def summary(self):
         out = {"asked_ns": self.asked_ns, "asked": format_time(self.asked_ns),

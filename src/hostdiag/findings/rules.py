@@ -1,8 +1,8 @@
-"""Findings: small rules that name what is wrong on a host, with the numbers.
+"""Findings rules: each names one thing that is wrong on a host, with the numbers.
 
-Each rule is a generator over ``(snapshot, rates)`` (``rates`` from
-:func:`hostdiag.derive.derive_rates`, or None for a single snapshot) that
-yields findings::
+Each rule is a generator over ``(snapshot, rates, previous)``: ``rates``
+from :func:`hostdiag.derive.derive_rates` and ``previous`` the snapshot they
+start at, both None for a single snapshot. It yields findings::
 
     {"id": rule id, "severity": "crit" | "warn", "title": one line,
      "evidence": {name: number}, "threshold": the limit that fired, as text,
@@ -10,134 +10,51 @@ yields findings::
      "culprits": [the processes or connections behind it, most to blame first]}
 
 Rules over rates stay quiet when ``rates`` is None or a rate is unknown; the
-gauge rules (load, memory, PSI averages, filesystems, limits, kernel, process
-states, full listeners) run on one snapshot. A missing section or field never
-raises: the rule says nothing. Every limit is in :data:`THRESHOLDS`;
+rule over two snapshots (processes stuck in D state) when ``previous`` is
+None or of another boot; the gauge rules (load, memory, PSI averages,
+filesystems, limits, kernel, zombies, full listeners) run on one snapshot.
+A missing section or field never raises: the rule says nothing. Every limit is in
+:mod:`hostdiag.findings.thresholds`; the culprits come from
+:mod:`hostdiag.findings.culprits`, and the title names the first one.
 docs/findings.md says what each rule means and where to look next.
-
-Culprits come from the process and socket tables when the snapshot has them
-(else the list is empty) and the title names the first one. A process culprit
-is ``{"kind": "process", "pid", "start_time", "comm", "user", "command"}`` plus
-the measure it was ranked by (``cpu_pct``, ``io_bytes_per_s``, ``rss_bytes``,
-``majflt_per_s``), or ``{"kind": "parent", ..., "zombies": n}``; a connection
-is ``{"kind": "connection", "local", "remote", "state", "rtt_ms",
-"total_retrans", "retrans_per_s", "processes"}`` and a listener ``{"kind":
-"listener", "local", "backlog", "backlog_max", "processes"}``, where
-``processes`` lists ``{"pid", "comm"}`` of the holders found (the caller maps
-the sockets that :func:`socket_inodes_named` returns into
-``sockets["owners"]``).
 """
 
-import heapq
-
 from hostdiag.derive.process_rates import process_key
-from hostdiag.derive.socket_rates import listeners_overflowing, top_connections
+from hostdiag.derive.socket_rates import listeners_overflowing
+from hostdiag.findings.culprits import (
+    CULPRITS,
+    MAX_FULL_LISTENERS,
+    connection_culprit,
+    culprit_text,
+    full_listeners,
+    listener_culprit,
+    process_culprit,
+    process_records,
+    retransmitting,
+    socket_section,
+    top_culprits,
+)
+from hostdiag.findings.thresholds import THRESHOLDS, at_least, limit_text, over
+from hostdiag.findings.values import get, num, show
 
 CRIT = "crit"
 WARN = "warn"
 _SEVERITY_ORDER = {CRIT: 0, WARN: 1}
 
-# Every limit the rules use: name -> value. Units are in the names (pct is
-# percent 0-100, per_s is per second, ms milliseconds); a rule fires when the
-# measured value is strictly above the limit unless its comment says otherwise.
-THRESHOLDS = {
-    "load1_per_cpu": 2.0,               # 1-minute load average per CPU (warn)
-    "cpu_busy_pct": 90.0,               # all CPUs busy, % of CPU time (warn)
-    "one_cpu_busy_pct": 95.0,           # any single CPU busy (warn)
-    "cpu_iowait_pct": 20.0,             # all CPUs in iowait (warn)
-    "cpu_steal_pct": 10.0,              # all CPUs stolen by the hypervisor (warn)
-    "mem_available_warn_pct": 10.0,     # MemAvailable below this % of MemTotal (warn)
-    "mem_available_crit_pct": 5.0,      # ... below this % (crit)
-    "swap_pages_per_s": 100.0,          # pages swapped in + out per second (warn)
-    "major_faults_per_s": 100.0,        # major page faults per second (warn)
-    "oom_kills": 0,                     # OOM kills: in the interval (crit), since boot (warn)
-    "psi_cpu_some_avg10": 20.0,         # PSI cpu some avg10, % (warn)
-    "psi_memory_some_avg10": 10.0,      # PSI memory some avg10, % (warn)
-    "psi_io_some_avg10": 20.0,          # PSI io some avg10, % (warn)
-    "psi_memory_full_avg10": 5.0,       # PSI memory full avg10, % (warn)
-    "disk_util_pct": 90.0,              # % of the interval a disk had I/O in flight (warn)
-    "disk_await_ms": 50.0,              # mean read+write latency (warn) ...
-    "disk_await_min_iops": 5.0,         # ... only at or above this many I/Os per second
-    "fs_used_warn_pct": 90.0,           # filesystem space used, as df computes it (warn)
-    "fs_used_crit_pct": 95.0,           # ... at or above (crit)
-    "fs_inodes_warn_pct": 90.0,         # inodes used (warn)
-    "fs_inodes_crit_pct": 95.0,         # ... at or above (crit)
-    "nic_errors_per_s": 0.0,            # rx + tx errors per second on a link (warn)
-    "nic_dropped_per_s": 10.0,          # rx + tx drops per second on a link (warn)
-    "tcp_retransmit_pct": 2.0,          # retransmitted segments, % of all segments sent (warn) ...
-    "tcp_retransmit_min_out_segs_per_s": 100.0,  # ... only at or above this send rate
-    "tcp_listen_overflows_per_s": 0.0,  # accept queue full (TcpExt ListenOverflows) (warn)
-    "tcp_listen_drops_per_s": 0.0,      # SYNs dropped on a listener (TcpExt ListenDrops) (warn)
-    "tcp_estab_resets_per_s": 10.0,     # established connections reset (warn)
-    "tcp_attempt_fails_per_s": 10.0,    # connection attempts failed (warn)
-    "udp_in_errors_per_s": 0.0,         # UDP datagrams not delivered, incl. rcvbuf full (warn)
-    "softnet_dropped_per_s": 0.0,       # packets dropped by a full backlog (warn)
-    "softnet_time_squeeze_per_s": 10.0,  # NAPI ran out of budget or time (warn)
-    "file_handles_pct": 80.0,           # allocated file handles, % of fs.file-max (warn)
-    "conntrack_warn_pct": 80.0,         # conntrack entries, % of the table size (warn)
-    "conntrack_crit_pct": 95.0,         # ... at or above (crit)
-    "kernel_log_severity": 3,           # kernel log lines at err (3) or worse (warn; crit at <= 2)
-    "procs_d_state": 0,                 # processes in D state (uninterruptible) in the snapshot (warn)
-    "procs_zombie": 10,                 # zombie processes in the snapshot (warn)
-    "tcp_conn_retrans_per_s": 5.0,      # segments one connection retransmits per second (warn)
-}
-
-# Processes or connections named per finding, and connections ranked per
-# measure (the report shows the same ranking); processes named in a D-state finding.
-CULPRITS = 3
-TOP_CONNECTIONS = 3
+# Processes named in a D-state finding.
 NAMED_D_STATE = 5
-# Full listeners named.
-MAX_FULL_LISTENERS = 5
-COMMAND_WIDTH = 80
 
 # Filesystems that are mounted read-write in normal operation; read-only means
 # the kernel remounted them after an error, or someone did it by hand.
 READONLY_ALERT_FSTYPES = frozenset(("ext2", "ext3", "ext4", "xfs", "btrfs"))
 
 
-def _num(value):
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _get(data, *keys):
-    """data[k1][k2]... for dicts (or attributes of the snapshot's typed
-    sections); None where a level is missing."""
-    for key in keys:
-        if data is None:
-            return None
-        data = data.get(key) if isinstance(data, dict) else getattr(data, key, None)
-    return data
-
-
-def _over(value, name):
-    value = _num(value)
-    return value is not None and value > THRESHOLDS[name]
-
-
-def _at_least(value, name):
-    value = _num(value)
-    return value is not None and value >= THRESHOLDS[name]
-
-
-def _show(value):
-    """A threshold or measurement for a title: 20 not 20.0, 2.5 stays."""
-    value = _num(value)
-    if value is None:
-        return "?"
-    if float(value).is_integer():
-        return "%d" % value
-    return "%.3g" % value if abs(value) < 10 else "%.0f" % value
-
-
-def _limit(label, name, op=">", unit=""):
-    return "%s %s %s%s" % (label, op, _show(THRESHOLDS[name]), unit)
-
-
-def _finding(rule_id, severity, title, evidence, threshold, subject=None, culprits=()):
+def finding(rule_id, severity, title, evidence, threshold, subject=None, culprits=()):
+    """One finding; evidence keeps only numbers (floats to two decimals) and
+    the title gains the first culprit."""
     clean = {}
     for key, value in evidence.items():
-        value = _num(value)
+        value = num(value)
         if value is not None:
             clean[key] = round(value, 2) if isinstance(value, float) else value
     culprits = list(culprits)
@@ -147,245 +64,66 @@ def _finding(rule_id, severity, title, evidence, threshold, subject=None, culpri
             "threshold": threshold, "subject": subject, "culprits": culprits}
 
 
-# --- culprits: who is behind a symptom ------------------------------------
-
-def _rounded(value):
-    value = _num(value)
-    return round(value, 2) if isinstance(value, float) else value
-
-
-def _command(record):
-    args = record.get("cmdline")
-    if record.get("kernel_thread") or not isinstance(args, (list, tuple)) or not args:
-        return "[%s]" % record.get("comm")
-    text = " ".join(str(a) for a in args)
-    return text if len(text) <= COMMAND_WIDTH else text[:COMMAND_WIDTH - 3] + "..."
-
-
-def _process(record, kind="process", **measures):
-    culprit = {"kind": kind, "pid": record.get("pid"), "start_time": record.get("start_time"),
-               "comm": record.get("comm"), "user": record.get("user"), "command": _command(record)}
-    culprit.update((key, _rounded(value)) for key, value in measures.items())
-    return culprit
-
-
-def _records(snapshot):
-    section = getattr(snapshot, "processes", None)
-    records = section.get("processes") if isinstance(section, dict) else None
-    return [r for r in records or () if isinstance(r, dict) and _num(r.get("pid")) is not None]
-
-
-def _process_rates(rates, record):
-    per = _get(rates, "processes")
-    if not isinstance(per, dict) or _num(record.get("start_time")) is None:
-        return {}
-    return per.get(process_key(record)) or {}
-
-
-def _io_bytes_per_s(r):
-    read, write = _num(r.get("read_bytes_per_s")), _num(r.get("write_bytes_per_s"))
-    return None if read is None and write is None else (read or 0) + (write or 0)
-
-
-# measure name -> how to read it from (record, its rates)
-_MEASURES = {
-    "cpu_pct": lambda record, r: r.get("cpu_pct"),
-    "io_bytes_per_s": lambda record, r: _io_bytes_per_s(r),
-    "majflt_per_s": lambda record, r: r.get("majflt_per_s"),
-    "rss_bytes": lambda record, r: record.get("rss_bytes"),
-}
-
-
-def top_culprits(snapshot, rates, measure, n=CULPRITS):
-    """The ``n`` processes with the largest ``measure`` (a key of
-    :data:`_MEASURES`) above zero, as process culprits; empty without a
-    process table (or without rates, for a rate)."""
-    read = _MEASURES[measure]
-    ranked = []
-    for record in _records(snapshot):
-        value = _num(read(record, _process_rates(rates, record)))
-        if value is not None and value > 0:
-            ranked.append((value, -record["pid"], record))
-    return [_process(record, **{measure: value})
-            for value, _, record in heapq.nlargest(n, ranked, key=lambda item: item[:2])]
-
-
-def _endpoint(address, port):
-    return ("[%s]:%s" if ":" in str(address) else "%s:%s") % (address, port)
-
-
-def _holders(snapshot, inode):
-    owners = _get(snapshot.sockets, "owners")
-    holders = owners.get(str(inode)) if isinstance(owners, dict) and inode else None
-    return [{"pid": h.get("pid"), "comm": h.get("comm")} for h in holders or () if isinstance(h, dict)]
-
-
-def _connection(snapshot, entry):
-    rtt = _num(entry.get("rtt"))
-    return {"kind": "connection",
-            "local": _endpoint(entry.get("local"), entry.get("local_port")),
-            "remote": _endpoint(entry.get("remote"), entry.get("remote_port")),
-            "state": entry.get("state"), "rtt_ms": None if rtt is None else round(rtt / 1000.0, 2),
-            "total_retrans": entry.get("total_retrans"),
-            "retrans_per_s": _rounded(entry.get("retrans_per_s")),
-            "processes": _holders(snapshot, entry.get("inode"))}
-
-
-def _listener(snapshot, listener):
-    return {"kind": "listener", "local": _endpoint(listener.get("local"), listener.get("local_port")),
-            "backlog": listener.get("backlog"), "backlog_max": listener.get("backlog_max"),
-            "processes": _holders(snapshot, listener.get("inode"))}
-
-
-def _sockets(snapshot):
-    sockets = getattr(snapshot, "sockets", None)
-    return sockets if isinstance(sockets, dict) else None
-
-
-# The last ranking computed, as (sockets section, socket rates, ranking).
-_last_ranking = [None]
-
-
-def connection_rankings(snapshot, rates):
-    """``top_connections`` of the snapshot's sockets section with the socket
-    rates (or None), :data:`TOP_CONNECTIONS` per measure; empty lists without a
-    socket table. The report and several rules ask for the same ranking, which
-    costs about a second per 100,000 connections, so the last one is kept
-    (with the objects it was computed from, compared by identity: read it, do
-    not change it)."""
-    sockets = _sockets(snapshot)
-    if sockets is None:
-        return {"retrans": [], "rtt": [], "queue": []}
-    per_connection = _get(rates, "sockets")
-    per_connection = per_connection if isinstance(per_connection, dict) else None
-    last = _last_ranking[0]
-    if last is not None and last[0] is sockets and last[1] is per_connection:
-        return last[2]
-    ranking = top_connections(sockets, per_connection, TOP_CONNECTIONS)
-    _last_ranking[0] = (sockets, per_connection, ranking)
-    return ranking
-
-
-def _retransmitting(snapshot, rates):
-    """The top connections by retransmits per second, with a known rate above zero."""
-    if not isinstance(_get(rates, "sockets"), dict):
-        return []
-    top = connection_rankings(snapshot, rates)
-    return [e for e in top.get("retrans") or () if (_num(e.get("retrans_per_s")) or 0) > 0]
-
-
-def _full_listeners(snapshot):
-    sockets = _sockets(snapshot)
-    return listeners_overflowing(sockets)[:MAX_FULL_LISTENERS] if sockets is not None else []
-
-
-def socket_inodes_named(snapshot, rates):
-    """The inodes of the sockets the rules may name: their holders are looked
-    up by the caller into ``sockets["owners"]`` before :func:`evaluate`."""
-    entries = _retransmitting(snapshot, rates) + _full_listeners(snapshot)
-    return {e.get("inode") for e in entries if e.get("inode")}
-
-
-def _owner_text(holders):
-    if not holders:
-        return ""
-    first = holders[0]
-    return " (%s[%s]%s)" % (first.get("comm"), first.get("pid"),
-                            " +%d" % (len(holders) - 1) if len(holders) > 1 else "")
-
-
-_MIB = 1024.0 * 1024.0
-# measure -> its words in a title
-_CULPRIT_UNITS = (
-    ("cpu_pct", lambda v: "%.0f %% CPU" % v),
-    ("io_bytes_per_s", lambda v: "%.1f MiB/s I/O" % (v / _MIB)),
-    ("rss_bytes", lambda v: "%.0f MiB resident" % (v / _MIB)),
-    ("majflt_per_s", lambda v: "%.0f major faults/s" % v),
-)
-
-
-def culprit_text(culprit):
-    """One culprit as a few words: ``hd-burner[4242] 97 % CPU``, ``10.0.0.1:443 ->
-    10.0.0.2:5123 12 retrans/s (nginx[812])``."""
-    kind = culprit.get("kind")
-    if kind == "connection":
-        return "%s -> %s %s retrans/s%s" % (
-            culprit.get("local"), culprit.get("remote"), _show(culprit.get("retrans_per_s")),
-            _owner_text(culprit.get("processes")))
-    if kind == "listener":
-        return "%s backlog %s/%s%s" % (culprit.get("local"), culprit.get("backlog"),
-                                       culprit.get("backlog_max"),
-                                       _owner_text(culprit.get("processes")))
-    name = "%s[%s]" % (culprit.get("comm"), culprit.get("pid"))
-    if kind == "parent":
-        return "%s has %s zombie(s)" % (name, culprit.get("zombies"))
-    for key, words in _CULPRIT_UNITS:
-        value = _num(culprit.get(key))
-        if value is not None:
-            return "%s %s" % (name, words(value))
-    return name
-
-
 # --- CPU and load ---------------------------------------------------------
 
-def rule_load(snapshot, rates):
+def rule_load(snapshot, rates, previous=None):
     cpu = snapshot.cpu
-    ncpu = len(_get(cpu, "cpus") or ())
-    load1 = _num(_get(cpu, "loadavg", "load1"))
+    ncpu = len(get(cpu, "cpus") or ())
+    load1 = num(get(cpu, "loadavg", "load1"))
     if not ncpu or load1 is None:
         return
-    if _over(load1 / ncpu, "load1_per_cpu"):
-        yield _finding(
+    if over(load1 / ncpu, "load1_per_cpu"):
+        yield finding(
             "load_high", WARN, "load %.2f on %d CPUs" % (load1, ncpu),
-            {"load1": load1, "load5": _get(cpu, "loadavg", "load5"),
-             "load15": _get(cpu, "loadavg", "load15"), "cpus": ncpu,
-             "load1_per_cpu": load1 / ncpu, "procs_running": _get(cpu, "procs_running"),
-             "procs_blocked": _get(cpu, "procs_blocked")},
-            _limit("load1 per CPU", "load1_per_cpu"))
+            {"load1": load1, "load5": get(cpu, "loadavg", "load5"),
+             "load15": get(cpu, "loadavg", "load15"), "cpus": ncpu,
+             "load1_per_cpu": load1 / ncpu, "procs_running": get(cpu, "procs_running"),
+             "procs_blocked": get(cpu, "procs_blocked")},
+            limit_text("load1 per CPU", "load1_per_cpu"))
 
 
-def rule_cpu_states(snapshot, rates):
-    total = _get(rates, "cpu", "total")
+def rule_cpu_states(snapshot, rates, previous=None):
+    total = get(rates, "cpu", "total")
     for key, name, rule_id, title, measure in (
             ("busy_pct", "cpu_busy_pct", "cpu_busy", "CPUs %.0f %% busy", "cpu_pct"),
             ("iowait_pct", "cpu_iowait_pct", "cpu_iowait", "CPUs %.0f %% in iowait",
              "io_bytes_per_s"),
             ("steal_pct", "cpu_steal_pct", "cpu_steal", "%.0f %% of CPU time stolen by the hypervisor",
              None)):
-        value = _num(_get(total, key))
-        if _over(value, name):
-            yield _finding(
+        value = num(get(total, key))
+        if over(value, name):
+            yield finding(
                 rule_id, WARN, title % value,
-                {key: value, "user_pct": _get(total, "user_pct"),
-                 "system_pct": _get(total, "system_pct"), "iowait_pct": _get(total, "iowait_pct"),
-                 "steal_pct": _get(total, "steal_pct"),
-                 "procs_running": _get(snapshot.cpu, "procs_running"),
-                 "procs_blocked": _get(snapshot.cpu, "procs_blocked")},
-                _limit(key.replace("_pct", ""), name, unit=" %"),
+                {key: value, "user_pct": get(total, "user_pct"),
+                 "system_pct": get(total, "system_pct"), "iowait_pct": get(total, "iowait_pct"),
+                 "steal_pct": get(total, "steal_pct"),
+                 "procs_running": get(snapshot.cpu, "procs_running"),
+                 "procs_blocked": get(snapshot.cpu, "procs_blocked")},
+                limit_text(key.replace("_pct", ""), name, unit=" %"),
                 culprits=top_culprits(snapshot, rates, measure) if measure else ())
 
 
-def rule_one_cpu_busy(snapshot, rates):
-    cpus = _get(rates, "cpu", "cpus") or {}
+def rule_one_cpu_busy(snapshot, rates, previous=None):
+    cpus = get(rates, "cpu", "cpus") or {}
     hot = [(busy, name) for name, state in cpus.items()
-           if _over(busy := _num(_get(state, "busy_pct")), "one_cpu_busy_pct")]
+           if over(busy := num(get(state, "busy_pct")), "one_cpu_busy_pct")]
     if not hot:
         return
     busy, name = max(hot)
-    yield _finding(
+    yield finding(
         "cpu_one_busy", WARN, "%s %.0f %% busy" % (name, busy)
         + ("" if len(hot) == 1 else " (%d CPUs over the limit)" % len(hot)),
         {"busy_pct": busy, "cpus_over": len(hot), "cpus": len(cpus),
-         "total_busy_pct": _get(rates, "cpu", "total", "busy_pct")},
-        _limit("one CPU busy", "one_cpu_busy_pct", unit=" %"), subject=name,
+         "total_busy_pct": get(rates, "cpu", "total", "busy_pct")},
+        limit_text("one CPU busy", "one_cpu_busy_pct", unit=" %"), subject=name,
         culprits=top_culprits(snapshot, rates, "cpu_pct"))
 
 
 # --- memory ---------------------------------------------------------------
 
-def rule_memory_available(snapshot, rates):
-    meminfo = _get(snapshot.memory, "meminfo")
-    total, available = _num(_get(meminfo, "MemTotal")), _num(_get(meminfo, "MemAvailable"))
+def rule_memory_available(snapshot, rates, previous=None):
+    meminfo = get(snapshot.memory, "meminfo")
+    total, available = num(get(meminfo, "MemTotal")), num(get(meminfo, "MemAvailable"))
     if not total or available is None:
         return
     pct = 100.0 * available / total
@@ -395,137 +133,138 @@ def rule_memory_available(snapshot, rates):
         severity, name = WARN, "mem_available_warn_pct"
     else:
         return
-    yield _finding(
+    yield finding(
         "memory_low", severity, "only %.1f %% of memory available" % pct,
         {"available_pct": pct, "available_bytes": available, "total_bytes": total,
-         "swap_free_bytes": _get(meminfo, "SwapFree")},
-        _limit("available", name, op="<", unit=" %"),
+         "swap_free_bytes": get(meminfo, "SwapFree")},
+        limit_text("available", name, op="<", unit=" %"),
         culprits=top_culprits(snapshot, rates, "rss_bytes"))
 
 
-def rule_swapping(snapshot, rates):
-    memory = _get(rates, "memory")
-    swap_in, swap_out = _num(_get(memory, "swap_in_pages_per_s")), _num(_get(memory, "swap_out_pages_per_s"))
+def rule_swapping(snapshot, rates, previous=None):
+    memory = get(rates, "memory")
+    swap_in, swap_out = num(get(memory, "swap_in_pages_per_s")), num(get(memory, "swap_out_pages_per_s"))
     if swap_in is None or swap_out is None:
         return
-    if _over(swap_in + swap_out, "swap_pages_per_s"):
-        yield _finding(
+    if over(swap_in + swap_out, "swap_pages_per_s"):
+        yield finding(
             "swapping", WARN, "swapping %.0f pages/s" % (swap_in + swap_out),
             {"swap_in_pages_per_s": swap_in, "swap_out_pages_per_s": swap_out},
-            _limit("swap in + out", "swap_pages_per_s", unit=" pages/s"),
+            limit_text("swap in + out", "swap_pages_per_s", unit=" pages/s"),
             culprits=top_culprits(snapshot, rates, "majflt_per_s"))
 
 
-def rule_major_faults(snapshot, rates):
-    faults = _num(_get(rates, "memory", "major_faults_per_s"))
-    if _over(faults, "major_faults_per_s"):
-        yield _finding(
+def rule_major_faults(snapshot, rates, previous=None):
+    faults = num(get(rates, "memory", "major_faults_per_s"))
+    if over(faults, "major_faults_per_s"):
+        yield finding(
             "major_faults", WARN, "%.0f major page faults/s" % faults,
             {"major_faults_per_s": faults,
-             "swap_in_pages_per_s": _get(rates, "memory", "swap_in_pages_per_s")},
-            _limit("major faults", "major_faults_per_s", unit="/s"),
+             "swap_in_pages_per_s": get(rates, "memory", "swap_in_pages_per_s")},
+            limit_text("major faults", "major_faults_per_s", unit="/s"),
             culprits=top_culprits(snapshot, rates, "majflt_per_s"))
 
 
-def rule_oom_kills(snapshot, rates):
-    in_interval = _num(_get(rates, "memory", "oom_kills"))
-    since_boot = _num(_get(snapshot.memory, "vmstat", "oom_kill"))
-    if _over(in_interval, "oom_kills"):
-        yield _finding(
+def rule_oom_kills(snapshot, rates, previous=None):
+    in_interval = num(get(rates, "memory", "oom_kills"))
+    since_boot = num(get(snapshot.memory, "vmstat", "oom_kill"))
+    if over(in_interval, "oom_kills"):
+        yield finding(
             "oom_kill", CRIT, "%d OOM kill(s) in the last %.0f s" % (in_interval, rates["interval_s"]),
             {"oom_kills": in_interval, "oom_kills_since_boot": since_boot},
-            _limit("OOM kills in the interval", "oom_kills"))
-    elif _over(since_boot, "oom_kills"):
-        yield _finding(
+            limit_text("OOM kills in the interval", "oom_kills"))
+    elif over(since_boot, "oom_kills"):
+        yield finding(
             "oom_kill_since_boot", WARN, "%d OOM kill(s) since boot" % since_boot,
             {"oom_kills_since_boot": since_boot},
-            _limit("OOM kills since boot", "oom_kills"))
+            limit_text("OOM kills since boot", "oom_kills"))
 
 
-def rule_pressure(snapshot, rates):
+def rule_pressure(snapshot, rates, previous=None):
     for resource, kind, name in (("cpu", "some", "psi_cpu_some_avg10"),
                                  ("memory", "some", "psi_memory_some_avg10"),
                                  ("io", "some", "psi_io_some_avg10"),
                                  ("memory", "full", "psi_memory_full_avg10")):
-        line = _get(snapshot.pressure, resource, kind)
-        avg10 = _num(_get(line, "avg10"))
-        if _over(avg10, name):
-            yield _finding(
+        line = get(snapshot.pressure, resource, kind)
+        avg10 = num(get(line, "avg10"))
+        if over(avg10, name):
+            yield finding(
                 "psi_%s_%s" % (resource, kind), WARN,
                 "%s pressure: %s tasks stalled %.0f %% of the last 10 s"
                 % (resource, "some" if kind == "some" else "all", avg10),
-                {"avg10": avg10, "avg60": _get(line, "avg60"), "avg300": _get(line, "avg300"),
-                 "interval_pct": _get(rates, "pressure", resource, kind + "_pct")},
-                _limit("%s %s avg10" % (resource, kind), name, unit=" %"), subject=resource)
+                {"avg10": avg10, "avg60": get(line, "avg60"), "avg300": get(line, "avg300"),
+                 "interval_pct": get(rates, "pressure", resource, kind + "_pct")},
+                limit_text("%s %s avg10" % (resource, kind), name, unit=" %"), subject=resource)
 
 
 # --- disks and filesystems ------------------------------------------------
 
-def rule_disk_util(snapshot, rates):
-    for name, disk in sorted((_get(rates, "disks") or {}).items(), key=lambda item: str(item[0])):
-        util = _num(_get(disk, "util_pct"))
-        if _over(util, "disk_util_pct"):
-            yield _finding(
+def rule_disk_util(snapshot, rates, previous=None):
+    for name, disk in sorted((get(rates, "disks") or {}).items(), key=lambda item: str(item[0])):
+        util = num(get(disk, "util_pct"))
+        if over(util, "disk_util_pct"):
+            yield finding(
                 "disk_util", WARN, "%s %.0f %% busy" % (name, util),
-                {"util_pct": util, "avg_queue": _get(disk, "avg_queue"),
-                 "await_ms": _get(disk, "await_ms"), "reads_per_s": _get(disk, "reads_per_s"),
-                 "writes_per_s": _get(disk, "writes_per_s")},
-                _limit("util", "disk_util_pct", unit=" %"), subject=name,
+                {"util_pct": util, "avg_queue": get(disk, "avg_queue"),
+                 "await_ms": get(disk, "await_ms"), "reads_per_s": get(disk, "reads_per_s"),
+                 "writes_per_s": get(disk, "writes_per_s")},
+                limit_text("util", "disk_util_pct", unit=" %"), subject=name,
                 culprits=top_culprits(snapshot, rates, "io_bytes_per_s"))
 
 
-def rule_disk_await(snapshot, rates):
-    for name, disk in sorted((_get(rates, "disks") or {}).items(), key=lambda item: str(item[0])):
-        await_ms = _num(_get(disk, "await_ms"))
-        reads, writes = _num(_get(disk, "reads_per_s")), _num(_get(disk, "writes_per_s"))
-        if reads is None or writes is None or not _at_least(reads + writes, "disk_await_min_iops"):
+def rule_disk_await(snapshot, rates, previous=None):
+    for name, disk in sorted((get(rates, "disks") or {}).items(), key=lambda item: str(item[0])):
+        await_ms = num(get(disk, "await_ms"))
+        reads, writes = num(get(disk, "reads_per_s")), num(get(disk, "writes_per_s"))
+        if reads is None or writes is None or not at_least(reads + writes, "disk_await_min_iops"):
             continue
-        if _over(await_ms, "disk_await_ms"):
-            yield _finding(
+        if over(await_ms, "disk_await_ms"):
+            yield finding(
                 "disk_await", WARN, "%s I/O takes %.0f ms" % (name, await_ms),
-                {"await_ms": await_ms, "r_await_ms": _get(disk, "r_await_ms"),
-                 "w_await_ms": _get(disk, "w_await_ms"), "iops": reads + writes,
-                 "util_pct": _get(disk, "util_pct"), "avg_queue": _get(disk, "avg_queue")},
-                "%s (at >= %s IOPS)" % (_limit("await", "disk_await_ms", unit=" ms"),
-                                        _show(THRESHOLDS["disk_await_min_iops"])),
+                {"await_ms": await_ms, "r_await_ms": get(disk, "r_await_ms"),
+                 "w_await_ms": get(disk, "w_await_ms"), "iops": reads + writes,
+                 "util_pct": get(disk, "util_pct"), "avg_queue": get(disk, "avg_queue")},
+                "%s (at >= %s IOPS)" % (limit_text("await", "disk_await_ms", unit=" ms"),
+                                        show(THRESHOLDS["disk_await_min_iops"])),
                 subject=name, culprits=top_culprits(snapshot, rates, "io_bytes_per_s"))
 
 
 def filesystem_usage(fs):
     """(space used %, inodes used %) of a filesystems entry, as df computes
     them (used / (used + available to non-root)); None where unknown."""
-    size, free, avail = (_num(_get(fs, k)) for k in ("size_bytes", "free_bytes", "avail_bytes"))
+    size, free, avail = (num(get(fs, k)) for k in ("size_bytes", "free_bytes", "avail_bytes"))
     space = None
     if size is not None and free is not None and avail is not None:
         used = size - free
         if used + avail > 0:
             space = 100.0 * used / (used + avail)
-    files, files_free = _num(_get(fs, "files")), _num(_get(fs, "files_free"))
+    files, files_free = num(get(fs, "files")), num(get(fs, "files_free"))
     inodes = 100.0 * (files - files_free) / files if files and files_free is not None else None
     return space, inodes
 
 
-def rule_filesystems(snapshot, rates):
+def rule_filesystems(snapshot, rates, previous=None):
     for fs in snapshot.filesystems or ():
         if not isinstance(fs, dict):
             continue
         space, inodes = filesystem_usage(fs)
-        for value, what, prefix in ((space, "space", "fs_used"), (inodes, "inodes", "fs_inodes")):
-            if _at_least(value, prefix + "_crit_pct"):
-                severity, name = CRIT, prefix + "_crit_pct"
-            elif _over(value, prefix + "_warn_pct"):
-                severity, name = WARN, prefix + "_warn_pct"
+        for value, what, warn, crit in ((space, "space", "fs_used_warn_pct", "fs_used_crit_pct"),
+                                        (inodes, "inodes", "fs_inodes_warn_pct", "fs_inodes_crit_pct")):
+            if at_least(value, crit):
+                severity, name = CRIT, crit
+            elif over(value, warn):
+                severity, name = WARN, warn
             else:
                 continue
-            yield _finding(
+            yield finding(
                 "fs_" + what, severity, "%s %.0f %% of %s used" % (fs.get("mountpoint"), value, what),
                 {"used_pct": value, "avail_bytes": fs.get("avail_bytes"),
                  "size_bytes": fs.get("size_bytes"), "files_free": fs.get("files_free")},
-                _limit("%s used" % what, name, op=">=" if severity == CRIT else ">", unit=" %"),
+                limit_text("%s used" % what, name, op=">=" if severity == CRIT else ">", unit=" %"),
                 subject=fs.get("mountpoint"))
 
 
-def rule_readonly(snapshot, rates):
+def rule_readonly(snapshot, rates, previous=None):
     for fs in snapshot.filesystems or ():
         if not isinstance(fs, dict) or fs.get("fstype") not in READONLY_ALERT_FSTYPES:
             continue
@@ -533,7 +272,7 @@ def rule_readonly(snapshot, rates):
         if readonly is None:
             readonly = str(fs.get("options") or "").split(",")[0] == "ro"
         if readonly:
-            yield _finding(
+            yield finding(
                 "fs_readonly", WARN, "%s (%s) is read-only" % (fs.get("mountpoint"), fs.get("fstype")),
                 {"readonly": 1}, "read-only %s" % "/".join(sorted(READONLY_ALERT_FSTYPES)),
                 subject=fs.get("mountpoint"))
@@ -541,206 +280,221 @@ def rule_readonly(snapshot, rates):
 
 # --- network --------------------------------------------------------------
 
-def rule_links(snapshot, rates):
-    for name, link in sorted((_get(rates, "network", "links") or {}).items(), key=lambda item: str(item[0])):
-        evidence = {k: _get(link, k) for k in ("rx_errors_per_s", "tx_errors_per_s",
+def rule_links(snapshot, rates, previous=None):
+    for name, link in sorted((get(rates, "network", "links") or {}).items(), key=lambda item: str(item[0])):
+        evidence = {k: get(link, k) for k in ("rx_errors_per_s", "tx_errors_per_s",
                                                 "rx_dropped_per_s", "tx_dropped_per_s",
                                                 "rx_packets_per_s", "tx_packets_per_s")}
-        errors, dropped = _num(_get(link, "errors_per_s")), _num(_get(link, "dropped_per_s"))
-        if _over(errors, "nic_errors_per_s"):
-            yield _finding("nic_errors", WARN, "%s %.1f errors/s" % (name, errors), evidence,
-                           _limit("rx + tx errors", "nic_errors_per_s", unit="/s"), subject=name)
-        if _over(dropped, "nic_dropped_per_s"):
-            yield _finding("nic_drops", WARN, "%s %.0f drops/s" % (name, dropped), evidence,
-                           _limit("rx + tx drops", "nic_dropped_per_s", unit="/s"), subject=name)
+        errors, dropped = num(get(link, "errors_per_s")), num(get(link, "dropped_per_s"))
+        if over(errors, "nic_errors_per_s"):
+            yield finding("nic_errors", WARN, "%s %.1f errors/s" % (name, errors), evidence,
+                           limit_text("rx + tx errors", "nic_errors_per_s", unit="/s"), subject=name)
+        if over(dropped, "nic_dropped_per_s"):
+            yield finding("nic_drops", WARN, "%s %.0f drops/s" % (name, dropped), evidence,
+                           limit_text("rx + tx drops", "nic_dropped_per_s", unit="/s"), subject=name)
 
 
-def rule_tcp_retransmits(snapshot, rates):
-    tcp = _get(rates, "network", "tcp")
-    ratio = _num(_get(tcp, "retransmit_pct"))
-    if _over(ratio, "tcp_retransmit_pct") and _at_least(_get(tcp, "out_segs_per_s"),
+def rule_tcp_retransmits(snapshot, rates, previous=None):
+    tcp = get(rates, "network", "tcp")
+    ratio = num(get(tcp, "retransmit_pct"))
+    if over(ratio, "tcp_retransmit_pct") and at_least(get(tcp, "out_segs_per_s"),
                                                          "tcp_retransmit_min_out_segs_per_s"):
-        yield _finding(
+        yield finding(
             "tcp_retransmits", WARN, "TCP retransmits %.1f %% of segments sent" % ratio,
-            {"retransmit_pct": ratio, "retrans_segs_per_s": _get(tcp, "retrans_segs_per_s"),
-             "out_segs_per_s": _get(tcp, "out_segs_per_s")},
+            {"retransmit_pct": ratio, "retrans_segs_per_s": get(tcp, "retrans_segs_per_s"),
+             "out_segs_per_s": get(tcp, "out_segs_per_s")},
             "%s (at >= %s segments/s sent)" % (
-                _limit("retransmits", "tcp_retransmit_pct", unit=" %"),
-                _show(THRESHOLDS["tcp_retransmit_min_out_segs_per_s"])),
-            culprits=[_connection(snapshot, e) for e in _retransmitting(snapshot, rates)])
+                limit_text("retransmits", "tcp_retransmit_pct", unit=" %"),
+                show(THRESHOLDS["tcp_retransmit_min_out_segs_per_s"])),
+            culprits=[connection_culprit(snapshot, e) for e in retransmitting(snapshot, rates)])
 
 
-def rule_tcp_listen(snapshot, rates):
-    tcp = _get(rates, "network", "tcp")
-    overflows, drops = _get(tcp, "listen_overflows_per_s"), _get(tcp, "listen_drops_per_s")
+def rule_tcp_listen(snapshot, rates, previous=None):
+    tcp = get(rates, "network", "tcp")
+    overflows, drops = get(tcp, "listen_overflows_per_s"), get(tcp, "listen_drops_per_s")
     fired = []
-    if _over(overflows, "tcp_listen_overflows_per_s"):
-        fired.append(_limit("listen overflows", "tcp_listen_overflows_per_s", unit="/s"))
-    if _over(drops, "tcp_listen_drops_per_s"):
-        fired.append(_limit("listen drops", "tcp_listen_drops_per_s", unit="/s"))
+    if over(overflows, "tcp_listen_overflows_per_s"):
+        fired.append(limit_text("listen overflows", "tcp_listen_overflows_per_s", unit="/s"))
+    if over(drops, "tcp_listen_drops_per_s"):
+        fired.append(limit_text("listen drops", "tcp_listen_drops_per_s", unit="/s"))
     if fired:
-        yield _finding(
+        yield finding(
             "tcp_listen_overflow", WARN,
-            "listen queues overflowing: %s overflows/s, %s drops/s" % (_show(overflows), _show(drops)),
+            "listen queues overflowing: %s overflows/s, %s drops/s" % (show(overflows), show(drops)),
             {"listen_overflows_per_s": overflows, "listen_drops_per_s": drops,
-             "passive_opens_per_s": _get(tcp, "passive_opens_per_s")},
+             "passive_opens_per_s": get(tcp, "passive_opens_per_s")},
             " or ".join(fired),
-            culprits=[_listener(snapshot, listener) for listener in _full_listeners(snapshot)])
+            culprits=[listener_culprit(snapshot, listener) for listener in full_listeners(snapshot)])
 
 
-def rule_tcp_conn_retrans(snapshot, rates):
-    over = [e for e in _retransmitting(snapshot, rates)
-            if _over(e.get("retrans_per_s"), "tcp_conn_retrans_per_s")]
-    if not over:
+def rule_tcp_conn_retrans(snapshot, rates, previous=None):
+    fast = [e for e in retransmitting(snapshot, rates)
+            if over(e.get("retrans_per_s"), "tcp_conn_retrans_per_s")]
+    if not fast:
         return
     # Every connection over the limit is counted; the top ones are named.
     count = sum(1 for r in rates["sockets"].values()
-                if isinstance(r, dict) and _over(r.get("retrans_per_s"), "tcp_conn_retrans_per_s"))
-    worst = _connection(snapshot, over[0])
-    yield _finding(
-        "tcp_conn_retrans", WARN, "%d connection(s) retransmitting" % max(count, len(over)),
-        {"retrans_per_s": over[0].get("retrans_per_s"), "total_retrans": over[0].get("total_retrans"),
-         "rtt_ms": worst["rtt_ms"], "connections_over": max(count, len(over))},
-        _limit("one connection's retransmits", "tcp_conn_retrans_per_s", unit=" segments/s"),
+                if isinstance(r, dict) and over(r.get("retrans_per_s"), "tcp_conn_retrans_per_s"))
+    worst = connection_culprit(snapshot, fast[0])
+    yield finding(
+        "tcp_conn_retrans", WARN, "%d connection(s) retransmitting" % max(count, len(fast)),
+        {"retrans_per_s": fast[0].get("retrans_per_s"), "total_retrans": fast[0].get("total_retrans"),
+         "rtt_ms": worst["rtt_ms"], "connections_over": max(count, len(fast))},
+        limit_text("one connection's retransmits", "tcp_conn_retrans_per_s", unit=" segments/s"),
         subject="%s -> %s" % (worst["local"], worst["remote"]),
-        culprits=[_connection(snapshot, e) for e in over])
+        culprits=[connection_culprit(snapshot, e) for e in fast])
 
 
-def rule_tcp_listener_full(snapshot, rates):
-    sockets = _sockets(snapshot)
+def rule_tcp_listener_full(snapshot, rates, previous=None):
+    sockets = socket_section(snapshot)
     full = listeners_overflowing(sockets) if sockets is not None else []
     if not full:
         return
-    culprits = [_listener(snapshot, listener) for listener in full[:MAX_FULL_LISTENERS]]
-    yield _finding(
+    culprits = [listener_culprit(snapshot, listener) for listener in full[:MAX_FULL_LISTENERS]]
+    yield finding(
         "tcp_listener_full", WARN, "accept queue full on %d listener(s)" % len(full),
         {"listeners_full": len(full), "backlog": full[0].get("backlog"),
          "backlog_max": full[0].get("backlog_max")},
         "accept queue in use >= listen backlog", subject=culprits[0]["local"], culprits=culprits)
 
 
-def rule_tcp_resets(snapshot, rates):
-    tcp = _get(rates, "network", "tcp")
-    fired = [_limit(label, name, unit="/s") for key, label, name in (
+def rule_tcp_resets(snapshot, rates, previous=None):
+    tcp = get(rates, "network", "tcp")
+    fired = [limit_text(label, name, unit="/s") for key, label, name in (
         ("estab_resets_per_s", "established resets", "tcp_estab_resets_per_s"),
         ("attempt_fails_per_s", "failed attempts", "tcp_attempt_fails_per_s"))
-        if _over(_get(tcp, key), name)]
+        if over(get(tcp, key), name)]
     if fired:
-        yield _finding(
+        yield finding(
             "tcp_resets", WARN, "TCP connections reset or failing",
-            {k: _get(tcp, k) for k in ("estab_resets_per_s", "attempt_fails_per_s",
+            {k: get(tcp, k) for k in ("estab_resets_per_s", "attempt_fails_per_s",
                                        "out_rsts_per_s", "active_opens_per_s")},
             " or ".join(fired))
 
 
-def rule_udp_errors(snapshot, rates):
-    udp = _get(rates, "network", "udp")
-    errors = _num(_get(udp, "in_errors_per_s"))
-    if _over(errors, "udp_in_errors_per_s"):
-        yield _finding(
+def rule_udp_errors(snapshot, rates, previous=None):
+    udp = get(rates, "network", "udp")
+    errors = num(get(udp, "in_errors_per_s"))
+    if over(errors, "udp_in_errors_per_s"):
+        yield finding(
             "udp_errors", WARN, "%.1f UDP datagrams/s not delivered" % errors,
-            {k: _get(udp, k) for k in ("in_errors_per_s", "rcvbuf_errors_per_s",
+            {k: get(udp, k) for k in ("in_errors_per_s", "rcvbuf_errors_per_s",
                                        "in_datagrams_per_s")},
-            _limit("UDP InErrors", "udp_in_errors_per_s", unit="/s"))
+            limit_text("UDP InErrors", "udp_in_errors_per_s", unit="/s"))
 
 
-def rule_softnet(snapshot, rates):
-    total = _get(rates, "network", "softnet", "total")
-    dropped, squeezed = _get(total, "dropped_per_s"), _get(total, "time_squeeze_per_s")
+def rule_softnet(snapshot, rates, previous=None):
+    total = get(rates, "network", "softnet", "total")
+    dropped, squeezed = get(total, "dropped_per_s"), get(total, "time_squeeze_per_s")
     fired = []
-    if _over(dropped, "softnet_dropped_per_s"):
-        fired.append(_limit("softnet dropped", "softnet_dropped_per_s", unit="/s"))
-    if _over(squeezed, "softnet_time_squeeze_per_s"):
-        fired.append(_limit("time_squeeze", "softnet_time_squeeze_per_s", unit="/s"))
+    if over(dropped, "softnet_dropped_per_s"):
+        fired.append(limit_text("softnet dropped", "softnet_dropped_per_s", unit="/s"))
+    if over(squeezed, "softnet_time_squeeze_per_s"):
+        fired.append(limit_text("time_squeeze", "softnet_time_squeeze_per_s", unit="/s"))
     if fired:
-        yield _finding(
+        yield finding(
             "softnet", WARN, "packet processing falling behind (softnet)",
             {"dropped_per_s": dropped, "time_squeeze_per_s": squeezed,
-             "processed_per_s": _get(total, "processed_per_s")},
+             "processed_per_s": get(total, "processed_per_s")},
             " or ".join(fired))
 
 
-def rule_conntrack(snapshot, rates):
-    count = _num(_get(snapshot.network, "conntrack", "count"))
-    maximum = _num(_get(snapshot.network, "conntrack", "max"))
+def rule_conntrack(snapshot, rates, previous=None):
+    count = num(get(snapshot.network, "conntrack", "count"))
+    maximum = num(get(snapshot.network, "conntrack", "max"))
     if count is None or not maximum:
         return
     pct = 100.0 * count / maximum
-    if _at_least(pct, "conntrack_crit_pct"):
+    if at_least(pct, "conntrack_crit_pct"):
         severity, name, op = CRIT, "conntrack_crit_pct", ">="
-    elif _over(pct, "conntrack_warn_pct"):
+    elif over(pct, "conntrack_warn_pct"):
         severity, name, op = WARN, "conntrack_warn_pct", ">"
     else:
         return
-    yield _finding("conntrack_full", severity, "conntrack table %.0f %% full" % pct,
+    yield finding("conntrack_full", severity, "conntrack table %.0f %% full" % pct,
                    {"used_pct": pct, "count": count, "max": maximum},
-                   _limit("entries", name, op=op, unit=" % of max"))
+                   limit_text("entries", name, op=op, unit=" % of max"))
 
 
 # --- processes ------------------------------------------------------------
 
-def rule_procs_d_state(snapshot, rates):
-    stuck = [r for r in _records(snapshot) if r.get("state") == "D"]
-    if not _over(len(stuck), "procs_d_state"):
+def _d_state_keys(snapshot):
+    return {process_key(r) for r in process_records(snapshot) if r.get("state") == "D"} - {None}
+
+
+def rule_procs_d_state(snapshot, rates, previous=None):
+    """Processes in D state in both snapshots (same pid and start time): one
+    sample also catches the short waits of a healthy host, but a process
+    uninterruptible across the whole interval is stuck."""
+    if previous is None or get(previous, "meta", "boot_id") != get(snapshot, "meta", "boot_id"):
+        return
+    before = _d_state_keys(previous)
+    now = [r for r in process_records(snapshot) if r.get("state") == "D"]
+    stuck = [r for r in now if process_key(r) in before]
+    if not over(len(stuck), "procs_d_state"):
         return
     stuck.sort(key=lambda r: (bool(r.get("kernel_thread")), r["pid"]))
-    yield _finding(
-        "procs_d_state", WARN, "%d process(es) in D state (uninterruptible)" % len(stuck),
-        {"d_state": len(stuck), "procs_blocked": _get(snapshot.cpu, "procs_blocked")},
-        _limit("processes in D state", "procs_d_state"),
-        culprits=[_process(r) for r in stuck[:NAMED_D_STATE]])
+    mono_ns = num(get(snapshot, "meta", "mono_ns")), num(get(previous, "meta", "mono_ns"))
+    interval_s = None if None in mono_ns else (mono_ns[0] - mono_ns[1]) / 1e9
+    yield finding(
+        "procs_d_state", WARN, "%d process(es) stuck in D state (uninterruptible) for %s s or more"
+        % (len(stuck), show(interval_s)),
+        {"d_state_both": len(stuck), "d_state_now": len(now), "interval_s": interval_s,
+         "procs_blocked": get(snapshot.cpu, "procs_blocked")},
+        limit_text("processes in D state in both snapshots", "procs_d_state"),
+        culprits=[process_culprit(r) for r in stuck[:NAMED_D_STATE]])
 
 
-def rule_procs_zombies(snapshot, rates):
-    records = _records(snapshot)
+def rule_procs_zombies(snapshot, rates, previous=None):
+    records = process_records(snapshot)
     zombies = [r for r in records if r.get("state") == "Z"]
-    if not _over(len(zombies), "procs_zombie"):
+    if not over(len(zombies), "procs_zombie"):
         return
     by_parent = {}
     for zombie in zombies:
         by_parent[zombie.get("ppid")] = by_parent.get(zombie.get("ppid"), 0) + 1
     by_pid = {r["pid"]: r for r in records}
     ranked = sorted(by_parent.items(), key=lambda item: (-item[1], str(item[0])))
-    culprits = [_process(by_pid.get(ppid) or {"pid": ppid}, kind="parent", zombies=n)
+    culprits = [process_culprit(by_pid.get(ppid) or {"pid": ppid}, kind="parent", zombies=n)
                 for ppid, n in ranked[:CULPRITS]]
-    yield _finding(
+    yield finding(
         "procs_zombie", WARN, "%d zombie processes not reaped" % len(zombies),
         {"zombies": len(zombies), "parents": len(by_parent)},
-        _limit("zombies", "procs_zombie"), culprits=culprits)
+        limit_text("zombies", "procs_zombie"), culprits=culprits)
 
 
 # --- kernel ---------------------------------------------------------------
 
-def rule_file_handles(snapshot, rates):
-    allocated = _num(_get(snapshot.kernel, "file_nr", "allocated"))
-    maximum = _num(_get(snapshot.kernel, "file_nr", "max"))
+def rule_file_handles(snapshot, rates, previous=None):
+    allocated = num(get(snapshot.kernel, "file_nr", "allocated"))
+    maximum = num(get(snapshot.kernel, "file_nr", "max"))
     if allocated is None or not maximum:
         return
     pct = 100.0 * allocated / maximum
-    if _over(pct, "file_handles_pct"):
-        yield _finding("file_handles", WARN, "%.0f %% of file handles allocated" % pct,
+    if over(pct, "file_handles_pct"):
+        yield finding("file_handles", WARN, "%.0f %% of file handles allocated" % pct,
                        {"used_pct": pct, "allocated": allocated, "max": maximum},
-                       _limit("allocated", "file_handles_pct", unit=" % of fs.file-max"))
+                       limit_text("allocated", "file_handles_pct", unit=" % of fs.file-max"))
 
 
-def rule_tainted(snapshot, rates):
-    tainted = _num(_get(snapshot.kernel, "tainted"))
+def rule_tainted(snapshot, rates, previous=None):
+    tainted = num(get(snapshot.kernel, "tainted"))
     if tainted:
-        letters = _get(snapshot.kernel, "taint_flags") or "?"
-        yield _finding("kernel_tainted", WARN, "kernel tainted: %s" % letters,
+        letters = get(snapshot.kernel, "taint_flags") or "?"
+        yield finding("kernel_tainted", WARN, "kernel tainted: %s" % letters,
                        {"tainted": tainted}, "tainted != 0")
 
 
-def rule_kernel_log(snapshot, rates):
+def rule_kernel_log(snapshot, rates, previous=None):
     limit = THRESHOLDS["kernel_log_severity"]
-    lines = [line for line in _get(snapshot.kernel, "kmsg") or ()
-             if isinstance(line, dict) and _num(line.get("severity")) is not None
+    lines = [line for line in get(snapshot.kernel, "kmsg") or ()
+             if isinstance(line, dict) and num(line.get("severity")) is not None
              and line["severity"] <= limit]
     if not lines:
         return
     worst = min(line["severity"] for line in lines)
     last = lines[-1]
-    yield _finding(
+    yield finding(
         "kernel_log_errors", CRIT if worst < limit else WARN,
         "%d kernel log line(s) at err or worse; last: %s"
         % (len(lines), str(last.get("message") or "")[:80]),
@@ -761,8 +515,9 @@ RULES = (
 )
 
 
-def evaluate(snapshot, rates=None, rules=RULES):
-    """Every finding of ``rules`` over one snapshot (and the rates ending at
-    it, or None), crit first, then in rule order."""
-    findings = [finding for rule in rules for finding in rule(snapshot, rates)]
-    return sorted(findings, key=lambda f: _SEVERITY_ORDER[f["severity"]])
+def evaluate(snapshot, rates=None, previous=None, rules=RULES):
+    """Every finding of ``rules`` over one snapshot, the rates ending at it and
+    the snapshot they start at (both None for a single snapshot), crit first,
+    then in rule order."""
+    found = [f for rule in rules for f in rule(snapshot, rates, previous)]
+    return sorted(found, key=lambda f: _SEVERITY_ORDER[f["severity"]])

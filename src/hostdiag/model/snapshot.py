@@ -3,7 +3,9 @@
 The model knows no file, socket or screen. Sections are ``None`` when their
 source could not be read; the reason is in ``meta.errors``. Counters inside a
 section are plain dicts keyed by the kernel's own names, so that a new kernel
-field travels without a schema change. Units are in docs/snapshot.md.
+field travels without a schema change. The records of the tables (processes,
+TCP socket rows, listeners, links, disks, filesystems) are declared field by
+field in :mod:`hostdiag.model.records`. Units are in docs/snapshot.md.
 """
 
 from dataclasses import asdict, dataclass, field, fields
@@ -76,8 +78,8 @@ class Snapshot:
     # {"cpu"|"memory"|"io"|"irq": {"some": {...}, "full": {...}|None}}; None
     # when the kernel has no PSI.
     pressure: Optional[Dict[str, Any]] = None
-    disks: Optional[List[Dict[str, Any]]] = None
-    filesystems: Optional[List[Dict[str, Any]]] = None
+    disks: Optional[List[Dict[str, Any]]] = None            # records.DISK
+    filesystems: Optional[List[Dict[str, Any]]] = None      # records.FILESYSTEM
     network: Optional[Dict[str, Any]] = None
     kernel: Optional[Dict[str, Any]] = None
     # The process and socket tables; None in a system-only snapshot.

@@ -1,0 +1,241 @@
+"""Snapshots edited past (or just under) each rule's threshold, and hand-built
+process and socket tables, for the findings tests.
+
+The base is a real snapshot of this host with the inputs of every rule set to
+calm values (the host running the tests may itself be loaded); ``cur`` is a
+copy one second later, edited per case. Each edit takes (prev, cur) and
+changes cur (or both).
+"""
+
+import copy
+
+from hostdiag.model.records import PROCESS, TCP_SOCKET_ROW
+
+RECORD_KEYS = PROCESS.names
+ROW_FIELDS = TCP_SOCKET_ROW.names
+
+GIB = 1 << 30
+
+
+def calm(snapshot):
+    """A copy of ``snapshot`` in which every rule's input is known and calm."""
+    s = copy.deepcopy(snapshot)
+    n = len(s.cpu.cpus)
+    s.cpu.loadavg = {"load1": 0.1, "load5": 0.1, "load15": 0.1, "runnable": 1, "threads": 50, "last_pid": 1}
+    s.cpu.procs_running, s.cpu.procs_blocked = 1, 0
+    s.memory.meminfo = dict(s.memory.meminfo or {}, MemTotal=8 * GIB, MemAvailable=4 * GIB)
+    s.memory.vmstat = dict(s.memory.vmstat or {}, pswpin=1000, pswpout=1000, pgfault=10**6,
+                           pgmajfault=1000, oom_kill=0)
+    line = {"avg10": 0.0, "avg60": 0.0, "avg300": 0.0, "total_us": 1000}
+    s.pressure = {r: {"some": dict(line), "full": dict(line)} for r in ("cpu", "memory", "io")}
+    s.pressure["irq"] = None
+    disk = dict.fromkeys(("reads_completed", "reads_merged", "sectors_read", "read_time_ms",
+                          "writes_completed", "writes_merged", "sectors_written", "write_time_ms",
+                          "io_time_ms", "weighted_io_time_ms"), 1000)
+    s.disks = [dict(disk, major=254, minor=0, name="vdz", ios_in_progress=0, is_partition=False, parent=None),
+               dict(disk, major=254, minor=1, name="vdz1", ios_in_progress=0, is_partition=True, parent="vdz")]
+    s.filesystems = [{"mountpoint": "/data", "device": "/dev/vdz1", "fstype": "ext4", "major": 254,
+                      "minor": 1, "options": "rw,relatime", "size_bytes": 1000, "free_bytes": 500,
+                      "avail_bytes": 450, "files": 1000, "files_free": 900, "readonly": False}]
+    stats = dict.fromkeys(("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_errors",
+                           "tx_errors", "rx_dropped", "tx_dropped"), 1000)
+    s.network = dict(s.network or {})
+    s.network.update(
+        links=[{"name": "eth9", "index": 9, "kind": None, "operstate": "up", "mtu": 1500,
+                "address": None, "carrier_changes": 0, "stats": stats}],
+        snmp={"Tcp": dict.fromkeys(("ActiveOpens", "PassiveOpens", "AttemptFails", "EstabResets",
+                                    "OutRsts", "InErrs", "InSegs", "OutSegs", "RetransSegs"), 1000)
+              | {"CurrEstab": 5},
+              "Udp": dict.fromkeys(("InDatagrams", "OutDatagrams", "InErrors", "RcvbufErrors",
+                                    "SndbufErrors", "NoPorts"), 1000)},
+        netstat={"TcpExt": {"ListenOverflows": 10, "ListenDrops": 10}},
+        softnet=[{"cpu": i, "processed": 1000, "dropped": 5, "time_squeeze": 5} for i in range(n)],
+        conntrack={"count": 10, "max": 1000},
+    )
+    s.kernel = dict(s.kernel or {}, tainted=0, taint_flags="", kmsg=None,
+                    file_nr={"allocated": 1000, "unused": 0, "max": 100000})
+    return s
+
+
+def _add_ticks(times, **ticks):
+    for state, value in ticks.items():
+        times[state] += value
+
+
+def load(factor):
+    def edit(prev, cur):
+        cur.cpu.loadavg["load1"] = factor * len(cur.cpu.cpus)
+    return edit
+
+
+def total_ticks(**ticks):
+    def edit(prev, cur):
+        _add_ticks(cur.cpu.total, **ticks)
+    return edit
+
+
+def one_cpu_ticks(busy):
+    def edit(prev, cur):
+        for i, name in enumerate(sorted(cur.cpu.cpus)):
+            _add_ticks(cur.cpu.cpus[name], **({"user": busy, "idle": 100 - busy} if i == 0 else {"idle": 100}))
+    return edit
+
+
+def available(fraction):
+    def edit(prev, cur):
+        cur.memory.meminfo["MemAvailable"] = int(fraction * cur.memory.meminfo["MemTotal"])
+    return edit
+
+
+def vmstat(**inc):
+    def edit(prev, cur):
+        for key, value in inc.items():
+            cur.memory.vmstat[key] += value
+    return edit
+
+
+def oom_since_boot(prev, cur):
+    prev.memory.vmstat["oom_kill"] = cur.memory.vmstat["oom_kill"] = 3
+
+
+def psi(resource, kind, avg10):
+    def edit(prev, cur):
+        cur.pressure[resource][kind]["avg10"] = avg10
+    return edit
+
+
+def disk(**inc):
+    def edit(prev, cur):
+        for key, value in inc.items():
+            cur.disks[0][key] += value
+    return edit
+
+
+def fs(**fields):
+    def edit(prev, cur):
+        cur.filesystems[0].update(fields)
+    return edit
+
+
+def link(**inc):
+    def edit(prev, cur):
+        for key, value in inc.items():
+            cur.network["links"][0]["stats"][key] += value
+    return edit
+
+
+def proto(section, group, **inc):
+    def edit(prev, cur):
+        for key, value in inc.items():
+            cur.network[section][group][key] += value
+    return edit
+
+
+def softnet(**inc):
+    def edit(prev, cur):
+        for key, value in inc.items():
+            cur.network["softnet"][0][key] += value
+    return edit
+
+
+def kernel(**fields):
+    def edit(prev, cur):
+        cur.kernel.update(fields)
+    return edit
+
+
+def conntrack(count):
+    def edit(prev, cur):
+        cur.network["conntrack"] = {"count": count, "max": 100}
+    return edit
+
+
+def kmsg(severity):
+    return kernel(kmsg=[{"severity": severity, "level": "x", "facility": 0, "seq": 1, "ts_us": 5,
+                         "message": "EXT4-fs error (device vdz1)"}])
+
+
+# --- process and socket tables, built by hand --------------------------------
+
+def proc(pid, state="S", ppid=1, comm=None, start_time=None, **fields):
+    """A process record with every key of the table; counters at calm values."""
+    record = dict.fromkeys(RECORD_KEYS)
+    record.update(pid=pid, ppid=ppid, comm=comm or "p%d" % pid, cmdline=["/usr/bin/p%d" % pid, "-x"],
+                  state=state, uid=0, user="root", start_time=start_time or 1000 + pid,
+                  kernel_thread=False, utime=100, stime=100, minflt=1000, majflt=10,
+                  num_threads=1, nice=0, priority=20, rss_bytes=pid * 4096, vsize_bytes=pid * 8192,
+                  delayacct_blkio_ticks=0, voluntary_ctxt_switches=10,
+                  nonvoluntary_ctxt_switches=10, read_bytes=0, write_bytes=0, fd_count=5,
+                  cgroup="/", oom_score_adj=0, denied=[])
+    record.update(fields)
+    return record
+
+
+def processes_section(records):
+    by_state = {}
+    for r in records:
+        by_state[r["state"]] = by_state.get(r["state"], 0) + 1
+    return {"processes": records, "counts": {"total": len(records), "threads": len(records),
+                                             "by_state": by_state}, "vanished": 0, "denied": 0}
+
+
+def table(records_prev, records_cur):
+    """Edit: give both snapshots a process table."""
+    def edit(prev, cur):
+        prev.processes = processes_section(records_prev)
+        cur.processes = processes_section(records_cur)
+    return edit
+
+
+def d_state(count, before=True, reused=False):
+    """Edit: ``count`` processes in D state in cur; in prev too when ``before``,
+    with another start time (a reused pid: another process) when ``reused``."""
+    def edit(prev, cur):
+        stuck = [proc(100 + i, state="D") for i in range(count)]
+        earlier = [proc(100 + i, state="D", start_time=50 + i if reused else None)
+                   for i in range(count)] if before else []
+        table(earlier + [proc(10)], stuck + [proc(10)])(prev, cur)
+    return edit
+
+
+def zombies(count):
+    parent = proc(50, comm="spawner")
+    return table([], [parent] + [proc(200 + i, state="Z", ppid=50, cmdline=[]) for i in range(count)])
+
+
+def conn_row(local_port, remote_port, inode, total_retrans, state="ESTABLISHED", rtt=2000,
+             rqueue=0, wqueue=0):
+    values = {"family": "inet", "state": state, "local": "127.0.0.1", "local_port": local_port,
+              "remote": "127.0.0.2", "remote_port": remote_port, "rqueue": rqueue, "wqueue": wqueue,
+              "uid": 0, "inode": inode, "rtt": rtt, "total_retrans": total_retrans,
+              "bytes_acked": 1000, "drops": 0}
+    return [values[name] for name in ROW_FIELDS]
+
+
+def sockets_section(rows, listeners=(), owners=None):
+    return {"source": "netlink", "limits": {"tcp_rows": 100000, "udp": 10000, "detail_per_rank": 20},
+            "tcp_total": len(rows) + len(listeners),
+            "tcp_states": {"ESTABLISHED": len(rows), "LISTEN": len(listeners)},
+            "tcp_table": {"fields": list(ROW_FIELDS), "rows": rows, "dropped": 0},
+            "tcp": [], "listeners": list(listeners), "udp": [], "udp_total": 0, "udp_dropped": 0,
+            "unix": {"total": 0, "by_state": {}, "by_type": {}}, "owners": owners or {}}
+
+
+def retrans(per_second, owners=None):
+    """Edit: one connection retransmits ``per_second`` segments/s over the 1 s interval."""
+    def edit(prev, cur):
+        prev.sockets = sockets_section([conn_row(5000, 6000, 77, 10), conn_row(5001, 6001, 78, 3)])
+        cur.sockets = sockets_section([conn_row(5000, 6000, 77, 10 + per_second),
+                                       conn_row(5001, 6001, 78, 3)], owners=owners)
+    return edit
+
+
+def listener(backlog, backlog_max=128, owners=None):
+    def edit(prev, cur):
+        full = {"family": "inet", "local": "0.0.0.0", "local_port": 8080, "inode": 99,
+                "backlog": backlog, "backlog_max": backlog_max}
+        calm = {"family": "inet6", "local": "::", "local_port": 22, "inode": 98, "backlog": 0,
+                "backlog_max": 128}
+        prev.sockets = sockets_section([], [calm])
+        cur.sockets = sockets_section([], [calm, full], owners=owners)
+    return edit

@@ -1,0 +1,216 @@
+"""Every findings rule fires when the counters it reads are edited past its
+threshold and stays quiet just under it; no rule crashes on missing data.
+The edits are in findingedits.py.
+"""
+
+import copy
+import pathlib
+import re
+
+import pytest
+
+from findingedits import (
+    available, conntrack, d_state, disk, fs, kernel, kmsg, link, listener, load, one_cpu_ticks,
+    oom_since_boot, proto, psi, retrans, softnet, total_ticks, vmstat, zombies,
+)
+from hostdiag import findings as F
+from hostdiag.derive import derive_rates
+from hostdiag.findings import rules as R
+from hostdiag.model import Cpu, Memory, Snapshot
+
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "findings.md"
+
+
+# (rule, id, severity, subject, edit past the threshold, edit just under it,
+#  needs two snapshots: rates or the previous snapshot)
+CASES = [
+    (R.rule_load, "load_high", "warn", None, load(2.1), load(1.9), False),
+    (R.rule_cpu_states, "cpu_busy", "warn", None, total_ticks(user=95, idle=5),
+     total_ticks(user=85, idle=15), True),
+    (R.rule_cpu_states, "cpu_iowait", "warn", None, total_ticks(iowait=25, idle=75),
+     total_ticks(iowait=15, idle=85), True),
+    (R.rule_cpu_states, "cpu_steal", "warn", None, total_ticks(steal=12, idle=88),
+     total_ticks(steal=8, idle=92), True),
+    (R.rule_one_cpu_busy, "cpu_one_busy", "warn", "first-cpu", one_cpu_ticks(97), one_cpu_ticks(94), True),
+    (R.rule_memory_available, "memory_low", "warn", None, available(0.08), available(0.12), False),
+    (R.rule_memory_available, "memory_low", "crit", None, available(0.04), available(0.12), False),
+    (R.rule_swapping, "swapping", "warn", None, vmstat(pswpin=60, pswpout=60),
+     vmstat(pswpin=40, pswpout=40), True),
+    (R.rule_major_faults, "major_faults", "warn", None, vmstat(pgmajfault=150), vmstat(pgmajfault=50), True),
+    (R.rule_oom_kills, "oom_kill", "crit", None, vmstat(oom_kill=1), vmstat(oom_kill=0), True),
+    (R.rule_oom_kills, "oom_kill_since_boot", "warn", None, oom_since_boot, vmstat(oom_kill=0), False),
+    (R.rule_pressure, "psi_cpu_some", "warn", "cpu", psi("cpu", "some", 25.0), psi("cpu", "some", 15.0), False),
+    (R.rule_pressure, "psi_memory_some", "warn", "memory", psi("memory", "some", 12.0),
+     psi("memory", "some", 8.0), False),
+    (R.rule_pressure, "psi_io_some", "warn", "io", psi("io", "some", 25.0), psi("io", "some", 15.0), False),
+    (R.rule_pressure, "psi_memory_full", "warn", "memory", psi("memory", "full", 6.0),
+     psi("memory", "full", 4.0), False),
+    (R.rule_disk_util, "disk_util", "warn", "vdz", disk(io_time_ms=950), disk(io_time_ms=850), True),
+    (R.rule_disk_await, "disk_await", "warn", "vdz", disk(reads_completed=10, read_time_ms=600),
+     disk(reads_completed=10, read_time_ms=400), True),
+    (R.rule_disk_await, "disk_await", "warn", "vdz", disk(writes_completed=10, write_time_ms=600),
+     disk(writes_completed=4, write_time_ms=400), True),     # 100 ms, but under 5 IOPS
+    (R.rule_filesystems, "fs_space", "warn", "/data", fs(free_bytes=80, avail_bytes=80),
+     fs(free_bytes=150, avail_bytes=150), False),
+    (R.rule_filesystems, "fs_space", "crit", "/data", fs(free_bytes=40, avail_bytes=40),
+     fs(free_bytes=150, avail_bytes=150), False),
+    (R.rule_filesystems, "fs_inodes", "warn", "/data", fs(files_free=80), fs(files_free=200), False),
+    (R.rule_filesystems, "fs_inodes", "crit", "/data", fs(files_free=50), fs(files_free=200), False),
+    (R.rule_readonly, "fs_readonly", "warn", "/data", fs(readonly=True), fs(readonly=False), False),
+    (R.rule_readonly, "fs_readonly", "warn", "/data", fs(readonly=None, options="ro,relatime"),
+     fs(readonly=True, fstype="tmpfs"), False),
+    (R.rule_links, "nic_errors", "warn", "eth9", link(rx_errors=1), link(rx_errors=0), True),
+    (R.rule_links, "nic_drops", "warn", "eth9", link(rx_dropped=6, tx_dropped=5), link(rx_dropped=9), True),
+    (R.rule_tcp_retransmits, "tcp_retransmits", "warn", None, proto("snmp", "Tcp", OutSegs=1000, RetransSegs=30),
+     proto("snmp", "Tcp", OutSegs=1000, RetransSegs=10), True),
+    (R.rule_tcp_retransmits, "tcp_retransmits", "warn", None, proto("snmp", "Tcp", OutSegs=100, RetransSegs=3),
+     proto("snmp", "Tcp", OutSegs=50, RetransSegs=5), True),     # 10 %, but under 100 segments/s
+    (R.rule_tcp_listen, "tcp_listen_overflow", "warn", None, proto("netstat", "TcpExt", ListenOverflows=1),
+     proto("netstat", "TcpExt", ListenOverflows=0), True),
+    (R.rule_tcp_listen, "tcp_listen_overflow", "warn", None, proto("netstat", "TcpExt", ListenDrops=2),
+     proto("netstat", "TcpExt", ListenDrops=0), True),
+    (R.rule_tcp_resets, "tcp_resets", "warn", None, proto("snmp", "Tcp", EstabResets=11),
+     proto("snmp", "Tcp", EstabResets=5, AttemptFails=10), True),
+    (R.rule_tcp_resets, "tcp_resets", "warn", None, proto("snmp", "Tcp", AttemptFails=11),
+     proto("snmp", "Tcp", OutRsts=500), True),
+    (R.rule_udp_errors, "udp_errors", "warn", None, proto("snmp", "Udp", InErrors=1, RcvbufErrors=1),
+     proto("snmp", "Udp", NoPorts=50), True),
+    (R.rule_softnet, "softnet", "warn", None, softnet(dropped=1), softnet(processed=10**6), True),
+    (R.rule_softnet, "softnet", "warn", None, softnet(time_squeeze=11), softnet(time_squeeze=9), True),
+    (R.rule_file_handles, "file_handles", "warn", None, kernel(file_nr={"allocated": 85, "unused": 0, "max": 100}),
+     kernel(file_nr={"allocated": 79, "unused": 0, "max": 100}), False),
+    (R.rule_conntrack, "conntrack_full", "warn", None, conntrack(85), conntrack(79), False),
+    (R.rule_conntrack, "conntrack_full", "crit", None, conntrack(96), conntrack(79), False),
+    (R.rule_tainted, "kernel_tainted", "warn", None, kernel(tainted=4096, taint_flags="O"),
+     kernel(tainted=0, taint_flags=""), False),
+    (R.rule_kernel_log, "kernel_log_errors", "warn", None, kmsg(3), kmsg(4), False),
+    (R.rule_kernel_log, "kernel_log_errors", "crit", None, kmsg(2), kmsg(4), False),
+    (R.rule_procs_d_state, "procs_d_state", "warn", None, d_state(1), d_state(1, before=False), True),
+    (R.rule_procs_d_state, "procs_d_state", "warn", None, d_state(2), d_state(2, reused=True), True),
+    (R.rule_procs_zombies, "procs_zombie", "warn", None, zombies(11), zombies(10), False),
+    (R.rule_tcp_conn_retrans, "tcp_conn_retrans", "warn", "127.0.0.1:5000 -> 127.0.0.2:6000",
+     retrans(6), retrans(4), True),
+    (R.rule_tcp_listener_full, "tcp_listener_full", "warn", "0.0.0.0:8080", listener(129),
+     listener(127), False),
+    (R.rule_tcp_listener_full, "tcp_listener_full", "warn", "0.0.0.0:8080", listener(5, 5),
+     listener(5, None), False),     # /proc gives no backlog limit: never full
+]
+CASE_IDS = ["%s-%s-%d" % (c[1], c[2], i) for i, c in enumerate(CASES)]
+
+
+def _run(rule, prev, cur):
+    rates = derive_rates(prev, cur)
+    return list(rule(cur, rates, prev)), F.evaluate(cur, rates, prev)
+
+
+def test_calm_snapshot_has_no_findings(pair):
+    prev, cur = pair
+    assert F.evaluate(cur, derive_rates(prev, cur), prev) == []
+    assert F.evaluate(cur, None) == []
+
+
+@pytest.mark.parametrize("rule, rule_id, severity, subject, fire, quiet, needs_rates", CASES, ids=CASE_IDS)
+def test_rule_fires_past_threshold(pair, rule, rule_id, severity, subject, fire, quiet, needs_rates):
+    prev, cur = pair
+    fire(prev, cur)
+    found, everything = _run(rule, prev, cur)
+    assert [f["id"] for f in found] == [rule_id]
+    finding = found[0]
+    assert finding["severity"] == severity
+    if subject == "first-cpu":
+        subject = sorted(cur.cpu.cpus)[0]
+    assert finding["subject"] == subject
+    assert finding["title"] and finding["threshold"]
+    assert finding["evidence"] and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in finding["evidence"].values())
+    assert finding in everything
+    if needs_rates:
+        # --interval 0: only the gauge rules run.
+        assert rule_id not in [f["id"] for f in rule(cur, None)]
+        assert rule_id not in [f["id"] for f in F.evaluate(cur, None)]
+
+
+@pytest.mark.parametrize("rule, rule_id, severity, subject, fire, quiet, needs_rates", CASES, ids=CASE_IDS)
+def test_rule_quiet_under_threshold(pair, rule, rule_id, severity, subject, fire, quiet, needs_rates):
+    prev, cur = pair
+    quiet(prev, cur)
+    found, everything = _run(rule, prev, cur)
+    assert found == []
+    assert everything == []
+
+
+def test_rate_rules_quiet_across_boots(pair):
+    prev, cur = pair
+    total_ticks(user=95, idle=5)(prev, cur)
+    disk(io_time_ms=990)(prev, cur)
+    link(rx_errors=100)(prev, cur)
+    d_state(3)(prev, cur)
+    cur.meta.boot_id = "another-boot"
+    assert F.evaluate(cur, derive_rates(prev, cur), prev) == []
+
+
+def test_crit_first(pair):
+    prev, cur = pair
+    load(5)(prev, cur)
+    fs(free_bytes=10, avail_bytes=10)(prev, cur)
+    vmstat(oom_kill=2)(prev, cur)
+    link(rx_errors=3)(prev, cur)
+    found = F.evaluate(cur, derive_rates(prev, cur), prev)
+    severities = [f["severity"] for f in found]
+    assert severities == sorted(severities, key=["crit", "warn"].index)
+    assert {f["id"] for f in found} == {"load_high", "fs_space", "oom_kill", "nic_errors"}
+    assert found[0]["severity"] == "crit"
+
+
+def _blank_meta(real_snapshot):
+    return copy.deepcopy(real_snapshot.meta)
+
+
+def _every_none_snapshots(real_snapshot):
+    meta = _blank_meta(real_snapshot)
+    yield Snapshot(meta=meta)
+    yield Snapshot(
+        meta=meta, cpu=Cpu(*([None] * 11)), memory=Memory(None, None, None),
+        pressure={"cpu": None, "memory": {"some": None, "full": None}, "io": {"some": {}, "full": {}}},
+        disks=[], filesystems=[], network={}, kernel={})
+    yield Snapshot(
+        meta=meta, cpu=Cpu(total={}, cpus={"cpu0": {}}, **dict.fromkeys(
+            ("ctxt", "intr", "softirq", "processes", "procs_running", "procs_blocked", "btime",
+             "loadavg", "uptime"))),
+        memory=Memory({}, {}, []), pressure={},
+        disks=[{}, {"name": None, "is_partition": None}], filesystems=[{}, dict.fromkeys(
+            ("mountpoint", "fstype", "size_bytes", "free_bytes", "avail_bytes", "files",
+             "files_free", "readonly", "options"))],
+        network=dict.fromkeys(("link_source", "links", "addresses", "routes", "neighbours", "snmp",
+                               "netstat", "snmp6", "sockstat", "sockstat6", "softnet", "conntrack")),
+        kernel=dict.fromkeys(("hostname", "tainted", "taint_flags", "file_nr", "kmsg"))
+        | {"kmsg": [None, {}, {"severity": None}], "file_nr": {"allocated": None, "max": 0}})
+
+
+def test_no_rule_crashes_on_missing_data(real_snapshot, pair):
+    prev, cur = pair
+    real_rates = derive_rates(prev, cur)
+    odd_rates = [
+        None,
+        real_rates,
+        {"interval_s": 0.0, "comparable": False, "reason": "x", "cpu": None, "memory": None,
+         "disks": None, "partitions": None, "network": None, "pressure": None},
+        {"cpu": {"total": None, "cpus": {"cpu0": None}}, "memory": {}, "disks": {"x": None},
+         "network": {"links": {"y": None}, "tcp": None, "udp": {}, "softnet": {"total": None}},
+         "pressure": {"cpu": None}},
+    ]
+    for snapshot in _every_none_snapshots(real_snapshot):
+        odd_rates.append(derive_rates(snapshot, snapshot))
+        for rates in odd_rates:
+            assert F.evaluate(snapshot, rates) == [], (snapshot, rates)
+            assert F.evaluate(snapshot, rates, snapshot) == [], (snapshot, rates)
+            assert F.evaluate(cur, rates, snapshot) == F.evaluate(cur, rates), (snapshot, rates)
+    for rates in odd_rates:
+        for rule in F.RULES:
+            list(rule(cur, rates, prev))
+
+
+def test_docs_name_every_rule_and_every_rule_has_cases():
+    rule_ids = re.findall(r"^\| `(\w+)` \| (?:gauge|rates|two snapshots) \|", DOCS.read_text(), re.M)
+    assert sorted(rule_ids) == sorted({case[1] for case in CASES})
+    assert set(F.RULES) == {case[0] for case in CASES}
