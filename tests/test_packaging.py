@@ -24,7 +24,7 @@ def _names(requirements):
 def _third_party_imports(folder):
     """Top-level module names imported anywhere under ``folder`` that are
     neither the standard library nor this project's own."""
-    local = {p.stem for p in folder.glob("*.py")} | {"hostdiag"}
+    local = {p.stem for p in folder.rglob("*.py")} | {"hostdiag"}
     found = set()
     for path in folder.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
