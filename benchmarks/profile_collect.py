@@ -51,7 +51,7 @@ def main():
             collector.collect()
         profile.disable()
 
-    print("parsers: %s; netlink: %s; %d calls" % (parsers.IMPL, not args.no_netlink, args.calls))
+    print("parsers: %s; netlink: %s; %d calls" % (parsers.implementation(), not args.no_netlink, args.calls))
     print("unprofiled: %.1f µs CPU, %.1f µs wall per collect()\n" % (cpu * 1e6, wall * 1e6))
 
     stats = pstats.Stats(profile)

@@ -20,7 +20,7 @@ default, CPU time with ``--benchmark-timer=time.process_time``):
   ``test_goal1_paired``), the ratio goal (1) is judged on;
 * ``collect() netlink`` / ``collect() no netlink``: ``SystemCollector(root,
   use_netlink=...).collect()`` with the live (compiled) parsers;
-* ``collect() netlink, pure parsers``: the same with every hot parser swapped
+* ``collect() netlink, pure parsers``: the same with every compiled parser swapped
   for its pure twin;
 * ``psutil set``: psutil's nearest set of calls (listed in ``psutil_snapshot``);
 * ``node_exporter scrape, ENCODING (client side)``: one GET of /metrics from our
@@ -55,11 +55,10 @@ import pytest
 
 psutil = pytest.importorskip("psutil")
 
-from benchsupport import RAW, RESULTS  # noqa: E402
+from benchsupport import RAW, RESULTS, live_description  # noqa: E402
 
-from hostdiag import parsers as live_parsers  # noqa: E402
 from hostdiag.sampler.system import SystemCollector  # noqa: E402
-from hostdiag.parsers import hotpure  # noqa: E402
+from hostdiag.parsers import proctext, rtnetlink  # noqa: E402
 from hostdiag.sources.problems import Problems  # noqa: E402
 
 GROUP = "system snapshot"
@@ -413,7 +412,7 @@ PSUTIL_SET = ("cpu_times(percpu=True), cpu_stats(), getloadavg(), virtual_memory
 def _snapshot_info(bench, variant):
     bench.group = GROUP
     bench.extra_info["variant"] = variant
-    bench.extra_info["parsers"] = live_parsers.IMPL
+    bench.extra_info["parsers"] = live_description()
 
 
 @pytest.mark.parametrize("kind", ["netlink", "no netlink"])
@@ -539,7 +538,7 @@ def test_collect(bench, collectors, footprints, kind):
     })
     record_cpu(bench, "snapshot (%s)" % kind, cpu_per_call(collector.collect, COLLECT_CPU_CALLS),
                COLLECT_CPU_CALLS, "SystemCollector.collect(), parsers %s, %d values"
-               % (live_parsers.IMPL, bench.extra_info["values"]))
+               % (live_description(), bench.extra_info["values"]))
     bench(collector.collect)
 
 
@@ -554,17 +553,18 @@ def count_values(data):
 
 
 def _swap_in_pure_parsers(monkeypatch):
-    """Point every hostdiag.sources module's hot parser names at the pure twins."""
+    """Point every hostdiag.sources module's compiled parser names at the pure twins."""
     swapped = []
     for name, module in list(sys.modules.items()):
         if not name.startswith("hostdiag.sources.") or module is None:
             continue
-        for parser in dir(hotpure):
-            if not parser.startswith("parse_") or not hasattr(module, parser):
-                continue
-            if getattr(module, parser) is not getattr(hotpure, parser):
-                monkeypatch.setattr(module, parser, getattr(hotpure, parser))
-                swapped.append("%s.%s" % (name, parser))
+        for pure in (proctext, rtnetlink):
+            for parser in dir(pure):
+                if not parser.startswith("parse_") or not hasattr(module, parser):
+                    continue
+                if getattr(module, parser) is not getattr(pure, parser):
+                    monkeypatch.setattr(module, parser, getattr(pure, parser))
+                    swapped.append("%s.%s" % (name, parser))
     return swapped
 
 

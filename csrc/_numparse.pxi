@@ -1,9 +1,9 @@
 # Number and white-space helpers shared by the compiled parsers: textually
-# included (``include "_numparse.pxi"``) by _hotparsers.pyx and _procparsers.pyx,
+# included (``include "_numparse.pxi"``) by _proctext.pyx and _procpid.pyx,
 # so each module gets its own inline copy and nothing is called across modules.
 # Not built on its own: setup.py builds csrc/*.pyx only.
 #
-# The grammar is hotpure's: tokens are split on ASCII white space (space, \t to
+# The grammar is proctext's: tokens are split on ASCII white space (space, \t to
 # \r); an unsigned number is 1 to 20 ASCII digits below 2**64.
 
 from libc.stdint cimport uint64_t

@@ -15,8 +15,8 @@ from hostdiag.sampler.system import SystemCollector
 from hostdiag.derive import derive_rates
 from hostdiag.sources.hostroot import HostRoot
 from hostdiag.model import Cpu, Memory, Snapshot
-from hostdiag.parsers.procpure import RECORD_KEYS
-from hostdiag.parsers.sockdiagpure import ROW_FIELDS
+from hostdiag.parsers.procpid import RECORD_KEYS
+from hostdiag.parsers.sockdiag import ROW_FIELDS
 from hostdiag.findings import rules as F
 
 GIB = 1 << 30

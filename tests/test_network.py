@@ -17,7 +17,7 @@ import time
 import pytest
 
 from hostdiag.sources.hostroot import HostRoot, SourceError
-from hostdiag.parsers.sockstat import parse_sockstat
+from hostdiag.parsers import parse_sockstat
 from hostdiag.sources.netlink import (
     LINK_STATS, Netlink, parse_address, parse_link, parse_neighbour, parse_route,
 )

@@ -16,7 +16,7 @@ import pytest
 
 from hostdiag.derive.process_rates import process_key, process_rates, top_processes
 from hostdiag.sources.hostroot import HostRoot
-from hostdiag.parsers import procpure, procs
+from hostdiag.parsers import live_procpid, procpid
 from hostdiag.parsers.redact import MASK, redact_argv, secret_name
 from hostdiag.sources.problems import Problems
 from hostdiag.sources.processes import ProcessTable
@@ -115,7 +115,7 @@ def spawn(tmp_path):
 @pytest.fixture(params=["live", "pure"])
 def table(request):
     """A ProcessTable over the live twin and one over the pure twin."""
-    parsers = procs if request.param == "live" else procpure
+    parsers = live_procpid if request.param == "live" else procpid
     return ProcessTable(HostRoot(), parsers=parsers)
 
 
@@ -151,7 +151,7 @@ def test_child_with_odd_comm_and_arguments(table, spawn):
     assert record["nonvoluntary_ctxt_switches"] is not None
     assert record["read_bytes"] is not None and record["write_bytes"] is not None
     assert record["denied"] == []
-    assert set(record) == set(procpure.RECORD_KEYS)
+    assert set(record) == set(procpid.RECORD_KEYS)
     assert not [e for e in problems.all() if e["kind"] == "malformed"]
 
 
@@ -439,7 +439,7 @@ def test_rates_are_none_where_a_counter_went_backwards_or_is_missing():
     (b"", None),
 ])
 def test_cgroup_path_choice(data, expected):
-    path, malformed = procpure.parse_cgroup(data)
+    path, malformed = procpid.parse_cgroup(data)
     assert path == expected
     assert malformed == (1 if data.startswith(b"garbage") else 0)
 
@@ -518,10 +518,10 @@ def test_secret_names(name, secret):
 
 def test_cmdline_parser_redacts_before_returning():
     data = b"mysql\0--password\0hunter2\0-h\0db\0"
-    assert procpure.parse_cmdline(data) == (["mysql", "--password", MASK, "-h", "db"], 0)
-    assert procpure.parse_cmdline(b"") == ([], 0)
-    assert procpure.parse_cmdline(b"title --token abc") == (["title --token ***"], 0)
-    assert procpure.parse_cmdline(b"a\0\0b\0") == (["a", "", "b"], 0)
+    assert procpid.parse_cmdline(data) == (["mysql", "--password", MASK, "-h", "db"], 0)
+    assert procpid.parse_cmdline(b"") == ([], 0)
+    assert procpid.parse_cmdline(b"title --token abc") == (["title --token ***"], 0)
+    assert procpid.parse_cmdline(b"a\0\0b\0") == (["a", "", "b"], 0)
 
 
 def test_secrets_never_reach_the_section(table, spawn):

@@ -29,8 +29,8 @@ from hostdiag.derive.socket_rates import (
     top_connections,
 )
 from hostdiag.sources.hostroot import HostRoot
-from hostdiag.parsers import parse_twoline, proctcp
-from hostdiag.parsers.sockdiagpure import ROW_FIELDS
+from hostdiag.parsers import parse_twoline, procnet
+from hostdiag.parsers.sockdiag import ROW_FIELDS
 from hostdiag.sources.problems import Problems
 from hostdiag.sources.sockets import SocketTable, map_pids
 
@@ -223,7 +223,7 @@ def test_udp_queue_and_drops(table):
         assert mine["state"] == "UNCONN" and mine["rqueue"] >= 300 and mine["drops"] == 0
         assert udp[quiet.getsockname()[1]]["drops"] > 0
         # The same kernel counters through /proc/net/udp.
-        procfs, _ = proctcp.parse_net_inet(HostRoot().read_proc("net", "udp"))
+        procfs, _ = procnet.parse_net_inet(HostRoot().read_proc("net", "udp"))
         by_port = {r[COL["local_port"]]: r for r in procfs}
         assert by_port[receiver.getsockname()[1]][COL["rqueue"]] == mine["rqueue"]
         assert by_port[quiet.getsockname()[1]][COL["drops"]] == udp[quiet.getsockname()[1]]["drops"]
@@ -334,7 +334,7 @@ UNIX = (b"Num       RefCount Protocol Flags    Type St Inode Path\n"
 
 
 def test_proc_net_tcp():
-    rows, malformed = proctcp.parse_net_inet(TCP)
+    rows, malformed = procnet.parse_net_inet(TCP)
     assert malformed == 3
     assert rows[0] == ("inet", "LISTEN", "127.0.0.1", 631, "0.0.0.0", 0, 3, None, 0, 1063,
                        None, None, None, None)
@@ -343,11 +343,11 @@ def test_proc_net_tcp():
 
 
 def test_proc_net_tcp6_and_udp():
-    rows, malformed = proctcp.parse_net_inet(TCP6)
+    rows, malformed = procnet.parse_net_inet(TCP6)
     assert malformed == 0
     assert rows[0][:6] == ("inet6", "LISTEN", "::1", 8080, "::", 0)
     assert rows[1][:6] == ("inet6", "TIME_WAIT", "::ffff:127.0.0.1", 8080, "::ffff:127.0.0.2", 50000)
-    rows, malformed = proctcp.parse_net_inet(UDP)
+    rows, malformed = procnet.parse_net_inet(UDP)
     assert malformed == 1 and rows == [("inet", "CLOSE", "127.0.0.1", 53, "0.0.0.0", 0, 832, 0,
                                         101, 777, None, None, None, 5)]
 
@@ -355,12 +355,12 @@ def test_proc_net_tcp6_and_udp():
 @pytest.mark.parametrize("data", [b"", b"\n\n", b"header only\n", b"\xff" * 100,
                                   TCP[:200], b"h\n" + b"0: " * 5000])
 def test_proc_net_odd_input(data):
-    rows, malformed = proctcp.parse_net_inet(data)
+    rows, malformed = procnet.parse_net_inet(data)
     assert isinstance(rows, list) and malformed >= 0
 
 
 def test_proc_net_unix():
-    counts, malformed = proctcp.parse_net_unix(UNIX)
+    counts, malformed = procnet.parse_net_unix(UNIX)
     assert malformed == 2
     assert counts == {("stream", "LISTEN"): 1, ("stream", "ESTABLISHED"): 1,
                       ("dgram", "UNCONN"): 1, ("seqpacket", "ESTABLISHED"): 1}

@@ -112,8 +112,6 @@ def _root(args):
 
 def cmd_version(args, out):
     from hostdiag import parsers
-    # Each twin registers itself when imported: list every pair, not just the first.
-    from hostdiag.parsers import procs, sockdiag  # noqa: F401
 
     root = _root(args)
     try:

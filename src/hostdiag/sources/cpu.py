@@ -1,7 +1,8 @@
 """CPU: /proc/stat, /proc/loadavg and /proc/uptime."""
 
 from hostdiag.parsers import parse_stat
-from hostdiag.parsers.coldpath import parse_loadavg, parse_uptime
+from hostdiag.parsers.loadavg import parse_loadavg
+from hostdiag.parsers.uptime import parse_uptime
 
 SOURCE = "cpu"
 

@@ -3,7 +3,7 @@
 import os
 
 from hostdiag.sources.hostroot import MALFORMED, UNAVAILABLE, error_kind
-from hostdiag.parsers.coldpath import parse_mountinfo
+from hostdiag.parsers.mountinfo import parse_mountinfo
 
 SOURCE = "filesystems"
 

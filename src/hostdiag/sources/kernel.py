@@ -23,9 +23,9 @@ sample, so each snapshot's ``meta.errors`` stays complete.
 import os
 
 from hostdiag.sources.hostroot import SourceError, error_kind
-from hostdiag.parsers.coldpath import (
-    parse_file_nr, parse_kmsg_record, parse_os_release, parse_single_int, taint_letters,
-)
+from hostdiag.parsers.kmsg import parse_kmsg_record
+from hostdiag.parsers.os_release import parse_os_release
+from hostdiag.parsers.sysctl import parse_file_nr, parse_single_int, taint_letters
 from hostdiag.sources.problems import Problems
 
 SOURCE = "kernel"

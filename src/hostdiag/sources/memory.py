@@ -1,7 +1,7 @@
 """Memory: /proc/meminfo, /proc/vmstat and /proc/swaps."""
 
 from hostdiag.parsers import parse_keyvalue
-from hostdiag.parsers.coldpath import parse_swaps
+from hostdiag.parsers.swaps import parse_swaps
 
 SOURCE = "memory"
 

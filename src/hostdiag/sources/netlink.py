@@ -21,7 +21,7 @@ every attribute of every message (``IFLA_AF_SPEC`` alone is a kilobyte of
 sysctl values per link): 35 to 45 ms a sample for a hundred links. The
 per-message parsers (``parse_link``, ``parse_address``, ``parse_route``,
 ``parse_neighbour`` of :mod:`hostdiag.parsers`: compiled in
-``csrc/_hotparsers.pyx``, with pure twins in :mod:`hostdiag.parsers.hotpure`)
+``csrc/_rtnetlink.pyx``, with pure twins in :mod:`hostdiag.parsers.rtnetlink`)
 read only the fields they return from the raw message, and also give the
 counters pyroute2 0.9 does not decode (``rx_nohandler``,
 ``rx_otherhost_dropped``).
@@ -48,13 +48,13 @@ import struct
 import threading
 
 from hostdiag.sources.hostroot import IO_ERROR, MALFORMED, TOO_LARGE, UNAVAILABLE, SourceError, error_kind
-# The live twins (compiled, or hotpure's): parse_replies walks a received
+# The live twins (compiled, or the pure hostdiag.parsers.rtnetlink): parse_replies walks a received
 # datagram and decodes its messages; the per-message decoders are bound here
 # so that callers and the benchmarks find them under this module too.
 from hostdiag.parsers import (  # noqa: F401  (parse_link ... re-exported)
     parse_address, parse_link, parse_neighbour, parse_replies, parse_route,
 )
-from hostdiag.parsers.hotpure import (  # noqa: F401  (re-exported tables)
+from hostdiag.parsers.rtnetlink import (  # noqa: F401  (re-exported tables)
     FAMILIES,
     LINK_STATS,
     NUD_STATES,
@@ -205,7 +205,7 @@ class Netlink:
         messages, why the dump must be run again: None, _INTERRUPTED or _CUT).
 
         Each datagram's messages are walked and decoded in one call of the
-        live ``parse_replies`` (compiled, or hotpure's twin)."""
+        live ``parse_replies`` (compiled, or its pure twin)."""
         sock = self._sock
         request = self._requests[request_type]
         self._seq = seq = self._seq % 0xFFFFFFFF + 1

@@ -3,7 +3,7 @@
 import os
 
 from hostdiag.sources.hostroot import MISSING
-from hostdiag.parsers.coldpath import parse_pressure
+from hostdiag.parsers.pressure import parse_pressure
 
 SOURCE = "pressure"
 RESOURCES = ("cpu", "memory", "io", "irq")

@@ -54,7 +54,7 @@ import os
 import pwd
 
 from hostdiag.sources.hostroot import MALFORMED, TOO_LARGE, error_kind
-from hostdiag.parsers import procs
+from hostdiag.parsers import live_procpid, procpid
 
 SOURCE = "processes"
 # Parsed facts are remembered by their raw bytes (forked workers share one
@@ -71,12 +71,12 @@ class ProcessTable:
     ``fd_counts``: "auto" (the ``/proc/PID/fd`` size on a live Linux 6.2+ root,
     else not collected), "size", "list" (count the directory's entries; any
     kernel, costs about as much as status) or "off". ``parsers`` is the twin
-    that scans (default: the live one, :mod:`hostdiag.parsers.procs`); tests
+    that scans (default: the live one, :data:`hostdiag.parsers.live_procpid`); tests
     and benchmarks pass either twin to compare them.
     """
 
     def __init__(self, root, fd_counts="auto", refresh_every=DEFAULT_REFRESH_EVERY,
-                 page_size=None, parsers=procs):
+                 page_size=None, parsers=live_procpid):
         if fd_counts not in FD_COUNTS:
             raise ValueError("fd_counts must be one of %s" % ", ".join(FD_COUNTS))
         self.root = root
@@ -92,22 +92,22 @@ class ProcessTable:
 
     def _fd_mode(self, fd_counts):
         if fd_counts == "off":
-            return procs.FD_OFF
+            return procpid.FD_OFF
         if fd_counts == "list":
-            return procs.FD_LIST
+            return procpid.FD_LIST
         if fd_counts == "size":
-            return procs.FD_SIZE
+            return procpid.FD_SIZE
         # This process has descriptors open, so a size of 0 means a kernel
         # before 6.2, where the size of /proc/PID/fd is always 0.
         if self.root.live and os.stat(self.root.proc("self", "fd")).st_size > 0:
-            return procs.FD_SIZE
-        return procs.FD_OFF
+            return procpid.FD_SIZE
+        return procpid.FD_OFF
 
     def scan(self, problems, pids=None, race_hook=None):
         """One sample of the process table as plain data::
 
             processes  [record] in pid order; a record has the keys of
-                       procs.RECORD_KEYS: pid, ppid, comm, cmdline (list of
+                       procpid.RECORD_KEYS: pid, ppid, comm, cmdline (list of
                        redacted arguments), state, uid (effective), user,
                        start_time (clock ticks after boot), kernel_thread,
                        utime, stime (clock ticks), minflt, majflt, num_threads,

@@ -71,9 +71,9 @@ from hostdiag.sources.hostroot import (
     SourceError,
     error_kind,
 )
-from hostdiag.parsers import proctcp
-from hostdiag.parsers import sockdiag as live_parser
-from hostdiag.parsers.sockdiagpure import ROW_FIELDS, TCP_LISTEN, UNIX_TYPES, state_name
+from hostdiag.parsers import procnet
+from hostdiag.parsers import live_sockdiag
+from hostdiag.parsers.sockdiag import ROW_FIELDS, TCP_LISTEN, UNIX_TYPES, state_name
 
 SOURCE = "sockets"
 
@@ -159,7 +159,7 @@ class SocketTable:
     def __init__(self, root, parser=None, netlink=True, detail_per_rank=DETAIL_PER_RANK,
                  max_tcp_rows=MAX_TCP_ROWS, max_udp=MAX_UDP):
         self.root = root
-        self.parser = parser or live_parser
+        self.parser = parser or live_sockdiag
         self.use_netlink = netlink and root.live
         self.detail_per_rank = detail_per_rank
         self.max_tcp_rows = max_tcp_rows
@@ -475,7 +475,7 @@ class SocketTable:
         read_any = False
         for name in ("tcp", "tcp6"):
             got = problems.parse(self.root, SOURCE, self.root.proc("net", name),
-                                 proctcp.parse_net_inet)
+                                 procnet.parse_net_inet)
             if got is not None:
                 read_any = True
                 rows += got
@@ -496,14 +496,14 @@ class SocketTable:
         rows = []
         for name in ("udp", "udp6"):
             got = problems.parse(self.root, SOURCE, self.root.proc("net", name),
-                                 proctcp.parse_net_inet)
+                                 procnet.parse_net_inet)
             if got is not None:
                 rows += got
         return self._udp_section(rows)
 
     def _unix_procfs(self, problems):
         counts = problems.parse(self.root, SOURCE, self.root.proc("net", "unix"),
-                                proctcp.parse_net_unix)
+                                procnet.parse_net_unix)
         if counts is None:
             return None
         return _unix_summary(counts.items())

@@ -1,8 +1,8 @@
 # cython: language_level=3
-"""Compiled twins of the per-process parsers and scanner in :mod:`hostdiag.parsers.procpure`.
+"""Compiled twins of the per-process parsers and scanner in :mod:`hostdiag.parsers.procpid`.
 
 Same names, same signatures, same output; the grammar is documented in
-``procpure``. The parsers walk the bytes with a C pointer and create Python
+``procpid``. The parsers walk the bytes with a C pointer and create Python
 objects for the output alone. :func:`scan` does the whole per-process loop in C:
 it lists the pids with readdir, opens each ``/proc/PID`` once and reads its
 files with ``openat``/``read``/``close`` into one buffer reused for the whole
@@ -10,7 +10,7 @@ scan, parses them in place and builds the record dicts directly, so a sample
 costs the kernel's work for the files plus the records, and nothing else.
 
 The cold-path parsers (cmdline, cgroup, oom_score_adj, read once per process
-life) and the field tables are imported from ``procpure``: both twins share one
+life) and the field tables are imported from ``procpid``: both twins share one
 definition of each.
 """
 
@@ -34,7 +34,7 @@ from posix.unistd cimport close, read
 
 import os
 
-from hostdiag.parsers.procpure import (
+from hostdiag.parsers.procpid import (
     DEFAULT_READ_CAP,
     FACT_FILES,
     FD_LIST,
@@ -80,22 +80,22 @@ cdef extern from "<dirent.h>" nogil:
 
 
 cdef enum:
-    # Slots of the stat numbers, in the order of procpure.STAT_NUMBERS.
+    # Slots of the stat numbers, in the order of procpid.STAT_NUMBERS.
     S_PPID, S_FLAGS, S_MINFLT, S_MAJFLT, S_UTIME, S_STIME, S_PRIORITY, S_NICE,
     S_NUM_THREADS, S_START_TIME, S_VSIZE, S_RSS, S_BLKIO, S_ARG_START, S_ARG_END, N_STAT
     # Tokens after the comm start at field 3; fields past this one are not read.
     STAT_LAST_FIELD = 49
     STAT_TOKENS = STAT_LAST_FIELD - 2
-    # procpure.STAT_LAST_REQUIRED_FIELD, as tokens after the comm.
+    # procpid.STAT_LAST_REQUIRED_FIELD, as tokens after the comm.
     STAT_REQUIRED_TOKENS = 24 - 2
     N_IO = 7
-    # Indexes of read_bytes and write_bytes in procpure.IO_FIELDS.
+    # Indexes of read_bytes and write_bytes in procpid.IO_FIELDS.
     IO_READ_BYTES = 4
     IO_WRITE_BYTES = 5
     N_STATM = 7
     # Room for "/", a sign, a pid of up to 20 digits and a NUL after the root.
     PID_PATH_EXTRA = 24
-    # procpure's FD_OFF, FD_SIZE, FD_LIST.
+    # procpid's FD_OFF, FD_SIZE, FD_LIST.
     C_FD_OFF = 0
     C_FD_SIZE = 1
     C_FD_LIST = 2
@@ -127,7 +127,7 @@ cdef int _init_layout() except -1:
             or max(_STATM_COLS) >= N_STATM
             or STATUS_FIELDS != ("uid", "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")
             or (FD_OFF, FD_SIZE, FD_LIST) != (C_FD_OFF, C_FD_SIZE, C_FD_LIST)):
-        raise ImportError("hostdiag._procparsers: procpure's tables changed; update the slots")
+        raise ImportError("hostdiag._procpid: procpid's tables changed; update the slots")
     for i in range(STAT_TOKENS):
         _STAT_SLOT[i] = -1
     for i in range(N_STAT):
@@ -376,22 +376,22 @@ cdef object _statm_result(const unsigned char *buf, Py_ssize_t size):
 
 
 def parse_stat(data):
-    """/proc/PID/stat: see :func:`hostdiag.parsers.procpure.parse_stat`."""
+    """/proc/PID/stat: see :func:`hostdiag.parsers.procpid.parse_stat`."""
     return _with_buffer(data, _stat_result)
 
 
 def parse_status(data):
-    """/proc/PID/status: see :func:`hostdiag.parsers.procpure.parse_status`."""
+    """/proc/PID/status: see :func:`hostdiag.parsers.procpid.parse_status`."""
     return _with_buffer(data, _status_result)
 
 
 def parse_statm(data):
-    """/proc/PID/statm: see :func:`hostdiag.parsers.procpure.parse_statm`."""
+    """/proc/PID/statm: see :func:`hostdiag.parsers.procpid.parse_statm`."""
     return _with_buffer(data, _statm_result)
 
 
 def parse_io(data):
-    """/proc/PID/io: see :func:`hostdiag.parsers.procpure.parse_io`."""
+    """/proc/PID/io: see :func:`hostdiag.parsers.procpid.parse_io`."""
     return _with_buffer(data, _io_result)
 
 
@@ -406,7 +406,7 @@ cdef struct Buffer:
 cdef Py_ssize_t _read_at(int dirfd, const char *name, Buffer *buf, int *err) noexcept nogil:
     """Read the file ``name`` under ``dirfd`` into ``buf``: its size, or -1 with
     ``err`` set (EFBIG: the cap was reached). A read that leaves room in the
-    buffer has read the whole file (see procpure._Buffer.read_at)."""
+    buffer has read the whole file (see procpid._Buffer.read_at)."""
     cdef Py_ssize_t total = 0, n, grown
     cdef char *data
     cdef int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC)
@@ -514,7 +514,7 @@ cdef inline bint _denied(int err) noexcept nogil:
 
 
 cdef list _list_pids(bytes root):
-    """The numeric entries of ``root`` as ints, ascending (as procpure.list_pids)."""
+    """The numeric entries of ``root`` as ints, ascending (as procpid.list_pids)."""
     cdef list pids = []
     cdef int fd = openat(AT_FDCWD, root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     cdef DIR *d
@@ -732,7 +732,7 @@ cdef class _Scan:
 
 def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
          page_size=4096, read_cap=DEFAULT_READ_CAP, race_hook=None):
-    """Read the process table: see :func:`hostdiag.parsers.procpure.scan`."""
+    """Read the process table: see :func:`hostdiag.parsers.procpid.scan`."""
     cdef bytes root = os.fsencode(proc_root)
     cdef _Scan state = _Scan(read_cap)
     cdef list records = []

@@ -1,11 +1,12 @@
-"""Pure-Python twins of the per-process parsers and scanner in ``csrc/_procparsers.pyx``.
+"""Pure-Python twins of the per-process parsers and scanner in ``csrc/_procpid.pyx``:
+the files of one process, /proc/PID/*.
 
 Two kinds of function live here, with the same names, signatures and output in
 both twins:
 
 * parsers of one per-pid file (``parse_stat``, ``parse_status``, ``parse_statm``,
   ``parse_io``): they take the whole file as ``bytes``, return
-  ``(result, malformed)`` and do no I/O, like the parsers in ``hotpure``;
+  ``(result, malformed)`` and do no I/O, like the parsers in ``proctext``;
 * :func:`scan`, the reader of the process table: it opens each ``/proc/PID``
   directory once, reads the per-pid files through that directory's descriptor
   into one reused buffer, parses them and builds one record per process. The
@@ -19,7 +20,7 @@ The grammar both implementations share, so that they agree on any input:
 
 * lines are split on ``\\n``; tokens on ASCII white space (space, \\t, \\n, \\r,
   \\v, \\f); an unsigned number is 1 to 20 ASCII digits below 2**64, a signed
-  one may lead with ``-`` (as in ``hotpure``); names are UTF-8 with invalid
+  one may lead with ``-`` (as in ``proctext``); names are UTF-8 with invalid
   bytes replaced;
 * stat: ``PID (COMM) STATE FIELD4 FIELD5 ...``. COMM is everything between the
   first ``(`` and the last ``)``, so a comm holding spaces, parentheses or
@@ -45,8 +46,8 @@ Units: times are clock ticks (USER_HZ), sizes in the parsers are pages
 import errno
 import os
 
-# The number grammar is hotpure's, so both modules share its helpers.
-from hostdiag.parsers.hotpure import _signed, _unsigned
+# The number grammar is proctext's, so both modules share its helpers.
+from hostdiag.parsers.proctext import _signed, _unsigned
 from hostdiag.parsers.redact import redact_argv
 
 # /proc/PID/stat fields read, as (name, field number in proc(5), signed).

@@ -1,5 +1,5 @@
 """The twin suite of the per-process parsers and scanner: the compiled
-``hostdiag._procparsers`` and the pure ``hostdiag.parsers.procpure``.
+``hostdiag._procpid`` and the pure ``hostdiag.parsers.procpid``.
 
 Every table test runs over both implementations; the compiled one fails (it is
 not skipped) when the extension is missing, unless HOSTDIAG_PURE is set. Then
@@ -19,11 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hostdiag.sources.hostroot import HostRoot, SourceError
-from hostdiag.parsers import PURE_ENV, pure_forced, procpure
+from twinsupport import compiled_twin, twin_fixture
+
+from hostdiag.parsers import procpid
 from hostdiag.sources.problems import Problems
 from hostdiag.sources.processes import ProcessTable
 
-FIXTURES = Path(__file__).parent / "fixtures" / "proc-pid"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "proc-pid"
 PARSERS = ("parse_stat", "parse_status", "parse_statm", "parse_io")
 FILES = {"parse_stat": "stat", "parse_status": "status", "parse_statm": "statm",
          "parse_io": "io"}
@@ -32,20 +34,11 @@ HYPOTHESIS = settings(max_examples=300, deadline=None,
                       suppress_health_check=[HealthCheck.too_slow])
 
 
+impl = twin_fixture("procpid")
+
+
 def compiled():
-    """The compiled twin; a missing extension fails the test unless HOSTDIAG_PURE is set."""
-    try:
-        import hostdiag._procparsers as module
-    except ImportError as exc:
-        if pure_forced():
-            pytest.skip("%s is set and the extension is not built: %s" % (PURE_ENV, exc))
-        pytest.fail("the compiled extension hostdiag._procparsers is missing: %s" % exc)
-    return module
-
-
-@pytest.fixture(params=["compiled", "pure"])
-def impl(request):
-    return compiled() if request.param == "compiled" else procpure
+    return compiled_twin("procpid")
 
 
 def stat_line(comm=b"cat", fields=52, **overrides):
@@ -147,7 +140,7 @@ def test_status_fields(impl):
 ])
 def test_status_table(impl, data, expected, malformed):
     result, bad = impl.parse_status(data)
-    assert result == dict(dict.fromkeys(procpure.STATUS_FIELDS), **expected)
+    assert result == dict(dict.fromkeys(procpid.STATUS_FIELDS), **expected)
     assert bad == malformed
 
 
@@ -188,13 +181,13 @@ IO = (b"rchar: 6976\nwchar: 0\nsyscr: 10\nsyscw: 0\nread_bytes: 4096\n"
 ])
 def test_io_table(impl, data, expected, malformed):
     result, bad = impl.parse_io(data)
-    assert result == dict(dict.fromkeys(procpure.IO_FIELDS), **expected)
+    assert result == dict(dict.fromkeys(procpid.IO_FIELDS), **expected)
     assert bad == malformed
 
 
 def test_shared_cold_parsers_are_the_same_objects(impl):
     for name in ("parse_cmdline", "parse_cgroup", "parse_oom_score_adj", "kernel_thread"):
-        assert getattr(impl, name) is getattr(procpure, name)
+        assert getattr(impl, name) is getattr(procpid, name)
 
 
 @pytest.mark.parametrize("data, expected", [
@@ -202,7 +195,7 @@ def test_shared_cold_parsers_are_the_same_objects(impl):
     (b"", (None, 1)), (b"x\n", (None, 1)), (b"1 2\n", (None, 1)),
 ])
 def test_oom_score_adj(data, expected):
-    assert procpure.parse_oom_score_adj(data) == expected
+    assert procpid.parse_oom_score_adj(data) == expected
 
 
 # ---------------------------------------------------------------- the same bytes to both
@@ -211,7 +204,7 @@ def real_files():
     """(parser, bytes) of every current pid's stat, status, statm and io."""
     root = HostRoot()
     samples = []
-    for pid in procpure.list_pids(root.proc_root):
+    for pid in procpid.list_pids(root.proc_root):
         for parser, name in FILES.items():
             try:
                 samples.append((parser, root.read_proc(str(pid), name)))
@@ -234,7 +227,7 @@ def test_real_files_of_every_pid_give_equal_results():
     samples = real_files()
     assert len(samples) > 100
     for parser, data in samples:
-        assert getattr(module, parser)(data) == getattr(procpure, parser)(data), (parser, data)
+        assert getattr(module, parser)(data) == getattr(procpid, parser)(data), (parser, data)
 
 
 def test_fixture_files_give_equal_results():
@@ -242,7 +235,7 @@ def test_fixture_files_give_equal_results():
     samples = fixture_files()
     assert {parser for parser, _ in samples} == set(PARSERS)
     for parser, data in samples:
-        assert getattr(module, parser)(data) == getattr(procpure, parser)(data), (parser, data)
+        assert getattr(module, parser)(data) == getattr(procpid, parser)(data), (parser, data)
 
 
 SEEDS = [data for _, data in fixture_files()] + [stat_line(), STATUS[:400], IO]
@@ -253,7 +246,7 @@ ALPHABET = b" ()\n\t\r-:0123456789xZUidvn\x00\xff"
 @given(parser=st.sampled_from(PARSERS), data=st.binary(max_size=2000))
 def test_garbage_gives_equal_results(parser, data):
     module = compiled()
-    assert getattr(module, parser)(data) == getattr(procpure, parser)(data)
+    assert getattr(module, parser)(data) == getattr(procpid, parser)(data)
 
 
 @HYPOTHESIS
@@ -261,7 +254,7 @@ def test_garbage_gives_equal_results(parser, data):
 def test_truncations_give_equal_results(parser, seed, cut):
     module = compiled()
     data = seed[:cut]
-    assert getattr(module, parser)(data) == getattr(procpure, parser)(data)
+    assert getattr(module, parser)(data) == getattr(procpid, parser)(data)
 
 
 @HYPOTHESIS
@@ -283,7 +276,7 @@ def test_mutations_give_equal_results(parser, seed, edits):
         else:
             del data[position:position + len(chunk)]
     data = bytes(data)
-    assert getattr(module, parser)(data) == getattr(procpure, parser)(data)
+    assert getattr(module, parser)(data) == getattr(procpid, parser)(data)
 
 
 @HYPOTHESIS
@@ -295,22 +288,22 @@ def test_generated_stat_lines_give_equal_results(comm, fields, values):
     module = compiled()
     overrides = {"f%d" % (4 + 3 * i): v for i, v in enumerate(values)}
     data = stat_line(comm=comm, fields=fields, **overrides)
-    assert module.parse_stat(data) == procpure.parse_stat(data)
+    assert module.parse_stat(data) == procpid.parse_stat(data)
 
 
 # ---------------------------------------------------------------- scanning the fixture tree
 
-def fixture_scan(module, fd_mode=procpure.FD_OFF, pids=None):
+def fixture_scan(module, fd_mode=procpid.FD_OFF, pids=None):
     return module.scan(str(FIXTURES), pids, {}, 0, 0, fd_mode, 4096)
 
 
 def test_fixture_tree_scans_equal_in_both_twins():
     module = compiled()
-    assert fixture_scan(module) == fixture_scan(procpure)
+    assert fixture_scan(module) == fixture_scan(procpid)
     with_fds = sorted(int(p.parent.parent.name) for p in FIXTURES.glob("*/fd/0"))
     assert len(with_fds) >= 2
-    assert fixture_scan(module, procpure.FD_LIST, with_fds) == \
-        fixture_scan(procpure, procpure.FD_LIST, with_fds)
+    assert fixture_scan(module, procpid.FD_LIST, with_fds) == \
+        fixture_scan(procpid, procpid.FD_LIST, with_fds)
 
 
 def test_fixture_tree_records(impl):
@@ -396,9 +389,9 @@ def stable_pair(compiled_scan, pure_scan):
 
 def test_live_scans_equal_in_both_twins(sleepers):
     module = compiled()
-    for fd_mode in (procpure.FD_SIZE, procpure.FD_LIST, procpure.FD_OFF):
+    for fd_mode in (procpid.FD_SIZE, procpid.FD_LIST, procpid.FD_OFF):
         a, b = stable_pair(lambda: module.scan("/proc", sleepers, {}, 0, 0, fd_mode, 4096),
-                           lambda: procpure.scan("/proc", sleepers, {}, 0, 0, fd_mode, 4096))
+                           lambda: procpid.scan("/proc", sleepers, {}, 0, 0, fd_mode, 4096))
         assert a == b
         assert len(a[0]) == 3 and len(a[2]) == 3
         assert [r["state"] for r in a[0]] == ["T"] * 3
@@ -407,15 +400,15 @@ def test_live_scans_equal_in_both_twins(sleepers):
 
 def test_read_cap_is_an_error_in_both_twins(sleepers):
     module = compiled()
-    a = module.scan(b"/proc", sleepers, {}, 0, 0, procpure.FD_OFF, 4096, 100)
-    b = procpure.scan(b"/proc", sleepers, {}, 0, 0, procpure.FD_OFF, 4096, 100)
+    a = module.scan(b"/proc", sleepers, {}, 0, 0, procpid.FD_OFF, 4096, 100)
+    b = procpid.scan(b"/proc", sleepers, {}, 0, 0, procpid.FD_OFF, 4096, 100)
     assert a == b
     assert a[0] == [] and [e[1:] for e in a[5]] == [("stat", 27)] * 3     # EFBIG
 
 
 def test_cache_validation_in_both_twins(sleepers):
     module = compiled()
-    first = procpure.scan("/proc", sleepers, {}, 0, 0, procpure.FD_OFF, 4096)
+    first = procpid.scan("/proc", sleepers, {}, 0, 0, procpid.FD_OFF, 4096)
     records = {r["pid"]: r for r in first[0]}
     args = {m[0]["pid"]: m[4:] for m in first[2]}
     facts = {"cmdline": ["cached"], "user": "u", "cgroup": "/c", "oom_score_adj": 7}
@@ -431,9 +424,9 @@ def test_cache_validation_in_both_twins(sleepers):
     hit, reused, execed = sleepers
     cache = {hit: entry(hit), reused: entry(reused, start=records[reused]["start_time"] - 1),
              execed: entry(execed, arg_end=args[execed][1] + 1)}
-    for module_ in (module, procpure):
+    for module_ in (module, procpid):
         records_, new_cache, misses, *_ = module_.scan("/proc", sleepers, cache, 0, 0,
-                                                      procpure.FD_OFF, 4096)
+                                                      procpid.FD_OFF, 4096)
         got = {r["pid"]: r for r in records_}
         assert got[hit]["cmdline"] == ["cached"] and got[hit]["denied"] == ["cgroup"]
         assert new_cache == {hit: cache[hit]}
@@ -443,31 +436,31 @@ def test_cache_validation_in_both_twins(sleepers):
         refresh = 7
         sample = (refresh - hit % refresh) % refresh
         _, new_cache, misses, *_ = module_.scan("/proc", [hit], cache, sample, refresh,
-                                               procpure.FD_OFF, 4096)
+                                               procpid.FD_OFF, 4096)
         assert new_cache == {} and len(misses) == 1
 
 
 def test_list_pids_equal_in_both_twins():
     module = compiled()
-    assert module.list_pids("/proc")[:3] == procpure.list_pids("/proc")[:3] == [1, 2, 3]
-    assert module.list_pids(str(FIXTURES)) == procpure.list_pids(str(FIXTURES))
+    assert module.list_pids("/proc")[:3] == procpid.list_pids("/proc")[:3] == [1, 2, 3]
+    assert module.list_pids(str(FIXTURES)) == procpid.list_pids(str(FIXTURES))
     with pytest.raises(OSError):
         module.list_pids(str(FIXTURES / "missing"))
     with pytest.raises(OSError):
-        procpure.list_pids(str(FIXTURES / "missing"))
+        procpid.list_pids(str(FIXTURES / "missing"))
 
 
 def test_pids_that_cannot_exist_are_vanished_in_both_twins():
     module = compiled()
-    for twin in (module, procpure):
+    for twin in (module, procpid):
         records, cache, misses, vanished, _, errors = twin.scan(
-            "/proc", [-5, 0, 2 ** 40], {}, 0, 0, procpure.FD_OFF, 4096)
+            "/proc", [-5, 0, 2 ** 40], {}, 0, 0, procpid.FD_OFF, 4096)
         assert (records, cache, misses, vanished, errors) == ([], {}, [], 3, [])
 
 
 def test_a_root_with_a_nul_byte_is_refused_by_both_twins():
     module = compiled()
-    for twin in (module, procpure):
+    for twin in (module, procpid):
         with pytest.raises(ValueError):
             twin.scan("/pr\0oc", [1], {})
         with pytest.raises(ValueError):
@@ -475,8 +468,9 @@ def test_a_root_with_a_nul_byte_is_refused_by_both_twins():
 
 
 def test_live_twin_is_reported():
-    from hostdiag.parsers import TWINS, procs
-    impl, reason = TWINS["hostdiag._procparsers"]
-    assert impl == procs.IMPL
-    if os.environ.get(PURE_ENV, "") in ("", "0"):
+    from hostdiag import parsers
+    impl, reason = parsers.TWINS["hostdiag._procpid"]
+    live = {"compiled": "hostdiag._procpid", "pure": "hostdiag.parsers.procpid"}[impl]
+    assert parsers.live_procpid.__name__ == live
+    if not parsers.pure_forced():
         assert impl == "compiled", reason

@@ -17,7 +17,7 @@ The udp files end each line with the socket's ``drops``.
 import socket
 import struct
 
-from hostdiag.parsers.sockdiagpure import TCP_LISTEN, UNIX_TYPES, state_name
+from hostdiag.parsers.sockdiag import TCP_LISTEN, UNIX_TYPES, state_name
 
 # /proc/net/unix St column (enum socket_state) and the listening flag (__SO_ACCEPTCON).
 _UNIX_ST = {1: "UNCONN", 2: "SYN_SENT", 3: "ESTABLISHED", 4: "CLOSING"}

@@ -1,5 +1,5 @@
 """The twin suite of the sock_diag readers: the compiled ``hostdiag._sockdiag``
-and the pure ``hostdiag.parsers.sockdiagpure``.
+and the pure ``hostdiag.parsers.sockdiag``.
 
 Every table test runs over both implementations; the compiled one fails (it is
 not skipped) when the extension is missing, unless HOSTDIAG_PURE is set. Then
@@ -17,30 +17,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostdiag.parsers import PURE_ENV, pure_forced, sockdiagpure
+from twinsupport import compiled_twin, twin_fixture
 
-FIXTURES = Path(__file__).parent / "fixtures" / "sockdiag"
+from hostdiag.parsers import sockdiag
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "sockdiag"
 HYPOTHESIS = settings(max_examples=300, deadline=None,
                       suppress_health_check=[HealthCheck.too_slow])
 READERS = ("parse_inet", "scan_inet", "count_unix")
 INFO = {name: (offset, size, shift, width)
-        for name, offset, size, shift, width in sockdiagpure.TCP_INFO_FIELDS}
+        for name, offset, size, shift, width in sockdiag.TCP_INFO_FIELDS}
+
+
+impl = twin_fixture("sockdiag")
 
 
 def compiled():
-    """The compiled twin; a missing extension fails the test unless HOSTDIAG_PURE is set."""
-    try:
-        import hostdiag._sockdiag as module
-    except ImportError as exc:
-        if pure_forced():
-            pytest.skip("%s is set and the extension is not built: %s" % (PURE_ENV, exc))
-        pytest.fail("the compiled extension hostdiag._sockdiag is missing: %s" % exc)
-    return module
-
-
-@pytest.fixture(params=["compiled", "pure"])
-def impl(request):
-    return compiled() if request.param == "compiled" else sockdiagpure
+    return compiled_twin("sockdiag")
 
 
 def fixture(name):
@@ -166,13 +159,13 @@ def test_socket_fields(impl):
                     rqueue=5, wqueue=7, uid=1000, inode=81234, attrs=attrs)
     (sock,), malformed, end = impl.parse_inet(data)
     assert (malformed, end) == (0, None)
-    assert list(sock) == list(sockdiagpure.SOCKET_KEYS)
-    assert {k: sock[k] for k in sockdiagpure.SOCKET_KEYS[:11]} == {
+    assert list(sock) == list(sockdiag.SOCKET_KEYS)
+    assert {k: sock[k] for k in sockdiag.SOCKET_KEYS[:11]} == {
         "family": "inet", "state": "ESTABLISHED", "local": "10.0.0.1", "local_port": 40000,
         "remote": "10.0.0.2", "remote_port": 443, "rqueue": 5, "wqueue": 7, "uid": 1000,
         "inode": 81234, "cong": "cubic",
     }
-    assert sock["skmem"] == dict(zip(sockdiagpure.SKMEM_FIELDS, range(1, 10)))
+    assert sock["skmem"] == dict(zip(sockdiag.SKMEM_FIELDS, range(1, 10)))
     assert sock["tcp_info"]["rtt"] == 2500 and sock["tcp_info"]["rttvar"] == 300
 
 
@@ -247,7 +240,7 @@ def test_congestion_control_name(impl, payload, name):
 @pytest.mark.parametrize("count", [0, 1, 4, 8, 9, 10])
 def test_skmeminfo_is_length_aware(impl, count):
     mem = impl.parse_inet(inet_msg(attrs=rtattr(7, skmem(*range(11, 11 + count)))))[0][0]["skmem"]
-    assert list(mem) == list(sockdiagpure.SKMEM_FIELDS)
+    assert list(mem) == list(sockdiag.SKMEM_FIELDS)
     assert list(mem.values()) == [11 + i if i < count else None for i in range(9)]
 
 
@@ -281,7 +274,7 @@ def test_rows_match_the_socket_dicts(impl):
     assert rows[0] == ("inet", "ESTABLISHED", "127.0.0.1", 40000, "127.0.0.2", 443, 0, 0, 1000,
                        4242, 900, 3, 2 ** 33, 17)
     assert rows[1][10:] == (None, None, None, None)
-    assert len(sockdiagpure.ROW_FIELDS) == len(rows[0])
+    assert len(sockdiag.ROW_FIELDS) == len(rows[0])
 
 
 def test_scan_counts_states(impl):
@@ -416,23 +409,23 @@ def test_twins_agree_on_fixtures(name):
     data = fixture(name)
     c = compiled()
     for reader in READERS:
-        assert getattr(c, reader)(data) == getattr(sockdiagpure, reader)(data), reader
-    inodes = {s["inode"] for s in sockdiagpure.parse_inet(data)[0][::2]}
-    assert c.parse_inet(data, inodes) == sockdiagpure.parse_inet(data, inodes)
-    rows = sockdiagpure.scan_inet(data)[0]
-    columns = range(len(sockdiagpure.ROW_FIELDS))
-    assert c.top_rows(rows, columns, 3, "LISTEN") == sockdiagpure.top_rows(rows, columns, 3, "LISTEN")
+        assert getattr(c, reader)(data) == getattr(sockdiag, reader)(data), reader
+    inodes = {s["inode"] for s in sockdiag.parse_inet(data)[0][::2]}
+    assert c.parse_inet(data, inodes) == sockdiag.parse_inet(data, inodes)
+    rows = sockdiag.scan_inet(data)[0]
+    columns = range(len(sockdiag.ROW_FIELDS))
+    assert c.top_rows(rows, columns, 3, "LISTEN") == sockdiag.top_rows(rows, columns, 3, "LISTEN")
 
 
 def _agree(data, inodes=None):
     c = compiled()
     for reader in READERS:
-        assert getattr(c, reader)(data) == getattr(sockdiagpure, reader)(data), reader
+        assert getattr(c, reader)(data) == getattr(sockdiag, reader)(data), reader
     counted_c, counted_pure = {}, {}
-    assert c.scan_inet(data, counted_c) == sockdiagpure.scan_inet(data, counted_pure)
+    assert c.scan_inet(data, counted_c) == sockdiag.scan_inet(data, counted_pure)
     assert counted_c == counted_pure
     if inodes is not None:
-        assert c.parse_inet(data, inodes) == sockdiagpure.parse_inet(data, inodes)
+        assert c.parse_inet(data, inodes) == sockdiag.parse_inet(data, inodes)
 
 
 @HYPOTHESIS
@@ -452,7 +445,7 @@ def test_twins_agree_on_mutated_replies(start, stop, flips):
     for pos, value in flips:
         data[pos] = value
     data = bytes(data[min(start, stop):max(start, stop)])
-    inodes = {s["inode"] for s in sockdiagpure.parse_inet(_SEED)[0]}
+    inodes = {s["inode"] for s in sockdiag.parse_inet(_SEED)[0]}
     _agree(data, inodes)
 
 
@@ -468,9 +461,9 @@ def test_twins_agree_on_generated_messages(messages, cut):
     data = b"".join(messages)
     _agree(data, {4242})
     _agree(data[:cut], {4242})
-    rows = sockdiagpure.scan_inet(data)[0]
+    rows = sockdiag.scan_inet(data)[0]
     assert compiled().top_rows(rows, (6, 10, 11, 12), 2) == \
-        sockdiagpure.top_rows(rows, (6, 10, 11, 12), 2)
+        sockdiag.top_rows(rows, (6, 10, 11, 12), 2)
 
 
 _CELL = st.one_of(st.none(), st.integers(-5, 2 ** 65), st.sampled_from(["LISTEN", "x"]),
@@ -484,4 +477,4 @@ _CELL = st.one_of(st.none(), st.integers(-5, 2 ** 65), st.sampled_from(["LISTEN"
        st.sampled_from([None, "LISTEN"]))
 def test_twins_agree_on_ranking(rows, columns, n, exclude):
     assert compiled().top_rows(rows, columns, n, exclude) == \
-        sockdiagpure.top_rows(rows, columns, n, exclude)
+        sockdiag.top_rows(rows, columns, n, exclude)
