@@ -25,7 +25,8 @@ from hostdiag.sampler.system import SystemCollector
 from hostdiag.sources.hostroot import HostRoot
 
 # The source modules whose ``*Source.collect`` methods collect() calls.
-SOURCES = ("cpu", "memory", "pressure", "disks", "filesystems", "network", "kernel")
+SOURCES = ("stat_loadavg_uptime", "meminfo_vmstat_swaps", "pressure", "diskstats", "mountinfo",
+           "network", "proc_sys")
 
 
 def main():

@@ -42,7 +42,7 @@ from procload import ProcessLoad  # noqa: E402
 from hostdiag.sources.hostroot import HostRoot  # noqa: E402
 from hostdiag.parsers import procpid  # noqa: E402
 from hostdiag.sources.problems import Problems  # noqa: E402
-from hostdiag.sources.processes import DEFAULT_REFRESH_EVERY, ProcessTable  # noqa: E402
+from hostdiag.sources.proc_pid import DEFAULT_REFRESH_EVERY, ProcessTable  # noqa: E402
 
 SCALES = (1000, 5000)
 PSUTIL_ATTRS = ["pid", "ppid", "name", "cmdline", "status", "uids", "create_time",

@@ -58,6 +58,7 @@ psutil = pytest.importorskip("psutil")
 from benchsupport import RAW, RESULTS, live_description  # noqa: E402
 
 from hostdiag.sampler.system import SystemCollector  # noqa: E402
+from hostdiag import parsers  # noqa: E402
 from hostdiag.parsers import proctext, rtnetlink  # noqa: E402
 from hostdiag.sources.problems import Problems  # noqa: E402
 
@@ -206,7 +207,7 @@ class RawNetlink:
     """The floor under collect()'s netlink part: the same four rtnetlink dumps
     on a plain socket, each received to NLMSG_DONE. With ``parsers`` (message
     type -> hostdiag's own row parser) each reply is also decoded the way
-    hostdiag.sources.netlink decodes it, without pyroute2 or asyncio around it."""
+    hostdiag.sources.rtnetlink decodes it, without pyroute2 or asyncio around it."""
 
     def __init__(self):
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
@@ -247,18 +248,9 @@ class RawNetlink:
 
 
 def hostdiag_row_parsers():
-    """hostdiag.sources.netlink's per-message decoders (the live twins of
-    hostdiag.parsers, bound there), by request type, or None when that module
-    has none under the names looked for."""
-    from hostdiag.sources import netlink
-
-    names = {18: ("parse_link", "_parse_link"), 22: ("parse_address", "_parse_addr"),
-             26: ("parse_route", "_parse_route"), 30: ("parse_neighbour", "_parse_neigh")}
-    found = {}
-    for msg_type, candidates in names.items():
-        found[msg_type] = next(
-            (getattr(netlink, name) for name in candidates if hasattr(netlink, name)), None)
-    return None if None in found.values() else found
+    """The live per-message rtnetlink decoders of hostdiag.parsers, by request type."""
+    return {18: parsers.parse_link, 22: parsers.parse_address,
+            26: parsers.parse_route, 30: parsers.parse_neighbour}
 
 
 # ---------------------------------------------------------------- CPU accounting
@@ -661,8 +653,6 @@ def test_section(bench, collectors, monkeypatch, request, section, variant):
         row_parsers = None
         if variant == NETLINK_DECODED:
             row_parsers = hostdiag_row_parsers()
-            if row_parsers is None:
-                pytest.skip("hostdiag.sources.netlink has no parse_link/address/route/neighbour")
 
         def floor():
             replay_syscalls(footprint)

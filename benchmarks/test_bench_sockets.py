@@ -47,7 +47,7 @@ from connload import ConnLoad  # noqa: E402
 from hostdiag.sources.hostroot import HostRoot  # noqa: E402
 from hostdiag.parsers import sockdiag  # noqa: E402
 from hostdiag.sources.problems import Problems  # noqa: E402
-from hostdiag.sources.sockets import TCP_EXTENSIONS, SocketTable  # noqa: E402
+from hostdiag.sources.sock_diag import TCP_EXTENSIONS, SocketTable  # noqa: E402
 
 SCALES = (10_000, 50_000)
 FLOOR_BUFFER = 1 << 20

@@ -19,7 +19,7 @@ from hostdiag.sources.hostroot import HostRoot
 from hostdiag.parsers import live_procpid, procpid
 from hostdiag.parsers.redact import MASK, redact_argv, secret_name
 from hostdiag.sources.problems import Problems
-from hostdiag.sources.processes import ProcessTable
+from hostdiag.sources.proc_pid import ProcessTable
 
 # The child's program travels in the environment so that its command line is
 # exactly BOOT plus the arguments a test gives.

@@ -11,7 +11,6 @@ segments (the kernel runs a socket filter in tcp_v4_rcv before the segment
 reaches the socket, so the sender must retransmit).
 """
 
-import ctypes
 import os
 import socket
 import struct
@@ -32,7 +31,8 @@ from hostdiag.sources.hostroot import HostRoot
 from hostdiag.parsers import parse_twoline, procnet
 from hostdiag.parsers.sockdiag import ROW_FIELDS
 from hostdiag.sources.problems import Problems
-from hostdiag.sources.sockets import SocketTable, map_pids
+from hostdiag.sources.proc_pid_fd import map_pids
+from hostdiag.sources.sock_diag import SocketTable
 
 COL = {name: i for i, name in enumerate(ROW_FIELDS)}
 DEADLINE_S = 10.0

@@ -23,7 +23,7 @@ from twinsupport import compiled_twin, twin_fixture
 
 from hostdiag.parsers import procpid
 from hostdiag.sources.problems import Problems
-from hostdiag.sources.processes import ProcessTable
+from hostdiag.sources.proc_pid import ProcessTable
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "proc-pid"
 PARSERS = ("parse_stat", "parse_status", "parse_statm", "parse_io")

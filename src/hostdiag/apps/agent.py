@@ -43,8 +43,8 @@ log = logging.getLogger("hostdiag.apps.agent")
 
 # The optional table sources, used when they are installed: (module, class, method).
 TABLE_SOURCES = {
-    "processes": ("hostdiag.sources.processes", "ProcessTable", "scan"),
-    "sockets": ("hostdiag.sources.sockets", "SocketTable", "collect"),
+    "processes": ("hostdiag.sources.proc_pid", "ProcessTable", "scan"),
+    "sockets": ("hostdiag.sources.sock_diag", "SocketTable", "collect"),
 }
 # STATUS= for systemd is refreshed every this many ticks.
 _STATUS_EVERY = 10

@@ -1,5 +1,6 @@
-"""Small files under /proc/sys: file handles (fs/file-nr), one-integer values
-(kernel/pid_max, kernel/threads-max, kernel/tainted) and the taint letters.
+"""Small files under /proc/sys and /sys holding numbers: file handles (fs/file-nr),
+one-integer values (kernel/pid_max, threads-max, tainted; sysfs attributes,
+nf_conntrack_*) and the taint letters.
 
 Like every parser each takes bytes, does no I/O and returns ``(result, malformed)``.
 """
@@ -33,3 +34,17 @@ TAINT_FLAGS = "PFSRMBUDAWCIOELKXTN"
 def taint_letters(value):
     """The letters the kernel prints for a tainted mask, in bit order."""
     return "".join(letter for bit, letter in enumerate(TAINT_FLAGS) if value >> bit & 1)
+
+
+def parse_decimal(data):
+    """A file holding one decimal integer with an optional leading '-', at most 20
+    characters with the sign, white space around it ignored (a sysfs attribute,
+    nf_conntrack_count): ``(value, malformed)``."""
+    text = data.strip()
+    if text[:1] == b"-":
+        ok = text[1:].isdigit()
+    else:
+        ok = text.isdigit()
+    if not ok or len(text) > 20:
+        return None, 1
+    return int(text), 0

@@ -45,8 +45,3 @@ class PressureSource:
         root = self.root
         return {resource: problems.parse(root, SOURCE, path, parse_pressure) if path is not None else None
                 for resource, path in self._paths}
-
-
-def collect_pressure(root, problems):
-    """The pressure section, probed and read now (one-off use)."""
-    return PressureSource(root).collect(problems)

@@ -27,8 +27,3 @@ class CpuSource:
         stat["loadavg"] = loadavg
         stat["uptime"] = uptime
         return stat
-
-
-def collect_cpu(root, problems):
-    """The cpu section (one-off use)."""
-    return CpuSource(root).collect(problems)

@@ -1,4 +1,5 @@
-"""The sockets section: TCP, UDP and unix sockets of the host, from netlink sock_diag.
+"""NETLINK_SOCK_DIAG dumps (with /proc/net/{tcp,tcp6,udp,udp6,unix} as the fallback):
+the sockets section, TCP, UDP and unix sockets of the host.
 
 :class:`SocketTable` keeps one NETLINK_SOCK_DIAG socket open between samples.
 pyroute2 opens it (``DiagSocket``) and builds each request (``inet_diag_req``
@@ -50,8 +51,9 @@ container's /host/proc) and when netlink is unavailable. They have no
 tcp_info, socket memory or congestion control (None), and no listen backlog
 limit (``backlog_max`` None).
 
-:func:`map_pids` maps socket inodes to the processes holding them, on demand
-and for the sockets shown only: walking every /proc/*/fd is the dear part.
+:func:`hostdiag.sources.proc_pid_fd.map_pids` maps socket inodes to the
+processes holding them, on demand and for the sockets shown only: walking every
+/proc/*/fd is the dear part.
 """
 
 import collections
@@ -62,10 +64,8 @@ import socket
 import struct
 
 from hostdiag.sources.hostroot import (
-    ACCESS_DENIED,
     IO_ERROR,
     MALFORMED,
-    MISSING,
     TOO_LARGE,
     UNAVAILABLE,
     SourceError,
@@ -532,79 +532,3 @@ def _unix_summary(counts):
         by_state[state] = by_state.get(state, 0) + n
         by_type[kind] = by_type.get(kind, 0) + n
     return {"total": total, "by_state": by_state, "by_type": by_type}
-
-
-def map_pids(root, inodes, problems):
-    """``{inode: [{"pid", "comm"}]}`` for the given socket inodes, from /proc/*/fd.
-
-    On demand and for the sockets shown only: it reads every descriptor link
-    of every process until each inode has a holder, then stops, so an inode
-    shared by several processes (after fork) lists those found before the
-    walk ended. A process that vanishes mid-walk is skipped and counted; one
-    whose descriptors may not be read is skipped and counted too; both are
-    recorded in ``problems``. Inodes no process holds (time-wait sockets,
-    kernel sockets) are absent from the result.
-    """
-    wanted = {"socket:[%d]" % i: i for i in inodes if i}
-    found = {}
-    if not wanted:
-        return found
-    try:
-        names = os.listdir(root.proc())
-    except OSError as exc:
-        problems.add(SOURCE, root.proc(), error_kind(exc), exc.strerror or str(exc))
-        return found
-    pids = sorted(int(n) for n in names if n.isdigit())
-    vanished = denied = 0
-    missing = set(wanted.values())
-    for pid in pids:
-        fd_dir = root.proc(str(pid), "fd")
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError as exc:
-            kind = error_kind(exc)
-            if kind == MISSING:
-                vanished += 1
-            elif kind == ACCESS_DENIED:
-                denied += 1
-            else:
-                problems.add(SOURCE, fd_dir, kind, exc.strerror or str(exc))
-            continue
-        held = []
-        for fd in fds:
-            try:
-                target = os.readlink(os.path.join(fd_dir, fd))
-            except OSError:
-                # The descriptor was closed (or the process exited) since the listing.
-                continue
-            inode = wanted.get(target)
-            if inode is not None:
-                held.append(inode)
-        if not held:
-            continue
-        comm = _comm(root, pid)
-        if comm is None:
-            vanished += 1
-            continue
-        for inode in held:
-            holders = found.setdefault(inode, [])
-            if not any(h["pid"] == pid for h in holders):
-                holders.append({"pid": pid, "comm": comm})
-            missing.discard(inode)
-        if not missing:
-            break
-    if vanished:
-        problems.add(SOURCE, root.proc("*", "fd"), MISSING,
-                     "%d process(es) vanished during the descriptor walk" % vanished, vanished)
-    if denied:
-        problems.add(SOURCE, root.proc("*", "fd"), ACCESS_DENIED,
-                     "descriptors of %d process(es) not readable" % denied, denied)
-    return found
-
-
-def _comm(root, pid):
-    try:
-        data = root.read(root.proc(str(pid), "comm"), cap=4096)
-    except SourceError:
-        return None
-    return data.rstrip(b"\n").decode("utf-8", "replace")

@@ -1,4 +1,6 @@
-"""Kernel and host identity, limits, and recent kernel log lines.
+"""/proc/sys/kernel/* and /proc/sys/fs/file-nr: kernel and host identity, taint
+and limits, with os-release (sources/os_release.py) and, when asked, recent
+kernel log lines (sources/kmsg.py): the kernel section.
 
 :class:`KernelSource` keeps what a host's identity and limits were between the
 samples of one collector, because most of it cannot change while the kernel
@@ -22,23 +24,16 @@ sample, so each snapshot's ``meta.errors`` stays complete.
 
 import os
 
-from hostdiag.sources.hostroot import SourceError, error_kind
-from hostdiag.parsers.kmsg import parse_kmsg_record
-from hostdiag.parsers.os_release import parse_os_release
 from hostdiag.parsers.sysctl import parse_file_nr, parse_single_int, taint_letters
+from hostdiag.sources.kmsg import read_kmsg
+from hostdiag.sources.os_release import read_os_release
 from hostdiag.sources.problems import Problems
 
 SOURCE = "kernel"
-# Levels 0..4: emerg, alert, crit, err, warning.
-KMSG_WORST_LEVEL = 4
-# /dev/kmsg holds the whole kernel ring buffer; keep the newest lines only.
-KMSG_MAX_LINES = 50
-KMSG_MAX_RECORDS = 20000
 # Samples between two reads of the values that only an administrator changes
 # (os-release, pid_max, threads-max; the hostname of a non-live root): a
 # minute of samples at the one-second interval of `diag`.
 IDENTITY_REFRESH_SAMPLES = 60
-OS_RELEASE_PATHS = ("etc/os-release", "usr/lib/os-release")
 
 
 def _text(data):
@@ -89,22 +84,12 @@ class KernelSource:
                 self._read_text(problems, "sys", "kernel", "osrelease"),
                 self._read_text(problems, "sys", "kernel", "version"))
 
-    def _read_os_release(self, problems):
-        root = self.root
-        for candidate in OS_RELEASE_PATHS:
-            path = root.host(candidate)
-            if os.path.exists(path):
-                return problems.parse(root, SOURCE, path, parse_os_release)
-        # Neither exists: the error names the first.
-        problems.read(root, SOURCE, root.host(OS_RELEASE_PATHS[0]))
-        return None
-
     def _read_limit(self, problems, name):
         return problems.parse(self.root, SOURCE, self.root.proc("sys", "kernel", name), parse_single_int)
 
     def _refresh(self):
         """Read again what only an administrator changes."""
-        self._os_release = _Recorded(self._read_os_release)
+        self._os_release = _Recorded(lambda p: read_os_release(self.root, p))
         if not self.root.live:
             self._hostname = _Recorded(lambda p: self._read_text(p, "sys", "kernel", "hostname"))
         self._pid_max = _Recorded(lambda p: self._read_limit(p, "pid_max"))
@@ -153,45 +138,3 @@ class KernelSource:
         if kmsg and root.live:
             section["kmsg"] = read_kmsg(root, problems)
         return section
-
-
-def collect_kernel(root, problems, kmsg=False):
-    """The kernel section with every value read now (one-off use; a collector
-    keeps a :class:`KernelSource`)."""
-    return KernelSource(root).collect(problems, kmsg=kmsg)
-
-
-def read_kmsg(root, problems, max_lines=KMSG_MAX_LINES):
-    """The newest ``max_lines`` records of warning level or worse in /dev/kmsg,
-    oldest first, or None when it cannot be read."""
-    path = root.host("dev", "kmsg")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        problems.add(SOURCE, path, error_kind(exc), exc.strerror or str(exc))
-        return None
-    lines = []
-    try:
-        for _ in range(KMSG_MAX_RECORDS):
-            try:
-                record = os.read(fd, 8192)
-            except BlockingIOError:
-                break
-            except BrokenPipeError:
-                # EPIPE: the record was overwritten while we read; the next read resumes.
-                continue
-            except OSError as exc:
-                raise SourceError(error_kind(exc), path, exc.strerror or str(exc)) from None
-            if not record:
-                break
-            entry = parse_kmsg_record(record)
-            if entry is not None and entry["severity"] <= KMSG_WORST_LEVEL:
-                lines.append(entry)
-                if len(lines) > max_lines:
-                    del lines[0]
-    except SourceError as exc:
-        problems.add(SOURCE, exc.path, exc.kind, exc.message)
-        return None
-    finally:
-        os.close(fd)
-    return lines

@@ -24,8 +24,3 @@ class MemorySource:
         if meminfo is None and vmstat is None:
             return None
         return {"meminfo": meminfo, "vmstat": vmstat, "swaps": swaps}
-
-
-def collect_memory(root, problems):
-    """The memory section (one-off use)."""
-    return MemorySource(root).collect(problems)

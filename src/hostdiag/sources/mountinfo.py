@@ -91,11 +91,6 @@ def _real_filesystems(mounts):
     return result
 
 
-def collect_filesystems(root, problems):
-    """The filesystems section, parsed now (one-off use)."""
-    return FilesystemSource(root).collect(problems)
-
-
 def _add_statvfs(problems, path, entry):
     try:
         st = os.statvfs(path)

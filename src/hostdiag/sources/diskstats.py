@@ -69,8 +69,3 @@ class DiskSource:
         from_sysfs = _is_partition_sysfs(self.root, name)
         is_partition = from_sysfs if from_sysfs is not None else parent is not None
         return is_partition, parent if is_partition else None
-
-
-def collect_disks(root, problems):
-    """The disks section, every device looked up now (one-off use)."""
-    return DiskSource(root).collect(problems)

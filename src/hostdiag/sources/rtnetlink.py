@@ -48,20 +48,10 @@ import struct
 import threading
 
 from hostdiag.sources.hostroot import IO_ERROR, MALFORMED, TOO_LARGE, UNAVAILABLE, SourceError, error_kind
-# The live twins (compiled, or the pure hostdiag.parsers.rtnetlink): parse_replies walks a received
-# datagram and decodes its messages; the per-message decoders are bound here
-# so that callers and the benchmarks find them under this module too.
-from hostdiag.parsers import (  # noqa: F401  (parse_link ... re-exported)
-    parse_address, parse_link, parse_neighbour, parse_replies, parse_route,
-)
-from hostdiag.parsers.rtnetlink import (  # noqa: F401  (re-exported tables)
-    FAMILIES,
-    LINK_STATS,
-    NUD_STATES,
-    OPERSTATES,
-    SCOPE_NAMES,
-    TABLE_NAMES,
-)
+# The live twin (compiled, or the pure hostdiag.parsers.rtnetlink): it walks a
+# received datagram and decodes its messages.
+from hostdiag.parsers import parse_replies
+from hostdiag.parsers.rtnetlink import NUD_STATES
 
 # Message types (linux/rtnetlink.h) and netlink flags (linux/netlink.h).
 RTM_NEWLINK, RTM_GETLINK = 16, 18
