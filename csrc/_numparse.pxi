@@ -53,6 +53,15 @@ cdef inline bint _unsigned(const unsigned char *s, Py_ssize_t n, uint64_t *out) 
     return True
 
 
+cdef inline bint _signed(const unsigned char *s, Py_ssize_t n, bint *negative,
+                         uint64_t *out) noexcept nogil:
+    """An unsigned number with an optional leading '-': sign and magnitude."""
+    negative[0] = n > 0 and s[0] == c'-'
+    if negative[0]:
+        return _unsigned(s + 1, n - 1, out)
+    return _unsigned(s, n, out)
+
+
 cdef inline object _signed_object(bint negative, uint64_t magnitude):
     if not negative:
         return magnitude

@@ -24,7 +24,7 @@ from cpython.bytes cimport (
 from cpython.dict cimport PyDict_Copy, PyDict_GetItem
 from cpython.list cimport PyList_Append
 from cpython.object cimport PyObject
-from libc.errno cimport EACCES, EFBIG, EINTR, ENOENT, ENOMEM, EPERM, ESRCH, errno
+from libc.errno cimport EFBIG, EINTR, ENOMEM, errno
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, strlen
@@ -42,6 +42,7 @@ from hostdiag.parsers.procpid import (
     FD_SIZE,
     INITIAL_BUFFER,
     IO_FIELDS,
+    IO_SIGNED,
     PF_KTHREAD,
     RECORD_KEYS,
     STAT_LAST_REQUIRED_FIELD,
@@ -54,6 +55,7 @@ from hostdiag.parsers.procpid import (
     parse_cmdline,
     parse_oom_score_adj,
 )
+from hostdiag.parsers.procraces import DENIED_ERRNOS, REQUIRED_FILE, VANISHED_ERRNOS
 
 
 cdef extern from "Python.h":
@@ -95,6 +97,8 @@ cdef enum:
     N_STATM = 7
     # Room for "/", a sign, a pid of up to 20 digits and a NUL after the root.
     PID_PATH_EXTRA = 24
+    # Room for the errnos of each class of procraces' policy.
+    MAX_CLASS_ERRNOS = 8
     # procpid's FD_OFF, FD_SIZE, FD_LIST.
     C_FD_OFF = 0
     C_FD_SIZE = 1
@@ -113,6 +117,14 @@ cdef int _STAT_SLOT[STAT_TOKENS]
 cdef bint _STAT_SIGNED[N_STAT]
 cdef dict _TEMPLATE = dict.fromkeys(RECORD_KEYS)
 cdef tuple _FACT_FILES_B = tuple(name.encode("ascii") for name in FACT_FILES)
+cdef bint _IO_SIGNED[N_IO]
+# procraces' policy, as C arrays: the errnos that say "vanished" and "denied",
+# and the file whose absence means the process is gone.
+cdef int _VANISHED_ERRNOS[MAX_CLASS_ERRNOS]
+cdef int _N_VANISHED = len(VANISHED_ERRNOS)
+cdef int _DENIED_ERRNOS[MAX_CLASS_ERRNOS]
+cdef int _N_DENIED = len(DENIED_ERRNOS)
+cdef bytes _REQUIRED_FILE_B = REQUIRED_FILE.encode("ascii")
 
 
 cdef int _init_layout() except -1:
@@ -136,6 +148,13 @@ cdef int _init_layout() except -1:
     for i in range(N_IO):
         _IO_C[i] = PyBytes_AS_STRING(_IO_BYTES[i])
         _IO_LEN[i] = PyBytes_GET_SIZE(_IO_BYTES[i])
+        _IO_SIGNED[i] = IO_FIELDS[i] in IO_SIGNED
+    if _N_VANISHED > MAX_CLASS_ERRNOS or _N_DENIED > MAX_CLASS_ERRNOS:
+        raise ImportError("hostdiag._procpid: procraces' errno classes outgrew MAX_CLASS_ERRNOS")
+    for i in range(_N_VANISHED):
+        _VANISHED_ERRNOS[i] = VANISHED_ERRNOS[i]
+    for i in range(_N_DENIED):
+        _DENIED_ERRNOS[i] = DENIED_ERRNOS[i]
     return 0
 
 
@@ -280,6 +299,7 @@ cdef Py_ssize_t _parse_status(const unsigned char *buf, Py_ssize_t size,
 cdef struct IoOut:
     bint has[N_IO]
     uint64_t values[N_IO]
+    bint negative[N_IO]
 
 
 cdef Py_ssize_t _parse_io(const unsigned char *buf, Py_ssize_t size, IoOut *out) noexcept nogil:
@@ -292,7 +312,8 @@ cdef Py_ssize_t _parse_io(const unsigned char *buf, Py_ssize_t size, IoOut *out)
     cdef const unsigned char *extra
     cdef Py_ssize_t name_len, tok_len, malformed = 0
     cdef uint64_t value
-    cdef int i
+    cdef bint negative, ok
+    cdef int i, slot
     for i in range(N_IO):
         out.has[i] = False
     while p < end:
@@ -301,16 +322,26 @@ cdef Py_ssize_t _parse_io(const unsigned char *buf, Py_ssize_t size, IoOut *out)
         if name_len != 0:
             tok_len = _next_token(&p, eol, &tok)
             if (tok_len == 0 or _next_token(&p, eol, &extra) != 0
-                    or not _unsigned(tok, tok_len, &value)
                     or name_len < 2 or name[name_len - 1] != c':'):
                 malformed += 1
             else:
+                slot = -1
                 for i in range(N_IO):
                     if (_IO_LEN[i] == name_len - 1
                             and memcmp(_IO_C[i], name, name_len - 1) == 0):
-                        out.has[i] = True
-                        out.values[i] = value
+                        slot = i
                         break
+                negative = False
+                if slot >= 0 and _IO_SIGNED[slot]:
+                    ok = _signed(tok, tok_len, &negative, &value)
+                else:
+                    ok = _unsigned(tok, tok_len, &value)
+                if not ok:
+                    malformed += 1
+                elif slot >= 0:
+                    out.has[slot] = True
+                    out.values[slot] = value
+                    out.negative[slot] = negative
         p = eol + 1
     return malformed
 
@@ -357,7 +388,7 @@ cdef object _io_result(const unsigned char *buf, Py_ssize_t size):
     cdef dict result = {}
     cdef int i
     for i in range(N_IO):
-        result[_IO_NAMES[i]] = io.values[i] if io.has[i] else None
+        result[_IO_NAMES[i]] = _signed_object(io.negative[i], io.values[i]) if io.has[i] else None
     return result, malformed
 
 
@@ -506,11 +537,28 @@ cdef inline void _pid_path(char *path, Py_ssize_t root_len, long long pid) noexc
 
 
 cdef inline bint _vanished(int err) noexcept nogil:
-    return err == ENOENT or err == ESRCH
+    """procraces' VANISHED class."""
+    cdef int i
+    for i in range(_N_VANISHED):
+        if err == _VANISHED_ERRNOS[i]:
+            return True
+    return False
 
 
 cdef inline bint _denied(int err) noexcept nogil:
-    return err == EACCES or err == EPERM
+    """procraces' DENIED class."""
+    cdef int i
+    for i in range(_N_DENIED):
+        if err == _DENIED_ERRNOS[i]:
+            return True
+    return False
+
+
+cdef inline bint _gone(int dirfd, const char *required) noexcept nogil:
+    """True when the process open at ``dirfd`` has vanished: its required file
+    (procraces.REQUIRED_FILE) can no longer be found."""
+    cdef struct_stat st
+    return fstatat(dirfd, required, &st, 0) != 0 and _vanished(errno)
 
 
 cdef list _list_pids(bytes root):
@@ -595,9 +643,10 @@ cdef class _Scan:
         return _read_at(self.dirfd, name, &self.buf, err)
 
     cdef int lost(self, object pid, str what, int err, list denied) except -1:
-        """A failed read of ``what``: 1 when the process vanished (nothing is
-        noted), else 0 with ``what`` added to ``denied`` or to the errors."""
-        if _vanished(err):
+        """A failed read of the optional file ``what``, classed by procraces'
+        policy: 1 when the process vanished (nothing is noted), else 0 with
+        ``what`` added to ``denied`` or to the errors (an absent file too)."""
+        if _vanished(err) and _gone(self.dirfd, _REQUIRED_FILE_B):
             return 1
         if _denied(err):
             denied.append(what)
@@ -721,7 +770,7 @@ cdef class _Scan:
         for i in range(3):
             n = self.read(pid, <bytes>_FACT_FILES_B[i], FACT_FILES[i], &err)
             if n < 0:
-                if _vanished(err):
+                if _vanished(err) and _gone(self.dirfd, _REQUIRED_FILE_B):
                     return None
                 facts.append(err)
             else:

@@ -95,15 +95,6 @@ include "_numparse.pxi"
 include "_namecache.pxi"
 
 
-cdef inline bint _signed(const unsigned char *s, Py_ssize_t n, bint *negative,
-                         uint64_t *out) noexcept nogil:
-    """An unsigned number with an optional leading '-': sign and magnitude."""
-    negative[0] = n > 0 and s[0] == c'-'
-    if negative[0]:
-        return _unsigned(s + 1, n - 1, out)
-    return _unsigned(s, n, out)
-
-
 cdef inline bint _hex(const unsigned char *s, Py_ssize_t n, uint64_t *out) noexcept nogil:
     """1 to 16 ASCII hex digits."""
     cdef uint64_t value = 0

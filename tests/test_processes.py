@@ -6,6 +6,7 @@ Every child is synchronised through pipes (it writes "ready" once set up) and is
 killed and reaped by the fixture that started it.
 """
 
+import json
 import os
 import pwd
 import subprocess
@@ -544,3 +545,29 @@ def test_rates_skip_damaged_process_records():
     assert list(rates) == ["10:5"]
     assert rates["10:5"]["cpu_pct"] == 100.0
     assert [row["pid"] for row in top_processes(cur, rates)["cpu"]] == [10]
+
+
+# ---------------------------------------------------------------- a recorded tree, end to end
+
+def test_diag_lists_processes_whose_optional_files_are_absent():
+    tree = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "processes-missing-files")
+    env = dict(os.environ)
+    env.pop("NO_COLOR", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "hostdiag", "--proc-root", os.path.join(tree, "proc"),
+         "--sys-root", os.path.join(tree, "sys"), "--rootfs", tree,
+         "--interval", "0", "--format", "json"],
+        capture_output=True, env=env, timeout=120)
+    assert result.returncode == 0 and result.stderr == b"", result.stderr
+    snapshot = json.loads(result.stdout)["snapshot"]
+    section = snapshot["processes"]
+    assert section["counts"] == {"total": 3, "threads": 4, "by_state": {"S": 3}}
+    assert (section["vanished"], section["denied"]) == (0, 0)
+    pids = {r["pid"]: r for r in section["processes"]}
+    assert (pids[1]["read_bytes"], pids[1]["cgroup"], pids[1]["oom_score_adj"]) == (None, None, None)
+    assert (pids[210]["read_bytes"], pids[210]["user"], pids[210]["cmdline"]) == \
+        (4096000, "www-data", ["nginx: worker process"])
+    assert pids[345]["oom_score_adj"] == -1000
+    errors = sorted((e["path"].rsplit("/", 1)[-1], e["kind"], e["count"])
+                    for e in snapshot["meta"]["errors"] if e["source"] == "processes")
+    assert errors == [("cgroup", "missing", 2), ("io", "missing", 1), ("oom_score_adj", "missing", 2)]

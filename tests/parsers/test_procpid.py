@@ -8,6 +8,7 @@ real files, the recorded tree under tests/fixtures/proc-pid, and generated
 garbage, truncations and mutations.
 """
 
+import errno
 import os
 import signal
 import subprocess
@@ -175,6 +176,12 @@ IO = (b"rchar: 6976\nwchar: 0\nsyscr: 10\nsyscw: 0\nread_bytes: 4096\n"
     (b": 1\n", {}, 1),
     (b"read_bytes: 1 kB\n", {}, 1),
     (b"read_bytes:1\n", {}, 1),
+    (b"cancelled_write_bytes: -4096\nwrite_bytes: 8192\n",
+     {"cancelled_write_bytes": -4096, "write_bytes": 8192}, 0),
+    (b"read_bytes: -1\nwrite_bytes: -8192\n", {}, 2),
+    (b"cancelled_write_bytes: -\n", {}, 1),
+    (b"cancelled_write_bytes: -18446744073709551615\n",
+     {"cancelled_write_bytes": -18446744073709551615}, 0),
     (b"garbage\nwrite_bytes: 3", {"write_bytes": 3}, 1),
     (IO[:54], {"rchar": 6976, "wchar": 0, "syscr": 10, "syscw": 0, "read_bytes": 40}, 0),
     (IO[:50], {"rchar": 6976, "wchar": 0, "syscr": 10, "syscw": 0}, 1),
@@ -345,6 +352,59 @@ def test_fixture_tree_through_the_table(impl):
     kinds = {(e["path"].rsplit("/", 1)[-1], e["kind"], e["count"]) for e in problems.all()}
     assert kinds == {("stat", "malformed", 3), ("status", "malformed", 1), ("io", "malformed", 2)}
     assert section["counts"]["by_state"]["Z"] == 1
+
+
+# ------------------------------------------- a recorded tree without the optional files
+
+MISSING_FILES = Path(__file__).parent.parent / "fixtures" / "processes-missing-files"
+
+
+def test_absent_optional_files_leave_the_process_listed(impl):
+    """pid 1 has no io, cgroup or oom_score_adj (a 2.6.18 kernel), pid 210 no
+    oom_score_adj, a status that starts with a blank line and a negative
+    cancelled_write_bytes, pid 345 no cgroup. None of them has vanished: their
+    stat is there."""
+    records, cache, misses, vanished, malformed, errors = impl.scan(
+        str(MISSING_FILES / "proc"), None, {}, 0, 0, procpid.FD_OFF, 4096)
+    assert [r["pid"] for r in records] == [1, 210, 345]
+    assert vanished == 0
+    assert malformed == {"stat": 0, "status": 0, "io": 0}
+    assert errors == [(1, "io", errno.ENOENT)]
+    init, nginx, sshd = records
+    assert (init["read_bytes"], init["write_bytes"], init["denied"]) == (None, None, [])
+    assert (init["uid"], init["voluntary_ctxt_switches"], init["delayacct_blkio_ticks"]) == (0, 4211, 29)
+    assert (nginx["uid"], nginx["voluntary_ctxt_switches"], nginx["nonvoluntary_ctxt_switches"]) == (33, 880, 12)
+    assert (nginx["read_bytes"], nginx["write_bytes"]) == (4096000, 819200)
+    assert (sshd["read_bytes"], sshd["write_bytes"]) == (8192, 0)
+    facts = {miss[0]["pid"]: miss[1:4] for miss in misses}
+    assert facts == {
+        1: (b"/sbin/init\0", errno.ENOENT, errno.ENOENT),
+        210: (b"nginx: worker process\0", b"0::/system.slice/nginx.service\n", errno.ENOENT),
+        345: (b"/usr/sbin/sshd\0-D\0", errno.ENOENT, b"-1000\n"),
+    }
+    assert cache == {}
+
+
+def test_absent_optional_files_through_the_table(impl):
+    """None for what an absent file holds, and one counted entry per file and
+    error, not one per process."""
+    root = HostRoot(proc_root=str(MISSING_FILES / "proc"), sys_root=str(MISSING_FILES / "sys"),
+                    rootfs=str(MISSING_FILES))
+    table = ProcessTable(root, parsers=impl)
+    for _ in range(2):
+        problems = Problems()
+        section = table.scan(problems)
+        pids = {r["pid"]: r for r in section["processes"]}
+        assert sorted(pids) == [1, 210, 345]
+        assert (section["vanished"], section["denied"]) == (0, 0)
+        assert (pids[1]["cmdline"], pids[1]["cgroup"], pids[1]["oom_score_adj"]) == (["/sbin/init"], None, None)
+        assert (pids[210]["cgroup"], pids[210]["oom_score_adj"]) == ("/system.slice/nginx.service", None)
+        assert (pids[345]["cgroup"], pids[345]["oom_score_adj"]) == (None, -1000)
+        assert [pids[pid]["user"] for pid in (1, 210, 345)] == ["root", "www-data", "root"]
+        entries = sorted((e["path"].rsplit("/", 2)[-2:], e["kind"], e["count"]) for e in problems.all())
+        # The second sample serves the facts from the cache and reports them again.
+        assert entries == [(["1", "cgroup"], "missing", 2), (["1", "io"], "missing", 1),
+                           (["1", "oom_score_adj"], "missing", 2)]
 
 
 # ---------------------------------------------------------------- the scanner over live processes

@@ -48,6 +48,7 @@ import os
 
 # The number grammar is proctext's, so both modules share its helpers.
 from hostdiag.parsers.proctext import _signed, _unsigned
+from hostdiag.parsers.procraces import DENIED, REQUIRED_FILE, VANISHED, classify
 from hostdiag.parsers.redact import redact_argv
 
 # /proc/PID/stat fields read, as (name, field number in proc(5), signed).
@@ -85,6 +86,9 @@ STATM_COLUMNS = ((0, "size_pages"), (1, "resident_pages"), (2, "shared_pages"),
 STATM_MIN_COLUMNS = 7
 IO_FIELDS = ("rchar", "wchar", "syscr", "syscw", "read_bytes", "write_bytes",
              "cancelled_write_bytes")
+# io fields that may be negative: proc(5) calls cancelled_write_bytes "negative
+# I/O" (dirty page cache this task truncated), and recorded trees show it below 0.
+IO_SIGNED = ("cancelled_write_bytes",)
 
 # The keys of a scanned record, in order. cmdline, user, cgroup and
 # oom_score_adj are the cached facts: the scanner leaves them None for a
@@ -107,8 +111,6 @@ FD_LIST = 2     # the entries of /proc/PID/fd: any kernel, about 3 times the sta
 INITIAL_BUFFER = 64 * 1024
 DEFAULT_READ_CAP = 16 * 1024 * 1024
 
-_VANISHED = (errno.ENOENT, errno.ESRCH)
-_DENIED = (errno.EACCES, errno.EPERM)
 
 
 def parse_stat(data):
@@ -181,18 +183,22 @@ def parse_statm(data):
 
 def parse_io(data):
     """/proc/PID/io: ``{<IO_FIELDS>}`` in bytes (``syscr``/``syscw`` are counts of
-    read and write system calls); a field the file does not give is None."""
+    read and write system calls); a field the file does not give is None. The
+    fields of :data:`IO_SIGNED` are signed numbers, every other one unsigned."""
     result = dict.fromkeys(IO_FIELDS)
     malformed = 0
     for line in data.split(b"\n"):
         tokens = line.split()
         if not tokens:
             continue
-        value = _unsigned(tokens[1]) if len(tokens) == 2 else None
-        if value is None or len(tokens[0]) < 2 or tokens[0][-1:] != b":":
+        if len(tokens) != 2 or len(tokens[0]) < 2 or tokens[0][-1:] != b":":
             malformed += 1
             continue
         name = tokens[0][:-1].decode("utf-8", "replace")
+        value = _signed(tokens[1]) if name in IO_SIGNED else _unsigned(tokens[1])
+        if value is None:
+            malformed += 1
+            continue
         if name in result:
             result[name] = value
     return result, malformed
@@ -333,6 +339,30 @@ def _fd_count(dirfd, fd_mode):
         return None, exc.errno
 
 
+def _gone(dirfd):
+    """True when the process open at ``dirfd`` has vanished: its
+    :data:`~hostdiag.parsers.procraces.REQUIRED_FILE` can no longer be found."""
+    try:
+        os.stat(REQUIRED_FILE, dir_fd=dirfd)
+    except OSError as exc:
+        return classify(exc.errno) == VANISHED
+    return False
+
+
+def _lost(pid, name, err, dirfd, denied, errors):
+    """A failed read of the optional file ``name``, classed by the race policy:
+    True when the process vanished; else False with ``name`` added to
+    ``denied`` or ``(pid, name, err)`` to ``errors`` (an absent file too)."""
+    kind = classify(err)
+    if kind == VANISHED and _gone(dirfd):
+        return True
+    if kind == DENIED:
+        denied.append(name)
+    else:
+        errors.append((pid, name, err))
+    return False
+
+
 def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
          page_size=4096, read_cap=DEFAULT_READ_CAP, race_hook=None):
     """Read the process table under ``proc_root`` (str or bytes).
@@ -368,14 +398,16 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
     * misses: ``(record, cmdline, cgroup, oom_score_adj, arg_start, arg_end)``
       for each record whose facts must be filled by the caller (and cached with
       the argument area), each file as bytes, or an errno int when it could not
-      be read (EACCES/EPERM: denied);
-    * vanished: processes skipped because they disappeared (ENOENT or ESRCH at
-      any step);
+      be read (classed by :mod:`hostdiag.parsers.procraces`);
+    * vanished: processes skipped because they disappeared: the directory or
+      ``stat`` is gone (ENOENT or ESRCH), or another file's read failed so and
+      ``stat`` is gone too (the race policy of :mod:`hostdiag.parsers.procraces`);
     * malformed: ``{"stat": n, "status": n, "io": n}`` files that did not follow
       the grammar (a process with a malformed stat is skipped);
-    * errors: ``(pid, name, errno)`` for every read that failed otherwise
-      (EFBIG: larger than ``read_cap``); ``name`` "pid" is the directory, and a
-      denied stat is reported here with the process skipped.
+    * errors: ``(pid, name, errno)`` for every read that failed otherwise, an
+      absent status, io or fd of a process still there included (EFBIG: larger
+      than ``read_cap``); ``name`` "pid" is the directory, and a denied stat is
+      reported here with the process skipped.
     """
     if isinstance(proc_root, bytes):
         proc_root = os.fsdecode(proc_root)
@@ -393,7 +425,7 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
             dirfd = os.open("%s/%d" % (proc_root, pid),
                             os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
-            if exc.errno in _VANISHED:
+            if classify(exc.errno) == VANISHED:
                 vanished += 1
             else:
                 errors.append((pid, "pid", exc.errno))
@@ -423,7 +455,7 @@ def _scan_one(pid, dirfd, buf, cache, sample_no, refresh_every, fd_mode, page_si
         race_hook(pid, "stat")
     data = buf.read_at(dirfd, "stat")
     if isinstance(data, int):
-        if data in _VANISHED:
+        if classify(data) == VANISHED:
             return None
         errors.append((pid, "stat", data))
         return False
@@ -437,12 +469,8 @@ def _scan_one(pid, dirfd, buf, cache, sample_no, refresh_every, fd_mode, page_si
         race_hook(pid, "status")
     data = buf.read_at(dirfd, "status")
     if isinstance(data, int):
-        if data in _VANISHED:
+        if _lost(pid, "status", data, dirfd, denied, errors):
             return None
-        if data in _DENIED:
-            denied.append("status")
-        else:
-            errors.append((pid, "status", data))
         status = {}
     else:
         status, bad = parse_status(data)
@@ -452,12 +480,8 @@ def _scan_one(pid, dirfd, buf, cache, sample_no, refresh_every, fd_mode, page_si
         race_hook(pid, "io")
     data = buf.read_at(dirfd, "io")
     if isinstance(data, int):
-        if data in _VANISHED:
+        if _lost(pid, "io", data, dirfd, denied, errors):
             return None
-        if data in _DENIED:
-            denied.append("io")
-        else:
-            errors.append((pid, "io", data))
         io = {}
     else:
         io, bad = parse_io(data)
@@ -468,12 +492,8 @@ def _scan_one(pid, dirfd, buf, cache, sample_no, refresh_every, fd_mode, page_si
         if race_hook is not None:
             race_hook(pid, "fd")
         fd_count, fd_error = _fd_count(dirfd, fd_mode)
-        if fd_error in _VANISHED:
+        if fd_error is not None and _lost(pid, "fd", fd_error, dirfd, denied, errors):
             return None
-        if fd_error in _DENIED:
-            denied.append("fd")
-        elif fd_error is not None:
-            errors.append((pid, "fd", fd_error))
 
     flags = stat["flags"]
     vsize = stat["vsize_bytes"]
@@ -522,7 +542,7 @@ def _scan_one(pid, dirfd, buf, cache, sample_no, refresh_every, fd_mode, page_si
         if race_hook is not None:
             race_hook(pid, name)
         data = buf.read_at(dirfd, name)
-        if isinstance(data, int) and data in _VANISHED:
+        if isinstance(data, int) and classify(data) == VANISHED and _gone(dirfd):
             return None
         facts.append(data)
     return record, (record, facts[0], facts[1], facts[2], stat["arg_start"], stat["arg_end"])

@@ -1,4 +1,4 @@
-"""Mounted filesystems from mountinfo, with space and inodes from statvfs."""
+"""/proc/self/mountinfo with statvfs(2) of each mount: mounted filesystems, their space and inodes."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""The process table: every pid under the root, sampled again and again.
+"""/proc/PID/*: the process table, every pid under the root, sampled again and again.
 
 What each per-pid file is read for, and how often (a sample reads each file of
 a process at most once, through one descriptor of ``/proc/PID``, so that all of
@@ -41,11 +41,14 @@ argument list rewritten in place) are refreshed every ``refresh_every``
 samples, one slice of the pids per sample so the cost stays flat. Entries of
 pids gone are dropped at each sample.
 
-Races (STYLE.md 6): a pid that vanishes (ENOENT or ESRCH at any step) is
-skipped and counted in ``vanished``; a file that may not be read (EACCES,
-EPERM) leaves its fields None and its group in the process's ``denied``; a
-zombie is listed (state Z; its cmdline is empty). Any other failure is one
-entry per file and error in the collection's problems.
+Races (STYLE.md 6), by the one policy of :mod:`hostdiag.parsers.procraces`: a
+process whose ``stat`` is gone (ENOENT or ESRCH) is skipped and counted in
+``vanished``; a file that may not be read (EACCES, EPERM) leaves its fields None
+and its group in the process's ``denied``; an absent optional file (no io,
+cgroup or oom_score_adj on that kernel or in that recorded tree) leaves its
+fields None; a zombie is listed (state Z; its cmdline is empty). Every failure
+but a denied one is one entry per file and error in the collection's problems,
+counted, repeated in each sample while the process is listed.
 """
 
 import errno
@@ -53,8 +56,9 @@ import gc
 import os
 import pwd
 
-from hostdiag.sources.hostroot import MALFORMED, TOO_LARGE, error_kind
 from hostdiag.parsers import live_procpid, procpid
+from hostdiag.parsers.procraces import DENIED, REQUIRED_FILE, classify
+from hostdiag.sources.hostroot import MALFORMED, TOO_LARGE, error_kind
 
 SOURCE = "processes"
 # Parsed facts are remembered by their raw bytes (forked workers share one
@@ -89,6 +93,9 @@ class ProcessTable:
         self._users = {}
         self._passwd = None
         self._memo = {}
+        # pid -> ((fact file, errno), ...): facts of cached processes that could
+        # not be read, reported again in every sample the cache serves them.
+        self._fact_errors = {}
 
     def _fd_mode(self, fd_counts):
         if fd_counts == "off":
@@ -146,9 +153,15 @@ class ProcessTable:
             if collecting:
                 gc.enable()
         self.samples += 1
+        fact_errors = self._fact_errors
+        for pid in cache:
+            errors.extend((pid, name, err) for name, err in fact_errors.get(pid, ()))
         for miss in misses:
-            self._fill_facts(cache, miss, problems)
+            self._fill_facts(cache, miss, errors, problems)
         self._cache = cache
+        if fact_errors:
+            # Only the processes cached now keep their entries.
+            self._fact_errors = {pid: found for pid, found in fact_errors.items() if pid in cache}
 
         denied = 0
         threads = 0
@@ -171,30 +184,40 @@ class ProcessTable:
             "denied": denied,
         }
 
-    def _fill_facts(self, cache, miss, problems):
+    def _fill_facts(self, cache, miss, errors, problems):
+        """Parse a miss's fact files into its record and cache them; a fact file
+        that could not be read is classed by the race policy (procraces): denied,
+        or one more ``(pid, file, errno)`` in ``errors``."""
         record, cmdline, cgroup, oom_score_adj, arg_start, arg_end = miss
         pid = record["pid"]
         denied = []
+        failed = []
         parsers = self.parsers
         facts = {
             "cmdline": self._fact(pid, "cmdline", cmdline, parsers.parse_cmdline, denied,
-                                  problems),
+                                  failed, problems),
             "user": self._user(record["uid"], problems),
-            "cgroup": self._fact(pid, "cgroup", cgroup, parsers.parse_cgroup, denied, problems),
+            "cgroup": self._fact(pid, "cgroup", cgroup, parsers.parse_cgroup, denied, failed,
+                                 problems),
             "oom_score_adj": self._fact(pid, "oom_score_adj", oom_score_adj,
-                                        parsers.parse_oom_score_adj, denied, problems),
+                                        parsers.parse_oom_score_adj, denied, failed, problems),
         }
         record.update(facts)
         record["denied"].extend(denied)
         cache[pid] = (record["start_time"], record["comm"], record["uid"], arg_start, arg_end,
                       facts, tuple(denied))
+        if failed:
+            self._fact_errors[pid] = tuple(failed)
+            errors.extend((pid, name, err) for name, err in failed)
+        else:
+            self._fact_errors.pop(pid, None)
 
-    def _fact(self, pid, name, data, parser, denied, problems):
+    def _fact(self, pid, name, data, parser, denied, failed, problems):
         if isinstance(data, int):
-            if data in (errno.EACCES, errno.EPERM):
+            if classify(data) == DENIED:
                 denied.append(name)
             else:
-                self._record_errors([(pid, name, data)], problems)
+                failed.append((name, data))
             return None
         key = (name, data)
         try:
@@ -215,7 +238,7 @@ class ProcessTable:
         grouped = {}
         unreadable = 0
         for pid, name, err in errors:
-            if name in ("pid", "stat") and err in (errno.EACCES, errno.EPERM):
+            if name in ("pid", REQUIRED_FILE) and classify(err) == DENIED:
                 unreadable += 1
             grouped.setdefault((name, err), []).append(pid)
         for (name, err), pids in grouped.items():

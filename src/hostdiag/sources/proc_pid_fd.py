@@ -2,6 +2,7 @@
 
 import os
 
+from hostdiag.parsers.procraces import DENIED, VANISHED, classify
 from hostdiag.sources.hostroot import ACCESS_DENIED, MISSING, SourceError, error_kind
 
 SOURCE = "sockets"
@@ -13,9 +14,10 @@ def map_pids(root, inodes, problems):
     On demand and for the sockets shown only: it reads every descriptor link
     of every process until each inode has a holder, then stops, so an inode
     shared by several processes (after fork) lists those found before the
-    walk ended. A process that vanishes mid-walk is skipped and counted; one
-    whose descriptors may not be read is skipped and counted too; both are
-    recorded in ``problems``. Inodes no process holds (time-wait sockets,
+    walk ended. Failed reads are classed by the race policy of
+    :mod:`hostdiag.parsers.procraces`: a process that vanishes mid-walk is
+    skipped and counted; one whose descriptors may not be read is skipped and
+    counted too; both are recorded in ``problems``. Inodes no process holds (time-wait sockets,
     kernel sockets) are absent from the result.
     """
     wanted = {"socket:[%d]" % i: i for i in inodes if i}
@@ -35,13 +37,13 @@ def map_pids(root, inodes, problems):
         try:
             fds = os.listdir(fd_dir)
         except OSError as exc:
-            kind = error_kind(exc)
-            if kind == MISSING:
+            race = classify(exc.errno)
+            if race == VANISHED:
                 vanished += 1
-            elif kind == ACCESS_DENIED:
+            elif race == DENIED:
                 denied += 1
             else:
-                problems.add(SOURCE, fd_dir, kind, exc.strerror or str(exc))
+                problems.add(SOURCE, fd_dir, error_kind(exc), exc.strerror or str(exc))
             continue
         held = []
         for fd in fds:
