@@ -125,6 +125,7 @@ cdef int _N_VANISHED = len(VANISHED_ERRNOS)
 cdef int _DENIED_ERRNOS[MAX_CLASS_ERRNOS]
 cdef int _N_DENIED = len(DENIED_ERRNOS)
 cdef bytes _REQUIRED_FILE_B = REQUIRED_FILE.encode("ascii")
+cdef const char *_REQUIRED_FILE_C = _REQUIRED_FILE_B
 
 
 cdef int _init_layout() except -1:
@@ -561,24 +562,29 @@ cdef inline bint _gone(int dirfd, const char *required) noexcept nogil:
     return fstatat(dirfd, required, &st, 0) != 0 and _vanished(errno)
 
 
-cdef list _list_pids(bytes root):
-    """The numeric entries of ``root`` as ints, ascending (as procpid.list_pids)."""
-    cdef list pids = []
+cdef struct PidList:
+    long long *values
+    Py_ssize_t count
+    Py_ssize_t cap
+
+
+cdef int _read_pids(const char *root, PidList *out) noexcept nogil:
+    """Append the numeric entries of ``root`` to ``out``: 0, or an errno."""
     cdef int fd = openat(AT_FDCWD, root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     cdef DIR *d
     cdef dirent *entry
     cdef const char *name
     cdef Py_ssize_t n, i
     cdef long long value
+    cdef long long *grown
     cdef int err = 0
     if fd < 0:
-        err = errno
-        raise OSError(err, os.strerror(err), os.fsdecode(root))
+        return errno
     d = fdopendir(fd)
     if d == NULL:
         err = errno
         close(fd)
-        raise OSError(err, os.strerror(err), os.fsdecode(root))
+        return err
     while True:
         clear_errno()
         entry = readdir(d)
@@ -595,11 +601,40 @@ cdef list _list_pids(bytes root):
                 value = -1
                 break
             value = value * 10 + (name[i] - c'0')
-        if value >= 0:
-            pids.append(value)
+        if value < 0:
+            continue
+        if out.count == out.cap:
+            grown = <long long *>realloc(out.values, (out.cap * 2 + 1024) * sizeof(long long))
+            if grown == NULL:
+                err = ENOMEM
+                break
+            out.values = grown
+            out.cap = out.cap * 2 + 1024
+        out.values[out.count] = value
+        out.count += 1
     closedir(d)
-    if err:
-        raise OSError(err, os.strerror(err), os.fsdecode(root))
+    return err
+
+
+cdef list _list_pids(bytes root):
+    """The numeric entries of ``root`` as ints, ascending (as procpid.list_pids).
+    The directory is read without the GIL (see scan())."""
+    cdef PidList found
+    cdef const char *c_root = root
+    cdef int err
+    cdef Py_ssize_t i
+    cdef list pids
+    found.values = NULL
+    found.count = 0
+    found.cap = 0
+    try:
+        with nogil:
+            err = _read_pids(c_root, &found)
+        if err:
+            raise OSError(err, os.strerror(err), os.fsdecode(root))
+        pids = [found.values[i] for i in range(found.count)]
+    finally:
+        free(found.values)
     pids.sort()
     return pids
 
@@ -638,15 +673,25 @@ cdef class _Scan:
 
     cdef inline Py_ssize_t read(self, object pid, const char *name, str hook_name,
                                 int *err) except -2:
+        cdef Py_ssize_t n
         if self.race_hook is not None:
             self.race_hook(pid, hook_name)
-        return _read_at(self.dirfd, name, &self.buf, err)
+        # The system calls run without the GIL (see scan()).
+        with nogil:
+            n = _read_at(self.dirfd, name, &self.buf, err)
+        return n
+
+    cdef inline bint gone(self):
+        cdef bint result
+        with nogil:
+            result = _gone(self.dirfd, _REQUIRED_FILE_C)
+        return result
 
     cdef int lost(self, object pid, str what, int err, list denied) except -1:
         """A failed read of the optional file ``what``, classed by procraces'
         policy: 1 when the process vanished (nothing is noted), else 0 with
         ``what`` added to ``denied`` or to the errors (an absent file too)."""
-        if _vanished(err) and _gone(self.dirfd, _REQUIRED_FILE_B):
+        if _vanished(err) and self.gone():
             return 1
         if _denied(err):
             denied.append(what)
@@ -711,7 +756,8 @@ cdef class _Scan:
         if fd_mode != C_FD_OFF:
             if self.race_hook is not None:
                 self.race_hook(pid, "fd")
-            fd_err = _fd_count(self.dirfd, fd_mode, &fd_count)
+            with nogil:
+                fd_err = _fd_count(self.dirfd, fd_mode, &fd_count)
             if fd_err and self.lost(pid, "fd", fd_err, denied):
                 return None
 
@@ -770,7 +816,7 @@ cdef class _Scan:
         for i in range(3):
             n = self.read(pid, <bytes>_FACT_FILES_B[i], FACT_FILES[i], &err)
             if n < 0:
-                if _vanished(err) and _gone(self.dirfd, _REQUIRED_FILE_B):
+                if _vanished(err) and self.gone():
                     return None
                 facts.append(err)
             else:
@@ -781,7 +827,12 @@ cdef class _Scan:
 
 def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
          page_size=4096, read_cap=DEFAULT_READ_CAP, race_hook=None):
-    """Read the process table: see :func:`hostdiag.parsers.procpid.scan`."""
+    """Read the process table: see :func:`hostdiag.parsers.procpid.scan`.
+
+    Every system call (the pid listing's getdents, openat, read, fstatat,
+    close) runs with the GIL released, and the GIL is taken back between them
+    only to build Python objects, so another thread waits for at most one
+    file's read and one record's making, not for the whole scan."""
     cdef bytes root = os.fsencode(proc_root)
     cdef _Scan state = _Scan(read_cap)
     cdef list records = []
@@ -812,9 +863,10 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
         for pid in pids:
             c_pid = pid
             _pid_path(path, root_len, c_pid)
-            state.dirfd = openat(AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if state.dirfd < 0:
+            with nogil:
+                state.dirfd = openat(AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
                 err = errno
+            if state.dirfd < 0:
                 if _vanished(err):
                     vanished += 1
                 else:
@@ -823,7 +875,8 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
             try:
                 outcome = state.one(pid, c_pid, c_fd_mode, c_page_size, c_sample, c_refresh)
             finally:
-                close(state.dirfd)
+                with nogil:
+                    close(state.dirfd)
                 state.dirfd = -1
             if outcome is None:
                 vanished += 1
