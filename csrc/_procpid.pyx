@@ -647,38 +647,118 @@ def list_pids(proc_root):
     return _list_pids(root)
 
 
+cdef enum:
+    # The reads of every sample, in order; each file step has its own buffer.
+    STEP_STAT, STEP_STATUS, STEP_IO, STEP_FD, N_STEPS
+    N_STEP_FILES = STEP_FD
+
+cdef const char *_STEP_FILES[N_STEP_FILES]
+_STEP_FILES[STEP_STAT] = "stat"
+_STEP_FILES[STEP_STATUS] = "status"
+_STEP_FILES[STEP_IO] = "io"
+cdef tuple _STEP_NAMES = ("stat", "status", "io", "fd")
+
+
 cdef class _Scan:
-    """The state of one :func:`scan` call."""
-    cdef Buffer buf
+    """The state of one :func:`scan` call.
+
+    The files of a sample (stat, status, io) are read into a buffer each, so
+    that the reads and parses of one process run in one stretch without the
+    GIL (see :meth:`steps`) and stat's comm stays in its buffer until it is
+    decoded. Each buffer starts at INITIAL_BUFFER bytes and doubles up to the
+    read cap; the fact files (cmdline, cgroup, oom_score_adj) reuse stat's.
+    """
+    cdef Buffer bufs[N_STEP_FILES]
     cdef int dirfd
+    cdef int fd_mode
     cdef object race_hook
     cdef dict cache
     cdef dict new_cache
     cdef list misses
     cdef list errors
     cdef Py_ssize_t bad_stat, bad_status, bad_io
+    # What the steps of the current process found.
+    cdef Py_ssize_t got[N_STEP_FILES]   # bytes read, -1 when the read failed
+    cdef int err[N_STEPS]
+    cdef bint stat_ok
+    cdef StatOut st
+    cdef StatusOut status
+    cdef IoOut io
+    cdef uint64_t fd_count
 
-    def __cinit__(self, Py_ssize_t cap):
-        self.buf.cap = cap
-        self.buf.size = min(<Py_ssize_t>INITIAL_BUFFER, cap)
-        self.buf.data = <char *>malloc(self.buf.size)
-        if self.buf.data == NULL:
-            raise MemoryError()
+    def __cinit__(self, Py_ssize_t cap, int fd_mode):
+        cdef int i
         self.dirfd = -1
+        self.fd_mode = fd_mode
+        for i in range(N_STEP_FILES):
+            self.bufs[i].data = NULL
+        for i in range(N_STEP_FILES):
+            self.bufs[i].cap = cap
+            self.bufs[i].size = min(<Py_ssize_t>INITIAL_BUFFER, cap)
+            self.bufs[i].data = <char *>malloc(self.bufs[i].size)
+            if self.bufs[i].data == NULL:
+                raise MemoryError()
 
     def __dealloc__(self):
-        free(self.buf.data)
+        cdef int i
+        for i in range(N_STEP_FILES):
+            free(self.bufs[i].data)
         if self.dirfd >= 0:
             close(self.dirfd)
 
+    cdef bint step(self, int k) noexcept nogil:
+        """Read (and parse) step ``k`` of the process open at ``dirfd``; False
+        when the later steps are not wanted (stat unreadable or malformed)."""
+        if k == STEP_FD:
+            self.err[k] = _fd_count(self.dirfd, self.fd_mode, &self.fd_count)
+            return True
+        self.got[k] = _read_at(self.dirfd, _STEP_FILES[k], &self.bufs[k], &self.err[k])
+        if self.got[k] < 0:
+            return k != STEP_STAT
+        if k == STEP_STAT:
+            self.stat_ok = _parse_stat(<const unsigned char *>self.bufs[k].data, self.got[k],
+                                       &self.st)
+            return self.stat_ok
+        if k == STEP_STATUS:
+            self.bad_status += _parse_status(<const unsigned char *>self.bufs[k].data,
+                                             self.got[k], &self.status)
+        else:
+            self.bad_io += _parse_io(<const unsigned char *>self.bufs[k].data, self.got[k],
+                                     &self.io)
+        return True
+
+    cdef int steps(self, object pid) except -1:
+        """Run the steps of one process. Without a race hook they run in one
+        stretch without the GIL; with one, the hook is called before each."""
+        cdef int k, last = N_STEPS if self.fd_mode != C_FD_OFF else STEP_FD
+        cdef bint going
+        self.stat_ok = False
+        for k in range(N_STEP_FILES):
+            self.got[k] = -1
+        for k in range(N_STEPS):
+            self.err[k] = 0
+        if self.race_hook is None:
+            with nogil:
+                for k in range(last):
+                    if not self.step(k):
+                        break
+            return 0
+        for k in range(last):
+            self.race_hook(pid, _STEP_NAMES[k])
+            with nogil:
+                going = self.step(k)
+            if not going:
+                break
+        return 0
+
     cdef inline Py_ssize_t read(self, object pid, const char *name, str hook_name,
                                 int *err) except -2:
+        """Read a fact file into stat's buffer, without the GIL."""
         cdef Py_ssize_t n
         if self.race_hook is not None:
             self.race_hook(pid, hook_name)
-        # The system calls run without the GIL (see scan()).
         with nogil:
-            n = _read_at(self.dirfd, name, &self.buf, err)
+            n = _read_at(self.dirfd, name, &self.bufs[STEP_STAT], err)
         return n
 
     cdef inline bint gone(self):
@@ -699,17 +779,17 @@ cdef class _Scan:
             self.errors.append((pid, what, err))
         return 0
 
-    cdef object one(self, object pid, long long c_pid, int fd_mode, uint64_t page_size,
+    cdef object one(self, object pid, long long c_pid, uint64_t page_size,
                     long long sample_no, long long refresh_every):
         """The record of the process open at ``self.dirfd`` (its cache entry
         kept in new_cache, or its miss added to misses); None when it vanished;
         False when it was skipped for another reason."""
-        cdef StatOut st
-        cdef StatusOut status
-        cdef IoOut io
+        cdef StatOut *st = &self.st
+        cdef StatusOut *status = &self.status
+        cdef IoOut *io = &self.io
         cdef int err = 0, fd_err
         cdef Py_ssize_t n
-        cdef uint64_t fd_count = 0, rss, ppid, flags, vsize
+        cdef uint64_t fd_count = self.fd_count, rss, ppid, flags, vsize
         cdef bint have_status = False, have_io = False, is_kthread
         cdef list denied = []
         cdef dict record
@@ -718,15 +798,17 @@ cdef class _Scan:
         cdef object start_time, comm, uid, arg_start, arg_end
         cdef list facts
 
-        n = self.read(pid, "stat", "stat", &err)
-        if n < 0:
+        self.steps(pid)
+        if self.got[STEP_STAT] < 0:
+            err = self.err[STEP_STAT]
             if _vanished(err):
                 return None
             self.errors.append((pid, "stat", err))
             return False
-        if not _parse_stat(<const unsigned char *>self.buf.data, n, &st):
+        if not self.stat_ok:
             self.bad_stat += 1
             return False
+        fd_count = self.fd_count
         ppid = st.values[S_PPID]
         flags = st.values[S_FLAGS]
         vsize = st.values[S_VSIZE]
@@ -736,28 +818,21 @@ cdef class _Scan:
         is_kthread = (flags & PF_KTHREAD) != 0 or (
             (c_pid == 2 or ppid == 2) and vsize == 0 and st.state != c'Z')
 
-        n = self.read(pid, "status", "status", &err)
-        if n < 0:
-            if self.lost(pid, "status", err, denied):
+        if self.got[STEP_STATUS] < 0:
+            if self.lost(pid, "status", self.err[STEP_STATUS], denied):
                 return None
         else:
-            self.bad_status += _parse_status(<const unsigned char *>self.buf.data, n, &status)
             have_status = True
 
-        n = self.read(pid, "io", "io", &err)
-        if n < 0:
-            if self.lost(pid, "io", err, denied):
+        if self.got[STEP_IO] < 0:
+            if self.lost(pid, "io", self.err[STEP_IO], denied):
                 return None
         else:
-            self.bad_io += _parse_io(<const unsigned char *>self.buf.data, n, &io)
             have_io = True
 
         fd_err = -1
-        if fd_mode != C_FD_OFF:
-            if self.race_hook is not None:
-                self.race_hook(pid, "fd")
-            with nogil:
-                fd_err = _fd_count(self.dirfd, fd_mode, &fd_count)
+        if self.fd_mode != C_FD_OFF:
+            fd_err = self.err[STEP_FD]
             if fd_err and self.lost(pid, "fd", fd_err, denied):
                 return None
 
@@ -798,8 +873,8 @@ cdef class _Scan:
             record["fd_count"] = fd_count
         record["denied"] = denied
 
-        arg_start = _stat_value(&st, S_ARG_START)
-        arg_end = _stat_value(&st, S_ARG_END)
+        arg_start = _stat_value(st, S_ARG_START)
+        arg_end = _stat_value(st, S_ARG_END)
         found = PyDict_GetItem(self.cache, pid)
         if found != NULL and not (refresh_every > 0
                                   and (c_pid + sample_no) % refresh_every == 0):
@@ -820,7 +895,7 @@ cdef class _Scan:
                     return None
                 facts.append(err)
             else:
-                facts.append(PyBytes_FromStringAndSize(self.buf.data, n))
+                facts.append(PyBytes_FromStringAndSize(self.bufs[STEP_STAT].data, n))
         self.misses.append((record, facts[0], facts[1], facts[2], arg_start, arg_end))
         return record
 
@@ -834,14 +909,13 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
     only to build Python objects, so another thread waits for at most one
     file's read and one record's making, not for the whole scan."""
     cdef bytes root = os.fsencode(proc_root)
-    cdef _Scan state = _Scan(read_cap)
+    cdef _Scan state = _Scan(read_cap, fd_mode)
     cdef list records = []
     cdef Py_ssize_t vanished = 0
     cdef char *path
     cdef Py_ssize_t root_len = len(root)
     cdef long long c_pid
     cdef int err
-    cdef int c_fd_mode = fd_mode
     cdef uint64_t c_page_size = page_size
     cdef long long c_sample = sample_no, c_refresh = refresh_every
     if not isinstance(cache, dict):
@@ -873,7 +947,7 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
                     state.errors.append((pid, "pid", err))
                 continue
             try:
-                outcome = state.one(pid, c_pid, c_fd_mode, c_page_size, c_sample, c_refresh)
+                outcome = state.one(pid, c_pid, c_page_size, c_sample, c_refresh)
             finally:
                 with nogil:
                     close(state.dirfd)
