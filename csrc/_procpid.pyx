@@ -5,9 +5,11 @@ Same names, same signatures, same output; the grammar is documented in
 ``procpid``. The parsers walk the bytes with a C pointer and create Python
 objects for the output alone. :func:`scan` does the whole per-process loop in C:
 it lists the pids with readdir, opens each ``/proc/PID`` once and reads its
-files with ``openat``/``read``/``close`` into one buffer reused for the whole
-scan, parses them in place and builds the record dicts directly, so a sample
-costs the kernel's work for the files plus the records, and nothing else.
+files with ``openat``/``read``/``close`` into buffers reused for the whole scan
+(one per file of a sample), parses them in place and builds the record dicts
+directly, so a sample costs the kernel's work for the files plus the records,
+and nothing else. The system calls and parsing run without the GIL; it is
+taken only to build each record (see :func:`scan`).
 
 The cold-path parsers (cmdline, cgroup, oom_score_adj, read once per process
 life) and the field tables are imported from ``procpid``: both twins share one
