@@ -1,7 +1,13 @@
-"""What the benchmark files share: the variant names, the raw-read floor and
-the store of results the end-of-session summary prints."""
+"""What the benchmark files share: the variant names, the raw-read floor, the
+loader of a compiled twin and the store of results the end-of-session summary
+prints."""
 
+import importlib
 import os
+
+import pytest
+
+from hostdiag import parsers as live_parsers
 
 # Variants, in the order the summary prints them.
 RAW = "raw_read"
@@ -16,6 +22,23 @@ PURE_ONLY = "pure parse only"
 # the floor pays the kernel exactly what collect() pays.
 RAW_FIRST_CHUNK = 16 * 1024
 RAW_CHUNK = 256 * 1024
+
+
+def compiled_twin(name):
+    """``hostdiag._NAME``, the compiled twin of ``hostdiag.parsers.NAME``, or a
+    skip saying why it is not under test."""
+    if live_parsers.pure_forced():
+        pytest.skip("%s is set: the compiled parsers are not under test" % live_parsers.PURE_ENV)
+    try:
+        return importlib.import_module("hostdiag._" + name)
+    except ImportError as exc:
+        pytest.skip("compiled extension hostdiag._%s unavailable: %s" % (name, exc))
+
+
+def live_description():
+    """Which twins ``collect()`` runs on, and why: one line."""
+    return "%s (%s)" % (live_parsers.implementation(), "; ".join(
+        "%s %s" % (module, impl) for module, (impl, _) in sorted(live_parsers.TWINS.items())))
 
 
 def raw_read(path):

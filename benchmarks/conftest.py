@@ -9,28 +9,22 @@ the CPU-per-snapshot table of ``test_bench_snapshot.py``.
 Timing lives in benchmarks/ only: tests/ has no timing asserts.
 """
 
-import importlib
-
 import pytest
 
 from hostdiag.sources.hostroot import HostRoot
 
-# Import the package's loader before the extension itself: the extension
-# imports its field-name tuples from hostdiag.parsers.hotpure, whose package
-# __init__ imports the extension in turn.
 from hostdiag import parsers as live_parsers
-from hostdiag.parsers import hotpure
+from hostdiag.parsers import proctext
 
 from benchsupport import (
-    COMPILED, COMPILED_ONLY, PSUTIL, PURE, PURE_ONLY, RAW, RESULTS,
+    COMPILED, COMPILED_ONLY, PSUTIL, PURE, PURE_ONLY, RAW, RESULTS, compiled_twin, live_description,
 )
 
 
 def pytest_report_header(config):
     import hostdiag
 
-    return "hostdiag under test: %s; hot parsers %s (%s)" % (
-        hostdiag.__file__, live_parsers.IMPL, live_parsers.IMPL_REASON)
+    return "hostdiag under test: %s; parsers %s" % (hostdiag.__file__, live_description())
 
 
 @pytest.fixture(scope="session")
@@ -55,18 +49,13 @@ def host_root():
 
 @pytest.fixture(scope="session")
 def compiled_parsers():
-    """hostdiag._hotparsers, or a skip saying why it is not there."""
-    if live_parsers.pure_forced():
-        pytest.skip("%s is set: the compiled parsers are not under test" % live_parsers.PURE_ENV)
-    try:
-        return importlib.import_module("hostdiag._hotparsers")
-    except ImportError as exc:
-        pytest.skip("compiled extension hostdiag._hotparsers unavailable: %s" % exc)
+    """hostdiag._proctext, or a skip saying why it is not there."""
+    return compiled_twin("proctext")
 
 
 @pytest.fixture(scope="session")
 def pure_parsers():
-    return hotpure
+    return proctext
 
 
 def _ratio(num, den):
@@ -113,9 +102,9 @@ def pytest_terminal_summary(terminalreporter):
     if not res.medians and not res.cpu:
         return
     tr.write_sep("=", "hostdiag benchmark summary (medians, µs per call)")
-    if live_parsers.IMPL != "compiled":
-        tr.write_line("WARNING: collect() ran on the %s parsers (%s): the snapshot figures "
-                      "are not those of the compiled build" % (live_parsers.IMPL, live_parsers.IMPL_REASON))
+    if live_parsers.implementation() != "compiled":
+        tr.write_line("WARNING: collect() ran on the parsers %s: the snapshot figures "
+                      "are not those of the compiled build" % live_description())
     rows = parser_ratio_rows(res)
     if rows:
         _table(tr, ("group", "raw", "read+compiled", "read+pure", "psutil",

@@ -25,7 +25,8 @@ from hostdiag.sampler.system import SystemCollector
 from hostdiag.sources.hostroot import HostRoot
 
 # The source modules whose ``*Source.collect`` methods collect() calls.
-SOURCES = ("cpu", "memory", "pressure", "disks", "filesystems", "network", "kernel")
+SOURCES = ("stat_loadavg_uptime", "meminfo_vmstat_swaps", "pressure", "diskstats", "mountinfo",
+           "network", "proc_sys")
 
 
 def main():
@@ -51,7 +52,7 @@ def main():
             collector.collect()
         profile.disable()
 
-    print("parsers: %s; netlink: %s; %d calls" % (parsers.IMPL, not args.no_netlink, args.calls))
+    print("parsers: %s; netlink: %s; %d calls" % (parsers.implementation(), not args.no_netlink, args.calls))
     print("unprofiled: %.1f µs CPU, %.1f µs wall per collect()\n" % (cpu * 1e6, wall * 1e6))
 
     stats = pstats.Stats(profile)

@@ -36,12 +36,13 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from benchsupport import compiled_twin  # noqa: E402
 from procload import ProcessLoad  # noqa: E402
 
 from hostdiag.sources.hostroot import HostRoot  # noqa: E402
-from hostdiag.parsers import procpure  # noqa: E402
+from hostdiag.parsers import procpid  # noqa: E402
 from hostdiag.sources.problems import Problems  # noqa: E402
-from hostdiag.sources.processes import DEFAULT_REFRESH_EVERY, ProcessTable  # noqa: E402
+from hostdiag.sources.proc_pid import DEFAULT_REFRESH_EVERY, ProcessTable  # noqa: E402
 
 SCALES = (1000, 5000)
 PSUTIL_ATTRS = ["pid", "ppid", "name", "cmdline", "status", "uids", "create_time",
@@ -50,11 +51,6 @@ PSUTIL_ATTRS = ["pid", "ppid", "name", "cmdline", "status", "uids", "create_time
 SAMPLE_FILES = ("stat", "status", "io")
 FACT_FILES = ("cmdline", "cgroup", "oom_score_adj")
 _O = os.O_RDONLY | os.O_CLOEXEC
-
-
-def compiled_parsers():
-    import hostdiag._procparsers as module
-    return module
 
 
 class RawReadFloor:
@@ -110,8 +106,8 @@ def psutil_sample():
 def contestants():
     """name → a callable doing one sample; steady ones are warmed here."""
     root = HostRoot()
-    compiled_table = ProcessTable(root, parsers=compiled_parsers())
-    pure_table = ProcessTable(root, parsers=procpure)
+    compiled_table = ProcessTable(root, parsers=compiled_twin("procpid"))
+    pure_table = ProcessTable(root, parsers=procpid)
     floor = RawReadFloor(root)
     for warm in (compiled_table.scan, pure_table.scan):
         warm(Problems())
@@ -122,7 +118,7 @@ def contestants():
         "table-pure": lambda: pure_table.scan(Problems()),
         "psutil": psutil_sample,
         "floor-cold": RawReadFloor(root, cold=True).sample,
-        "table-cold": lambda: ProcessTable(root, parsers=compiled_parsers()).scan(Problems()),
+        "table-cold": lambda: ProcessTable(root, parsers=compiled_twin("procpid")).scan(Problems()),
     }
 
 
@@ -142,7 +138,7 @@ def runners(load):
                                   "floor-cold", "table-cold"])
 def test_sample(benchmark, load, runners, name):
     benchmark.group = "processes %d extra" % load.count
-    benchmark.extra_info["pids"] = len(procpure.list_pids(HostRoot().proc_root))
+    benchmark.extra_info["pids"] = len(procpid.list_pids(HostRoot().proc_root))
     rounds = 15 if load.count <= 1000 else 7
     benchmark.pedantic(runners[name], rounds=rounds, warmup_rounds=1)
 

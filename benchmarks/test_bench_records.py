@@ -29,7 +29,7 @@ import msgpack
 import pytest
 
 from hostdiag.model.records import PROCESS
-from hostdiag.sources.processes import ProcessTable
+from hostdiag.sources.proc_pid import ProcessTable
 from hostdiag.sources.problems import Problems
 
 RECORDS = 5000

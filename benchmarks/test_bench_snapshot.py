@@ -20,7 +20,7 @@ default, CPU time with ``--benchmark-timer=time.process_time``):
   ``test_goal1_paired``), the ratio goal (1) is judged on;
 * ``collect() netlink`` / ``collect() no netlink``: ``SystemCollector(root,
   use_netlink=...).collect()`` with the live (compiled) parsers;
-* ``collect() netlink, pure parsers``: the same with every hot parser swapped
+* ``collect() netlink, pure parsers``: the same with every compiled parser swapped
   for its pure twin;
 * ``psutil set``: psutil's nearest set of calls (listed in ``psutil_snapshot``);
 * ``node_exporter scrape, ENCODING (client side)``: one GET of /metrics from our
@@ -55,11 +55,11 @@ import pytest
 
 psutil = pytest.importorskip("psutil")
 
-from benchsupport import RAW, RESULTS  # noqa: E402
+from benchsupport import RAW, RESULTS, live_description  # noqa: E402
 
-from hostdiag import parsers as live_parsers  # noqa: E402
 from hostdiag.sampler.system import SystemCollector  # noqa: E402
-from hostdiag.parsers import hotpure  # noqa: E402
+from hostdiag import parsers  # noqa: E402
+from hostdiag.parsers import proctext, rtnetlink  # noqa: E402
 from hostdiag.sources.problems import Problems  # noqa: E402
 
 GROUP = "system snapshot"
@@ -207,7 +207,7 @@ class RawNetlink:
     """The floor under collect()'s netlink part: the same four rtnetlink dumps
     on a plain socket, each received to NLMSG_DONE. With ``parsers`` (message
     type -> hostdiag's own row parser) each reply is also decoded the way
-    hostdiag.sources.netlink decodes it, without pyroute2 or asyncio around it."""
+    hostdiag.sources.rtnetlink decodes it, without pyroute2 or asyncio around it."""
 
     def __init__(self):
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
@@ -248,18 +248,9 @@ class RawNetlink:
 
 
 def hostdiag_row_parsers():
-    """hostdiag.sources.netlink's per-message decoders (the live twins of
-    hostdiag.parsers, bound there), by request type, or None when that module
-    has none under the names looked for."""
-    from hostdiag.sources import netlink
-
-    names = {18: ("parse_link", "_parse_link"), 22: ("parse_address", "_parse_addr"),
-             26: ("parse_route", "_parse_route"), 30: ("parse_neighbour", "_parse_neigh")}
-    found = {}
-    for msg_type, candidates in names.items():
-        found[msg_type] = next(
-            (getattr(netlink, name) for name in candidates if hasattr(netlink, name)), None)
-    return None if None in found.values() else found
+    """The live per-message rtnetlink decoders of hostdiag.parsers, by request type."""
+    return {18: parsers.parse_link, 22: parsers.parse_address,
+            26: parsers.parse_route, 30: parsers.parse_neighbour}
 
 
 # ---------------------------------------------------------------- CPU accounting
@@ -413,7 +404,7 @@ PSUTIL_SET = ("cpu_times(percpu=True), cpu_stats(), getloadavg(), virtual_memory
 def _snapshot_info(bench, variant):
     bench.group = GROUP
     bench.extra_info["variant"] = variant
-    bench.extra_info["parsers"] = live_parsers.IMPL
+    bench.extra_info["parsers"] = live_description()
 
 
 @pytest.mark.parametrize("kind", ["netlink", "no netlink"])
@@ -539,7 +530,7 @@ def test_collect(bench, collectors, footprints, kind):
     })
     record_cpu(bench, "snapshot (%s)" % kind, cpu_per_call(collector.collect, COLLECT_CPU_CALLS),
                COLLECT_CPU_CALLS, "SystemCollector.collect(), parsers %s, %d values"
-               % (live_parsers.IMPL, bench.extra_info["values"]))
+               % (live_description(), bench.extra_info["values"]))
     bench(collector.collect)
 
 
@@ -554,17 +545,18 @@ def count_values(data):
 
 
 def _swap_in_pure_parsers(monkeypatch):
-    """Point every hostdiag.sources module's hot parser names at the pure twins."""
+    """Point every hostdiag.sources module's compiled parser names at the pure twins."""
     swapped = []
     for name, module in list(sys.modules.items()):
         if not name.startswith("hostdiag.sources.") or module is None:
             continue
-        for parser in dir(hotpure):
-            if not parser.startswith("parse_") or not hasattr(module, parser):
-                continue
-            if getattr(module, parser) is not getattr(hotpure, parser):
-                monkeypatch.setattr(module, parser, getattr(hotpure, parser))
-                swapped.append("%s.%s" % (name, parser))
+        for pure in (proctext, rtnetlink):
+            for parser in dir(pure):
+                if not parser.startswith("parse_") or not hasattr(module, parser):
+                    continue
+                if getattr(module, parser) is not getattr(pure, parser):
+                    monkeypatch.setattr(module, parser, getattr(pure, parser))
+                    swapped.append("%s.%s" % (name, parser))
     return swapped
 
 
@@ -661,8 +653,6 @@ def test_section(bench, collectors, monkeypatch, request, section, variant):
         row_parsers = None
         if variant == NETLINK_DECODED:
             row_parsers = hostdiag_row_parsers()
-            if row_parsers is None:
-                pytest.skip("hostdiag.sources.netlink has no parse_link/address/route/neighbour")
 
         def floor():
             replay_syscalls(footprint)

@@ -41,12 +41,13 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from benchsupport import compiled_twin  # noqa: E402
 from connload import ConnLoad  # noqa: E402
 
 from hostdiag.sources.hostroot import HostRoot  # noqa: E402
-from hostdiag.parsers import sockdiagpure  # noqa: E402
+from hostdiag.parsers import sockdiag  # noqa: E402
 from hostdiag.sources.problems import Problems  # noqa: E402
-from hostdiag.sources.sockets import TCP_EXTENSIONS, SocketTable  # noqa: E402
+from hostdiag.sources.sock_diag import TCP_EXTENSIONS, SocketTable  # noqa: E402
 
 SCALES = (10_000, 50_000)
 FLOOR_BUFFER = 1 << 20
@@ -58,11 +59,6 @@ def cpu_clock():
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def compiled_parser():
-    import hostdiag._sockdiag as module
-    return module
 
 
 class NetlinkFloor:
@@ -120,8 +116,8 @@ def load(request):
 def runners(load):
     """name → a callable doing one sample; each is warmed (socket open, caches filled)."""
     root = HostRoot()
-    compiled_table = SocketTable(root, parser=compiled_parser())
-    pure_table = SocketTable(root, parser=sockdiagpure)
+    compiled_table = SocketTable(root, parser=compiled_twin("sockdiag"))
+    pure_table = SocketTable(root, parser=sockdiag)
     floor_table = SocketTable(root)
     floor = NetlinkFloor(floor_table)
     decode = Pyroute2Decode()

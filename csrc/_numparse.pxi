@@ -1,9 +1,9 @@
 # Number and white-space helpers shared by the compiled parsers: textually
-# included (``include "_numparse.pxi"``) by _hotparsers.pyx and _procparsers.pyx,
+# included (``include "_numparse.pxi"``) by _proctext.pyx and _procpid.pyx,
 # so each module gets its own inline copy and nothing is called across modules.
 # Not built on its own: setup.py builds csrc/*.pyx only.
 #
-# The grammar is hotpure's: tokens are split on ASCII white space (space, \t to
+# The grammar is proctext's: tokens are split on ASCII white space (space, \t to
 # \r); an unsigned number is 1 to 20 ASCII digits below 2**64.
 
 from libc.stdint cimport uint64_t
@@ -51,6 +51,15 @@ cdef inline bint _unsigned(const unsigned char *s, Py_ssize_t n, uint64_t *out) 
         value = value * 10 + digit
     out[0] = value
     return True
+
+
+cdef inline bint _signed(const unsigned char *s, Py_ssize_t n, bint *negative,
+                         uint64_t *out) noexcept nogil:
+    """An unsigned number with an optional leading '-': sign and magnitude."""
+    negative[0] = n > 0 and s[0] == c'-'
+    if negative[0]:
+        return _unsigned(s + 1, n - 1, out)
+    return _unsigned(s, n, out)
 
 
 cdef inline object _signed_object(bint negative, uint64_t magnitude):

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Compiled twin of :mod:`hostdiag.parsers.sockdiagpure`: sock_diag replies to plain data.
+"""Compiled twin of :mod:`hostdiag.parsers.sockdiag`: sock_diag replies to plain data.
 
 Same names, same signatures, same output as the pure twin, whose docstring
 holds the grammar (framing, malformed messages, the ``end`` status) and the
@@ -28,7 +28,7 @@ from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, qsort
 from libc.string cimport memchr, memcmp, memcpy, memset
 
-from hostdiag.parsers.sockdiagpure import (
+from hostdiag.parsers.sockdiag import (
     INODE_OFFSET,
     ROW_FIELDS,
     ROW_STATE,
@@ -315,7 +315,7 @@ ctypedef struct Attrs:
 
 cdef bint _inet_attrs(const unsigned char *msg, Py_ssize_t size, Attrs *a) noexcept nogil:
     """Check one inet_diag_msg of ``size`` bytes and find its attributes;
-    false when it is malformed (see sockdiagpure._inet_attrs)."""
+    false when it is malformed (see sockdiag._inet_attrs)."""
     cdef Py_ssize_t pos, rta_len, step
     cdef uint16_t rta_type
     cdef const unsigned char *attr
@@ -431,7 +431,7 @@ ctypedef struct Walk:
 
 
 cdef int _next(Walk *w) noexcept nogil:
-    """Step to the next message; the grammar of sockdiagpure._walk."""
+    """Step to the next message; the grammar of sockdiag._walk."""
     cdef Py_ssize_t left = w.n - w.pos
     cdef const unsigned char *hdr = w.buf + w.pos
     cdef Py_ssize_t length, step
@@ -475,7 +475,7 @@ cdef bint _has_inode(const uint32_t *sorted_inodes, Py_ssize_t count, uint32_t i
 
 def parse_inet(data, inodes=None):
     """SOCK_DIAG_BY_FAMILY replies for AF_INET/AF_INET6 to ``(sockets, malformed, end)``;
-    see :func:`hostdiag.parsers.sockdiagpure.parse_inet`."""
+    see :func:`hostdiag.parsers.sockdiag.parse_inet`."""
     cdef Py_buffer view
     cdef Walk w
     cdef int step
@@ -529,7 +529,7 @@ def parse_inet(data, inodes=None):
 
 def scan_inet(data, states=None):
     """SOCK_DIAG_BY_FAMILY replies for AF_INET/AF_INET6 to ``(rows, malformed, end)``;
-    see :func:`hostdiag.parsers.sockdiagpure.scan_inet`."""
+    see :func:`hostdiag.parsers.sockdiag.scan_inet`."""
     cdef Py_buffer view
     cdef Walk w
     cdef int step
@@ -577,7 +577,7 @@ def scan_inet(data, states=None):
 
 def count_unix(data):
     """SOCK_DIAG_BY_FAMILY replies for AF_UNIX to ``(counts, malformed, end)``;
-    see :func:`hostdiag.parsers.sockdiagpure.count_unix`."""
+    see :func:`hostdiag.parsers.sockdiag.count_unix`."""
     cdef Py_buffer view
     cdef Walk w
     cdef int step
@@ -663,7 +663,7 @@ cdef void _sift_up(Ranked *heap, Py_ssize_t i) noexcept nogil:
 def top_rows(rows, columns, Py_ssize_t n, exclude_state=None):
     """For each column of ``columns``, the at most ``n`` rows with the largest
     value in it, in one pass over the rows; see
-    :func:`hostdiag.parsers.sockdiagpure.top_rows`."""
+    :func:`hostdiag.parsers.sockdiag.top_rows`."""
     cdef list seq
     cdef Py_ssize_t i, k, count, cap, ncols, need_max = ROW_STATE + 1, size
     cdef Py_ssize_t cols[MAX_RANK_COLUMNS]

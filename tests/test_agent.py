@@ -157,7 +157,7 @@ def test_subscribe_gives_consecutive_seqs_whose_deltas_apply_exactly(running_age
 
 
 def test_tables_every_nth_sample_travel_as_changes_from_the_previous_table(make_agent):
-    pytest.importorskip("hostdiag.sources.processes")
+    pytest.importorskip("hostdiag.sources.proc_pid")
     agent = make_agent(agent={"interval": 0.5, "table_every": 2, "budget": 0.5})
     agent.start()
     agent.wait_ready().close()

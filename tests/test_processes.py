@@ -6,6 +6,7 @@ Every child is synchronised through pipes (it writes "ready" once set up) and is
 killed and reaped by the fixture that started it.
 """
 
+import json
 import os
 import pwd
 import subprocess
@@ -16,10 +17,10 @@ import pytest
 
 from hostdiag.derive.process_rates import process_key, process_rates, top_processes
 from hostdiag.sources.hostroot import HostRoot
-from hostdiag.parsers import procpure, procs
+from hostdiag.parsers import live_procpid, procpid
 from hostdiag.parsers.redact import MASK, redact_argv, secret_name
 from hostdiag.sources.problems import Problems
-from hostdiag.sources.processes import ProcessTable
+from hostdiag.sources.proc_pid import ProcessTable
 
 # The child's program travels in the environment so that its command line is
 # exactly BOOT plus the arguments a test gives.
@@ -115,7 +116,7 @@ def spawn(tmp_path):
 @pytest.fixture(params=["live", "pure"])
 def table(request):
     """A ProcessTable over the live twin and one over the pure twin."""
-    parsers = procs if request.param == "live" else procpure
+    parsers = live_procpid if request.param == "live" else procpid
     return ProcessTable(HostRoot(), parsers=parsers)
 
 
@@ -151,7 +152,7 @@ def test_child_with_odd_comm_and_arguments(table, spawn):
     assert record["nonvoluntary_ctxt_switches"] is not None
     assert record["read_bytes"] is not None and record["write_bytes"] is not None
     assert record["denied"] == []
-    assert set(record) == set(procpure.RECORD_KEYS)
+    assert set(record) == set(procpid.RECORD_KEYS)
     assert not [e for e in problems.all() if e["kind"] == "malformed"]
 
 
@@ -439,7 +440,7 @@ def test_rates_are_none_where_a_counter_went_backwards_or_is_missing():
     (b"", None),
 ])
 def test_cgroup_path_choice(data, expected):
-    path, malformed = procpure.parse_cgroup(data)
+    path, malformed = procpid.parse_cgroup(data)
     assert path == expected
     assert malformed == (1 if data.startswith(b"garbage") else 0)
 
@@ -518,10 +519,10 @@ def test_secret_names(name, secret):
 
 def test_cmdline_parser_redacts_before_returning():
     data = b"mysql\0--password\0hunter2\0-h\0db\0"
-    assert procpure.parse_cmdline(data) == (["mysql", "--password", MASK, "-h", "db"], 0)
-    assert procpure.parse_cmdline(b"") == ([], 0)
-    assert procpure.parse_cmdline(b"title --token abc") == (["title --token ***"], 0)
-    assert procpure.parse_cmdline(b"a\0\0b\0") == (["a", "", "b"], 0)
+    assert procpid.parse_cmdline(data) == (["mysql", "--password", MASK, "-h", "db"], 0)
+    assert procpid.parse_cmdline(b"") == ([], 0)
+    assert procpid.parse_cmdline(b"title --token abc") == (["title --token ***"], 0)
+    assert procpid.parse_cmdline(b"a\0\0b\0") == (["a", "", "b"], 0)
 
 
 def test_secrets_never_reach_the_section(table, spawn):
@@ -544,3 +545,29 @@ def test_rates_skip_damaged_process_records():
     assert list(rates) == ["10:5"]
     assert rates["10:5"]["cpu_pct"] == 100.0
     assert [row["pid"] for row in top_processes(cur, rates)["cpu"]] == [10]
+
+
+# ---------------------------------------------------------------- a recorded tree, end to end
+
+def test_diag_lists_processes_whose_optional_files_are_absent():
+    tree = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "processes-missing-files")
+    env = dict(os.environ)
+    env.pop("NO_COLOR", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "hostdiag", "--proc-root", os.path.join(tree, "proc"),
+         "--sys-root", os.path.join(tree, "sys"), "--rootfs", tree,
+         "--interval", "0", "--format", "json"],
+        capture_output=True, env=env, timeout=120)
+    assert result.returncode == 0 and result.stderr == b"", result.stderr
+    snapshot = json.loads(result.stdout)["snapshot"]
+    section = snapshot["processes"]
+    assert section["counts"] == {"total": 3, "threads": 4, "by_state": {"S": 3}}
+    assert (section["vanished"], section["denied"]) == (0, 0)
+    pids = {r["pid"]: r for r in section["processes"]}
+    assert (pids[1]["read_bytes"], pids[1]["cgroup"], pids[1]["oom_score_adj"]) == (None, None, None)
+    assert (pids[210]["read_bytes"], pids[210]["user"], pids[210]["cmdline"]) == \
+        (4096000, "www-data", ["nginx: worker process"])
+    assert pids[345]["oom_score_adj"] == -1000
+    errors = sorted((e["path"].rsplit("/", 1)[-1], e["kind"], e["count"])
+                    for e in snapshot["meta"]["errors"] if e["source"] == "processes")
+    assert errors == [("cgroup", "missing", 2), ("io", "missing", 1), ("oom_score_adj", "missing", 2)]

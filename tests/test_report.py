@@ -13,8 +13,8 @@ from hostdiag.derive import derive_rates
 from hostdiag.sources.hostroot import HostRoot
 from hostdiag.model import Cpu, ErrorRecord, Memory, Snapshot
 from hostdiag.findings import evaluate
-from hostdiag.parsers.procpure import RECORD_KEYS
-from hostdiag.parsers.sockdiagpure import ROW_FIELDS
+from hostdiag.parsers.procpid import RECORD_KEYS
+from hostdiag.parsers.sockdiag import ROW_FIELDS
 from hostdiag.views.report import (
     human_bits,
     human_bytes,

@@ -102,8 +102,6 @@ def version_line():
 
 def cmd_version(args, out):
     from hostdiag import parsers
-    # Each twin registers itself when imported: list every pair, not just the first.
-    from hostdiag.parsers import procs, sockdiag  # noqa: F401
 
     root = host_root(args)
     try:

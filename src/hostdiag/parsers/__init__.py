@@ -1,9 +1,28 @@
-"""The live parser implementations: compiled from csrc/ or their pure twins.
+"""Parsers: kernel bytes to plain data, and the one switch between twin pairs.
 
-``HOSTDIAG_PURE=1`` in the environment forces the pure-Python twins, both when
-the package is built (no extension is compiled) and when it runs. Otherwise the
-compiled module is used, and when it cannot be imported the reason is kept so
-that ``diag version`` shows a broken build instead of hiding it.
+Four parsers have a compiled twin built from ``csrc/``; each compiled module is
+named after its pure twin with a leading underscore:
+
+* ``parsers.proctext`` / ``hostdiag._proctext``: /proc text files (stat, meminfo,
+  snmp, diskstats, net/dev, softnet_stat, sockstat);
+* ``parsers.rtnetlink`` / ``hostdiag._rtnetlink``: rtnetlink dump replies;
+* ``parsers.procpid`` / ``hostdiag._procpid``: /proc/PID files and the process scan;
+* ``parsers.sockdiag`` / ``hostdiag._sockdiag``: sock_diag dump replies.
+
+The other modules here are pure Python only (their files are small or read
+rarely): named after the file they parse.
+
+This module is the only place that chooses between the twins. ``HOSTDIAG_PURE=1`` in
+the environment forces the pure twins, both when the package is built (no
+extension is compiled) and when it runs. Otherwise the compiled twin is used,
+and when it cannot be imported the reason is kept in :data:`TWINS`, so that
+``diag version`` shows a broken build instead of hiding it.
+
+Callers take the live twin from here: the module objects ``live_proctext``,
+``live_rtnetlink``, ``live_procpid`` and ``live_sockdiag``, and, for the text and
+rtnetlink parsers, whose names are unique, the functions themselves
+(``parse_stat``, ``parse_link``, ...). Tables of names and layouts are defined
+in the pure twin and imported from it.
 """
 
 import importlib
@@ -11,7 +30,7 @@ import os
 
 PURE_ENV = "HOSTDIAG_PURE"
 
-# compiled module → its pure twin; `diag version` reports each.
+# compiled module name → (impl, reason), for every twin pair; `diag version` lists them.
 TWINS = {}
 
 
@@ -19,19 +38,20 @@ def pure_forced():
     return os.environ.get(PURE_ENV, "") not in ("", "0")
 
 
-def load_twin(compiled, pure):
-    """The module to use for one twin pair, as ``(module, impl, reason)``."""
+def _load_twin(compiled, pure):
+    """The live module of one twin pair, recorded in :data:`TWINS`."""
     if pure_forced():
-        result = importlib.import_module(pure), "pure", "forced by %s" % PURE_ENV
+        module, impl, reason = importlib.import_module(pure), "pure", "forced by %s" % PURE_ENV
     else:
         try:
             module = importlib.import_module(compiled)
         except ImportError as exc:
-            result = importlib.import_module(pure), "pure", "compiled extension unavailable: %s" % exc
+            module = importlib.import_module(pure)
+            impl, reason = "pure", "compiled extension unavailable: %s" % exc
         else:
-            result = module, "compiled", module.__file__
-    TWINS[compiled] = result[1:]
-    return result
+            impl, reason = "compiled", module.__file__
+    TWINS[compiled] = (impl, reason)
+    return module
 
 
 def implementation():
@@ -40,17 +60,21 @@ def implementation():
     return impls.pop() if len(impls) == 1 else "mixed"
 
 
-_module, IMPL, IMPL_REASON = load_twin("hostdiag._hotparsers", "hostdiag.parsers.hotpure")
+live_proctext = _load_twin("hostdiag._proctext", "hostdiag.parsers.proctext")
+live_rtnetlink = _load_twin("hostdiag._rtnetlink", "hostdiag.parsers.rtnetlink")
+live_procpid = _load_twin("hostdiag._procpid", "hostdiag.parsers.procpid")
+live_sockdiag = _load_twin("hostdiag._sockdiag", "hostdiag.parsers.sockdiag")
 
-parse_stat = _module.parse_stat
-parse_keyvalue = _module.parse_keyvalue
-parse_twoline = _module.parse_twoline
-parse_diskstats = _module.parse_diskstats
-parse_netdev = _module.parse_netdev
-parse_softnet = _module.parse_softnet
-parse_sockstat = _module.parse_sockstat
-parse_link = _module.parse_link
-parse_address = _module.parse_address
-parse_route = _module.parse_route
-parse_neighbour = _module.parse_neighbour
-parse_replies = _module.parse_replies
+parse_stat = live_proctext.parse_stat
+parse_keyvalue = live_proctext.parse_keyvalue
+parse_twoline = live_proctext.parse_twoline
+parse_diskstats = live_proctext.parse_diskstats
+parse_netdev = live_proctext.parse_netdev
+parse_softnet = live_proctext.parse_softnet
+parse_sockstat = live_proctext.parse_sockstat
+
+parse_link = live_rtnetlink.parse_link
+parse_address = live_rtnetlink.parse_address
+parse_route = live_rtnetlink.parse_route
+parse_neighbour = live_rtnetlink.parse_neighbour
+parse_replies = live_rtnetlink.parse_replies

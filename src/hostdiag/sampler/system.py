@@ -10,13 +10,13 @@ import time
 from hostdiag import parsers
 from hostdiag.sources.hostroot import SourceError
 from hostdiag.model import Cpu, ErrorRecord, Memory, Meta, Snapshot
-from hostdiag.sources.cpu import CpuSource
-from hostdiag.sources.disks import DiskSource
-from hostdiag.sources.filesystems import FilesystemSource
-from hostdiag.sources.kernel import KernelSource
-from hostdiag.sources.memory import MemorySource
+from hostdiag.sources.diskstats import DiskSource
+from hostdiag.sources.meminfo_vmstat_swaps import MemorySource
+from hostdiag.sources.mountinfo import FilesystemSource
 from hostdiag.sources.network import NetworkSource
 from hostdiag.sources.pressure import PressureSource
+from hostdiag.sources.proc_sys import KernelSource
+from hostdiag.sources.stat_loadavg_uptime import CpuSource
 from hostdiag.sources.problems import Problems
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -51,7 +51,7 @@ class SystemCollector:
         """The netlink socket and None, or None and the SourceError that kept
         it from opening (None too when netlink is not used)."""
         if self.netlink is None and self.use_netlink:
-            from hostdiag.sources.netlink import Netlink
+            from hostdiag.sources.rtnetlink import Netlink
 
             try:
                 self.netlink = Netlink()

@@ -1,8 +1,8 @@
 """The process and socket tables of a snapshot, next to :mod:`hostdiag.sampler.system`
 (:class:`hostdiag.sampler.Sampler` puts the two together).
 
-:class:`TableCollector` holds one :class:`~hostdiag.sources.processes.ProcessTable`
-and one :class:`~hostdiag.sources.sockets.SocketTable` for a host root and keeps
+:class:`TableCollector` holds one :class:`~hostdiag.sources.proc_pid.ProcessTable`
+and one :class:`~hostdiag.sources.sock_diag.SocketTable` for a host root and keeps
 them between samples: the process table's cache of per-process facts, and the
 socket table's open sock_diag socket (the socket table itself chooses netlink
 for a live root and /proc/net/tcp* otherwise).
@@ -18,8 +18,9 @@ second are less sensitive to a few milliseconds.
 
 from hostdiag.model import ErrorRecord
 from hostdiag.sources.hostroot import UNAVAILABLE
-from hostdiag.sources.processes import ProcessTable
-from hostdiag.sources.sockets import SocketTable, map_pids
+from hostdiag.sources.proc_pid import ProcessTable
+from hostdiag.sources.proc_pid_fd import map_pids
+from hostdiag.sources.sock_diag import SocketTable
 
 
 class TableCollector:

@@ -3,7 +3,7 @@
 import os
 
 from hostdiag.sources.hostroot import MISSING
-from hostdiag.parsers.coldpath import parse_pressure
+from hostdiag.parsers.pressure import parse_pressure
 
 SOURCE = "pressure"
 RESOURCES = ("cpu", "memory", "io", "irq")
@@ -45,8 +45,3 @@ class PressureSource:
         root = self.root
         return {resource: problems.parse(root, SOURCE, path, parse_pressure) if path is not None else None
                 for resource, path in self._paths}
-
-
-def collect_pressure(root, problems):
-    """The pressure section, probed and read now (one-off use)."""
-    return PressureSource(root).collect(problems)
