@@ -1,0 +1,221 @@
+"""Parsers for cgroup interface files, v2 (unified) and v1 (per controller).
+
+Like every parser here they take ``bytes``, do no I/O and return ``(result,
+malformed)`` where ``malformed`` counts the lines skipped. Units are the
+kernel's: ``*_usec`` microseconds, v1 ``cpuacct.usage`` and ``throttled_time``
+nanoseconds, memory in bytes (``memory.stat`` counters in bytes, ``pg*`` in
+events), ``cpuacct.stat`` in USER_HZ ticks.
+
+A limit the kernel reports as unlimited (v2 ``max``, v1 ``-1`` or the
+page-rounded ``LONG_MAX`` of ``memory.limit_in_bytes``) is the string
+``"max"``, so that ``None`` keeps its one meaning: not read.
+
+No compiled twin: benchmarks/test_bench_cgroups.py measures the table against
+the raw read of its files, and these parsers lean on ``bytes.split`` and one
+regular expression per file, which already run in C.
+"""
+
+import re
+
+UNLIMITED = "max"
+# memory.limit_in_bytes and memsw reads PAGE_COUNTER_MAX * PAGE_SIZE when no
+# limit is set: LONG_MAX rounded down to a page (9223372036854771712 with 4 KiB
+# pages; larger pages round lower). Anything at or above 2**62 is that value.
+_V1_UNLIMITED_FLOOR = 1 << 62
+
+# One "key value" line of a flat-keyed file (cpu.stat, memory.stat,
+# memory.events, pids.events, memory.oom_control, cpuacct.stat). Values past 20
+# digits do not fit a u64 and are not taken.
+_KEYED_LINE = re.compile(rb"^([A-Za-z0-9_.]{1,64}) (\d{1,20})$", re.MULTILINE)
+
+
+def _line_count(data):
+    """Lines in ``data``, counting a last line without its newline."""
+    if not data:
+        return 0
+    return data.count(b"\n") + (data[-1:] != b"\n")
+
+
+def parse_keyed(data, wanted):
+    """A flat-keyed file → {our name: int or None} for the keys in ``wanted``.
+
+    ``wanted`` maps the kernel's key (bytes) to the name in the result; a key
+    the file lacks is None. Every line that is not ``key value`` with a
+    non-negative integer value is malformed (counted, skipped), whether or not
+    its key is wanted.
+    """
+    found = dict(_KEYED_LINE.findall(data))
+    malformed = _line_count(data) - len(found)
+    if malformed < 0:
+        # Duplicate keys collapse in the dict: each duplicate is a valid line.
+        malformed = 0
+    result = {}
+    for key, name in wanted.items():
+        raw = found.get(key)
+        result[name] = int(raw) if raw is not None else None
+    return result, malformed
+
+
+def parse_value(data):
+    """A single-value file (``memory.current``, ``pids.max``, ``cpuacct.usage``,
+    ``memory.limit_in_bytes``…) → int, ``"max"`` when unlimited, or None.
+
+    Unlimited is ``max`` (v2, v1 pids), ``-1`` (v1 ``cfs_quota_us``) or the
+    v1 page counter's ceiling (at or above 2**62).
+    """
+    token = data.strip()
+    if token == b"max" or token == b"-1":
+        return UNLIMITED, 0
+    if token.isdigit() and len(token) <= 20:
+        value = int(token)
+        return (UNLIMITED if value >= _V1_UNLIMITED_FLOOR else value), 0
+    return None, 1
+
+
+def parse_cpu_max(data):
+    """v2 ``cpu.max`` (``$MAX $PERIOD``) → {"quota_usec": int or "max", "period_usec": int}."""
+    tokens = data.split()
+    if len(tokens) != 2:
+        return None, 1
+    quota = UNLIMITED if tokens[0] == b"max" else (int(tokens[0]) if tokens[0].isdigit() and len(tokens[0]) <= 20 else None)
+    period = int(tokens[1]) if tokens[1].isdigit() and len(tokens[1]) <= 20 else None
+    if quota is None or period is None:
+        return None, 1
+    return {"quota_usec": quota, "period_usec": period}, 0
+
+
+_IO_KEYS = frozenset((b"rbytes", b"wbytes", b"rios", b"wios", b"dbytes", b"dios"))
+
+
+def _device(token):
+    major, sep, minor = token.partition(b":")
+    if not sep or not major.isdigit() or not minor.isdigit():
+        return None
+    return token.decode("ascii")
+
+
+def parse_io_stat(data):
+    """v2 ``io.stat`` → {"MAJ:MIN": {"rbytes","wbytes","rios","wios","dbytes","dios"}}.
+
+    Other keys on a line (iocost's ``cost.*``, blk-iolatency's ``depth``…)
+    are left out. A line without a device or without any of the six keys is
+    malformed; a key the line lacks is None.
+    """
+    devices = {}
+    malformed = 0
+    for line in data.split(b"\n"):
+        tokens = line.split()
+        if not tokens:
+            continue
+        device = _device(tokens[0])
+        if device is None:
+            malformed += 1
+            continue
+        counters = dict.fromkeys(("rbytes", "wbytes", "rios", "wios", "dbytes", "dios"))
+        taken = 0
+        for token in tokens[1:]:
+            key, eq, raw = token.partition(b"=")
+            if eq and key in _IO_KEYS and raw.isdigit() and len(raw) <= 20:
+                counters[key.decode("ascii")] = int(raw)
+                taken += 1
+        if not taken:
+            malformed += 1
+            continue
+        devices[device] = counters
+    return devices, malformed
+
+
+_BLKIO_OPS = {b"Read": "read", b"Write": "write", b"Discard": "discard"}
+
+
+def parse_blkio(data):
+    """A v1 ``blkio.throttle.io_service_bytes*`` or ``io_serviced*`` file →
+    {"MAJ:MIN": {"read", "write", "discard"}} (bytes or I/Os, as the file counts).
+
+    ``Sync``, ``Async`` and the per-device ``Total`` lines are sums of the
+    others and are left out; the closing ``Total N`` line is not malformed.
+    """
+    devices = {}
+    malformed = 0
+    for line in data.split(b"\n"):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) == 2 and tokens[0] == b"Total" and tokens[1].isdigit():
+            continue
+        if len(tokens) != 3 or not tokens[2].isdigit() or len(tokens[2]) > 20:
+            malformed += 1
+            continue
+        device = _device(tokens[0])
+        if device is None:
+            malformed += 1
+            continue
+        op = _BLKIO_OPS.get(tokens[1])
+        if op is None:
+            if tokens[1] not in (b"Sync", b"Async", b"Total"):
+                malformed += 1
+            continue
+        counters = devices.get(device)
+        if counters is None:
+            counters = devices[device] = {"read": None, "write": None, "discard": None}
+        counters[op] = int(tokens[2])
+    return devices, malformed
+
+
+# The v1 controllers a cgroup mount's super options may name; the other options
+# (rw, relatime, nsdelegate, clone_children…) are not controllers.
+V1_CONTROLLERS = frozenset(("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls",
+                            "blkio", "perf_event", "net_prio", "hugetlb", "pids", "rdma", "misc"))
+
+
+def _unescape(field):
+    """mountinfo escapes space, tab, newline and backslash as ``\\ooo``."""
+    if b"\\" not in field:
+        return field.decode("utf-8", "replace")
+    return re.sub(rb"\\([0-7]{3})", lambda m: bytes((int(m.group(1), 8) & 0xFF,)), field).decode("utf-8", "replace")
+
+
+def parse_cgroup_mounts(data):
+    """``/proc/PID/mountinfo`` → (cgroup mounts, sysfs mount points), malformed.
+
+    Each cgroup mount is {"type": "cgroup2"|"cgroup", "mount": the mount
+    point, "root": the hierarchy path mounted there, "controllers": tuple of
+    v1 controller names (``name=systemd`` included; empty for cgroup2),
+    "device": "MAJ:MIN"}. A hierarchy mounted twice (bind mounts) is listed
+    once, at the mount whose root is the shortest (the whole tree when it is
+    mounted). Sysfs mount points are listed so that a cgroup mount under one
+    can be found under a relocated sysfs root.
+    """
+    mounts = {}
+    sysfs = []
+    malformed = 0
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        fields = line.split(b" ")
+        try:
+            dash = fields.index(b"-", 6)
+        except ValueError:
+            malformed += 1
+            continue
+        if len(fields) < dash + 4:
+            malformed += 1
+            continue
+        fstype = fields[dash + 1]
+        if fstype == b"sysfs":
+            sysfs.append(_unescape(fields[4]))
+            continue
+        if fstype not in (b"cgroup", b"cgroup2"):
+            continue
+        device = fields[2].decode("ascii", "replace")
+        root = _unescape(fields[3])
+        entry = {"type": fstype.decode("ascii"), "mount": _unescape(fields[4]), "root": root,
+                 "controllers": (), "device": device}
+        if fstype == b"cgroup":
+            entry["controllers"] = tuple(
+                opt for opt in fields[dash + 3].decode("utf-8", "replace").split(",")
+                if opt in V1_CONTROLLERS or opt.startswith("name="))
+        kept = mounts.get(device)
+        if kept is None or len(root) < len(kept["root"]):
+            mounts[device] = entry
+    return (list(mounts.values()), sysfs), malformed
