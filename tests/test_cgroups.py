@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from hostdiag.parsers.cgroup import parse_cgroup_mounts
 from hostdiag.parsers.procs import parse_cgroup
 from hostdiag.sources.cgroups import CgroupTable
 from hostdiag.sources.hostroot import HostRoot
@@ -320,7 +321,7 @@ def test_no_cgroup_mounted_is_none_and_one_problem(tmp_path):
 
 
 @pytest.mark.skipif(not (shutil.which("podman") and shutil.which("runc")), reason="podman and runc not installed")
-def test_podman_container_is_attributed_with_its_name(tmp_path):
+def test_podman_container_is_attributed_with_its_name(live, tmp_path):
     # crun refuses a hybrid host whose unified tree holds a controller
     # (hugetlb here); runc accepts it. This machine's hard RLIMIT_NPROC and
     # NOFILE are below podman's defaults and there is no CAP_SYS_RESOURCE, so
@@ -328,6 +329,13 @@ def test_podman_container_is_attributed_with_its_name(tmp_path):
     name = "hd-test-%s" % uuid.uuid4().hex[:10]
     image = "hd-test-image"
     podman = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+    # podman makes /libpod_parent (and /libpod_parent/conmon for its monitor
+    # processes) in every hierarchy and leaves them; the test
+    # removes what it made (the image too).
+    (mounts, sysfs), _ = parse_cgroup_mounts(live.root.read_proc("self", "mountinfo"))
+    parents = [live.host_path(m["mount"], sysfs) + "/libpod_parent" for m in mounts]
+    parents = [p for p in parents if not os.path.isdir(p)]
+    imported = False
     if subprocess.run(podman + ["image", "exists", image]).returncode != 0:
         rootfs = tmp_path / "rootfs"
         (rootfs / "bin").mkdir(parents=True)
@@ -339,6 +347,7 @@ def test_podman_container_is_attributed_with_its_name(tmp_path):
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         subprocess.run(podman + ["import", "-", image], stdin=tar.stdout, check=True, capture_output=True)
         tar.wait()
+        imported = True
     try:
         run = subprocess.run(podman + ["run", "-d", "--name", name, "--network", "none",
                                        "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
@@ -359,3 +368,9 @@ def test_podman_container_is_attributed_with_its_name(tmp_path):
         assert row["pids"]["current"] >= 1
     finally:
         subprocess.run(podman + ["rm", "-f", "-t", "0", name], capture_output=True)
+        if imported:
+            subprocess.run(podman + ["rmi", image], capture_output=True)
+        for parent in parents:
+            if os.path.isdir(parent):
+                for sub, _, _ in sorted(os.walk(parent), key=lambda w: -len(w[0])):
+                    os.rmdir(sub)

@@ -348,7 +348,7 @@ class CgroupTable:
         self.hierarchies = None
         self.layout = None
 
-    def _base(self, mount, sysfs_points):
+    def host_path(self, mount, sysfs_points):
         """The mount point as a path under the host root: under the sysfs root
         when it sits under a sysfs mount, else under the root filesystem."""
         for point in sorted(sysfs_points, key=len, reverse=True):
@@ -367,7 +367,7 @@ class CgroupTable:
         v2_controllers = ()
         hierarchies = []
         if v2 is not None:
-            base = self._base(v2["mount"], sysfs_points)
+            base = self.host_path(v2["mount"], sysfs_points)
             listed = problems.read(self.root, SOURCE, os.path.join(base, "cgroup.controllers"))
             v2_controllers = tuple(c.decode("ascii", "replace") for c in (listed or b"").split())
             groups = [("core", V2_FILES["core"])]
@@ -381,7 +381,7 @@ class CgroupTable:
             read = tuple((c, files[c]) for c in V1_READ
                          if c in mount["controllers"] and V1_TO_V2[c] not in v2_controllers)
             if read:
-                hierarchies.append(Hierarchy("cgroup", mount["mount"], self._base(mount["mount"], sysfs_points),
+                hierarchies.append(Hierarchy("cgroup", mount["mount"], self.host_path(mount["mount"], sysfs_points),
                                              mount["root"], mount["controllers"], read))
         if v2 is None:
             self.layout = "legacy" if hierarchies else None
