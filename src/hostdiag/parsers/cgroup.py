@@ -44,11 +44,9 @@ def parse_keyed(data, wanted):
     non-negative integer value is malformed (counted, skipped), whether or not
     its key is wanted.
     """
-    found = dict(_KEYED_LINE.findall(data))
-    malformed = _line_count(data) - len(found)
-    if malformed < 0:
-        # Duplicate keys collapse in the dict: each duplicate is a valid line.
-        malformed = 0
+    pairs = _KEYED_LINE.findall(data)
+    malformed = _line_count(data) - len(pairs)
+    found = dict(pairs)   # a key given twice keeps its last value
     result = {}
     for key, name in wanted.items():
         raw = found.get(key)
