@@ -17,21 +17,21 @@ from hostdiag.parsers.cgroup import (
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "cgroup-v2-systemd")
 LONG = b"x" * 100000
-WANT = {b"usage_usec": "usage", b"nr_throttled": "throttled"}
+WANT = (b"usage_usec", b"nr_throttled")
 
 
 @pytest.mark.parametrize("data,expected", [
-    (b"", ({"usage": None, "throttled": None}, 0)),
-    (b"usage_usec 10\nnr_throttled 2\n", ({"usage": 10, "throttled": 2}, 0)),
-    (b"usage_usec 10\nnr_throttled 2", ({"usage": 10, "throttled": 2}, 0)),       # no final newline
-    (b"usage_usec 10\nnr_throttled\n", ({"usage": 10, "throttled": None}, 1)),     # truncated
-    (b"usage_usec ten\nnr_throttled 2\n", ({"usage": None, "throttled": 2}, 1)),   # non-numeric
-    (b"usage_usec 10 11\nnr_throttled 2\n", ({"usage": None, "throttled": 2}, 1)),  # extra column
-    (b"usage_usec -5\n", ({"usage": None, "throttled": None}, 1)),                 # negative
-    (b"usage_usec 123456789012345678901\n", ({"usage": None, "throttled": None}, 1)),  # past u64
-    (b"usage_usec 1\n" + LONG + b"\nnr_throttled 3\n", ({"usage": 1, "throttled": 3}, 1)),
-    (b"usage_usec 1\n\nnr_throttled 3\n", ({"usage": 1, "throttled": 3}, 1)),     # blank line
-    (b"usage_usec 1\nusage_usec 1\n", ({"usage": 1, "throttled": None}, 0)),       # duplicate
+    (b"", ((None, None), 0)),
+    (b"usage_usec 10\nnr_throttled 2\n", ((10, 2), 0)),
+    (b"usage_usec 10\nnr_throttled 2", ((10, 2), 0)),       # no final newline
+    (b"usage_usec 10\nnr_throttled\n", ((10, None), 1)),     # truncated
+    (b"usage_usec ten\nnr_throttled 2\n", ((None, 2), 1)),   # non-numeric
+    (b"usage_usec 10 11\nnr_throttled 2\n", ((None, 2), 1)),  # extra column
+    (b"usage_usec -5\n", ((None, None), 1)),                 # negative
+    (b"usage_usec 123456789012345678901\n", ((None, None), 1)),  # past u64
+    (b"usage_usec 1\n" + LONG + b"\nnr_throttled 3\n", ((1, 3), 1)),
+    (b"usage_usec 1\n\nnr_throttled 3\n", ((1, 3), 1)),     # blank line
+    (b"usage_usec 1\nusage_usec 1\n", ((1, None), 0)),       # duplicate
 ])
 def test_parse_keyed(data, expected):
     assert parse_keyed(data, WANT) == expected
@@ -55,8 +55,8 @@ def test_parse_value(data, expected):
 
 
 @pytest.mark.parametrize("data,expected", [
-    (b"max 100000\n", ({"quota_usec": UNLIMITED, "period_usec": 100000}, 0)),
-    (b"50000 100000\n", ({"quota_usec": 50000, "period_usec": 100000}, 0)),
+    (b"max 100000\n", ((UNLIMITED, 100000), 0)),
+    (b"50000 100000\n", ((50000, 100000), 0)),
     (b"", (None, 1)),
     (b"50000\n", (None, 1)),
     (b"50000 100000 1\n", (None, 1)),
@@ -68,9 +68,7 @@ def test_parse_cpu_max(data, expected):
 
 
 def _io(**values):
-    counters = dict.fromkeys(("rbytes", "wbytes", "rios", "wios", "dbytes", "dios"))
-    counters.update(values)
-    return counters
+    return tuple(values.get(key) for key in ("rbytes", "wbytes", "rios", "wios", "dbytes", "dios"))
 
 
 @pytest.mark.parametrize("data,expected", [
@@ -94,13 +92,13 @@ def test_parse_io_stat(data, expected):
     (b"", ({}, 0)),
     (b"Total 0\n", ({}, 0)),
     (b"8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:0 Async 12288\n8:0 Discard 0\n8:0 Total 12288\nTotal 12288\n",
-     ({"8:0": {"read": 4096, "write": 8192, "discard": 0}}, 0)),
-    (b"8:0 Read 4096\n8:0 Write\n", ({"8:0": {"read": 4096, "write": None, "discard": None}}, 1)),
+     ({"8:0": (4096, 8192, 0)}, 0)),
+    (b"8:0 Read 4096\n8:0 Write\n", ({"8:0": (4096, None, None)}, 1)),
     (b"8:0 Read many\n", ({}, 1)),
     (b"8:0 Read 1 2\n", ({}, 1)),
     (b"8:0 Peek 1\n", ({}, 1)),
     (b"sda Read 1\n", ({}, 1)),
-    (LONG + b"\n8:16 Write 7\n", ({"8:16": {"read": None, "write": 7, "discard": None}}, 1)),
+    (LONG + b"\n8:16 Write 7\n", ({"8:16": (None, 7, None)}, 1)),
 ])
 def test_parse_blkio(data, expected):
     assert parse_blkio(data) == expected
@@ -150,13 +148,11 @@ def _fixture(*parts):
 
 def test_recorded_v2_files():
     scope = "system.slice/docker-4c1e0e3b8a6f2d9c7b5a3e1f0d2c4b6a8e0f1d3c5b7a9e2f4d6c8b0a1e3f5d7c.scope"
-    events, bad = parse_keyed(_fixture(scope, "memory.events"), {b"oom_kill": "oom_kill", b"max": "max"})
-    assert (events, bad) == ({"oom_kill": 2, "max": 1375}, 0)
-    stat, bad = parse_keyed(_fixture(scope, "memory.stat"), {b"anon": "anon", b"pgmajfault": "pgmajfault"})
-    assert (stat, bad) == ({"anon": 301989888, "pgmajfault": 17}, 0)
-    assert parse_cpu_max(_fixture(scope, "cpu.max")) == ({"quota_usec": 50000, "period_usec": 100000}, 0)
+    assert parse_keyed(_fixture(scope, "memory.events"), (b"oom_kill", b"max")) == ((2, 1375), 0)
+    assert parse_keyed(_fixture(scope, "memory.stat"), (b"anon", b"pgmajfault")) == ((301989888, 17), 0)
+    assert parse_cpu_max(_fixture(scope, "cpu.max")) == ((50000, 100000), 0)
     devices, bad = parse_io_stat(_fixture("io.stat"))
     assert (sorted(devices), bad) == (["253:0", "259:0"], 0)
     assert parse_value(_fixture(scope, "memory.high")) == (UNLIMITED, 0)
     # nginx.service's memory.stat was recorded with one line cut short
-    assert parse_keyed(_fixture("system.slice/nginx.service", "memory.stat"), {})[1] == 1
+    assert parse_keyed(_fixture("system.slice/nginx.service", "memory.stat"), ())[1] == 1

@@ -15,6 +15,8 @@ the raw read of its files, and these parsers lean on ``bytes.split`` and one
 regular expression per file, which already run in C.
 """
 
+import errno
+import os
 import re
 
 UNLIMITED = "max"
@@ -36,22 +38,18 @@ def _line_count(data):
     return data.count(b"\n") + (data[-1:] != b"\n")
 
 
-def parse_keyed(data, wanted):
-    """A flat-keyed file → {our name: int or None} for the keys in ``wanted``.
+def parse_keyed(data, keys):
+    """A flat-keyed file → (a tuple of int or None, one per key in ``keys``).
 
-    ``wanted`` maps the kernel's key (bytes) to the name in the result; a key
-    the file lacks is None. Every line that is not ``key value`` with a
-    non-negative integer value is malformed (counted, skipped), whether or not
-    its key is wanted.
+    ``keys`` is a tuple of the kernel's keys (bytes); a key the file lacks is
+    None, a key given twice keeps its last value. Every line that is not
+    ``key value`` with a non-negative integer value is malformed (counted,
+    skipped), whether or not its key is wanted.
     """
     pairs = _KEYED_LINE.findall(data)
     malformed = _line_count(data) - len(pairs)
-    found = dict(pairs)   # a key given twice keeps its last value
-    result = {}
-    for key, name in wanted.items():
-        raw = found.get(key)
-        result[name] = int(raw) if raw is not None else None
-    return result, malformed
+    found = dict(pairs)
+    return tuple(int(found[key]) if key in found else None for key in keys), malformed
 
 
 def parse_value(data):
@@ -71,7 +69,7 @@ def parse_value(data):
 
 
 def parse_cpu_max(data):
-    """v2 ``cpu.max`` (``$MAX $PERIOD``) → {"quota_usec": int or "max", "period_usec": int}."""
+    """v2 ``cpu.max`` (``$MAX $PERIOD``) → (quota µs or "max", period µs), or None."""
     tokens = data.split()
     if len(tokens) != 2:
         return None, 1
@@ -79,10 +77,7 @@ def parse_cpu_max(data):
     period = int(tokens[1]) if tokens[1].isdigit() and len(tokens[1]) <= 20 else None
     if quota is None or period is None:
         return None, 1
-    return {"quota_usec": quota, "period_usec": period}, 0
-
-
-_IO_KEYS = frozenset((b"rbytes", b"wbytes", b"rios", b"wios", b"dbytes", b"dios"))
+    return (quota, period), 0
 
 
 def _device(token):
@@ -92,8 +87,11 @@ def _device(token):
     return token.decode("ascii")
 
 
+IO_KEYS = (b"rbytes", b"wbytes", b"rios", b"wios", b"dbytes", b"dios")
+
+
 def parse_io_stat(data):
-    """v2 ``io.stat`` → {"MAJ:MIN": {"rbytes","wbytes","rios","wios","dbytes","dios"}}.
+    """v2 ``io.stat`` → {"MAJ:MIN": (rbytes, wbytes, rios, wios, dbytes, dios)}.
 
     Other keys on a line (iocost's ``cost.*``, blk-iolatency's ``depth``…)
     are left out. A line without a device or without any of the six keys is
@@ -109,26 +107,27 @@ def parse_io_stat(data):
         if device is None:
             malformed += 1
             continue
-        counters = dict.fromkeys(("rbytes", "wbytes", "rios", "wios", "dbytes", "dios"))
+        counters = [None] * 6
         taken = 0
         for token in tokens[1:]:
             key, eq, raw = token.partition(b"=")
-            if eq and key in _IO_KEYS and raw.isdigit() and len(raw) <= 20:
-                counters[key.decode("ascii")] = int(raw)
+            if eq and key in _IO_INDEX and raw.isdigit() and len(raw) <= 20:
+                counters[_IO_INDEX[key]] = int(raw)
                 taken += 1
         if not taken:
             malformed += 1
             continue
-        devices[device] = counters
+        devices[device] = tuple(counters)
     return devices, malformed
 
 
-_BLKIO_OPS = {b"Read": "read", b"Write": "write", b"Discard": "discard"}
+_IO_INDEX = {key: index for index, key in enumerate(IO_KEYS)}
+_BLKIO_OPS = {b"Read": 0, b"Write": 1, b"Discard": 2}
 
 
 def parse_blkio(data):
     """A v1 ``blkio.throttle.io_service_bytes*`` or ``io_serviced*`` file →
-    {"MAJ:MIN": {"read", "write", "discard"}} (bytes or I/Os, as the file counts).
+    {"MAJ:MIN": (read, write, discard)} (bytes or I/Os, as the file counts).
 
     ``Sync``, ``Async`` and the per-device ``Total`` lines are sums of the
     others and are left out; the closing ``Total N`` line is not malformed.
@@ -155,9 +154,9 @@ def parse_blkio(data):
             continue
         counters = devices.get(device)
         if counters is None:
-            counters = devices[device] = {"read": None, "write": None, "discard": None}
+            counters = devices[device] = [None, None, None]
         counters[op] = int(tokens[2])
-    return devices, malformed
+    return {device: tuple(counters) for device, counters in devices.items()}, malformed
 
 
 # The v1 controllers a cgroup mount's super options may name; the other options
@@ -217,3 +216,86 @@ def parse_cgroup_mounts(data):
         if kept is None or len(root) < len(kept["root"]):
             mounts[device] = entry
     return (list(mounts.values()), sysfs), malformed
+
+
+# ------------------------------------------------------------ the file reader
+#
+# The cgroup table reads each cgroup directory's files in one call per
+# hierarchy: read_dir here, and its compiled twin in csrc/_cgroup.pyx (same
+# names, same results; tests/test_cgroup_twins.py feeds both the same input).
+
+VALUE, KEYED, CPU_MAX, IO_STAT, BLKIO, RAW = range(6)
+_PARSE = {VALUE: parse_value, CPU_MAX: parse_cpu_max, IO_STAT: parse_io_stat, BLKIO: parse_blkio}
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+# Cgroup files are small (a v2 memory.stat is about 1.5 KiB; io.stat grows by
+# a line per device): one 64 KiB read nearly always holds the whole file.
+_CHUNK = 64 * 1024
+
+
+def parse_file(kind, keys, data):
+    """Parse ``data`` as a file of ``kind``: (value, malformed). ``keys`` is the
+    tuple of keys for KEYED, else unused; RAW returns the bytes unparsed."""
+    if kind == KEYED:
+        return parse_keyed(data, keys)
+    if kind == RAW:
+        return data, 0
+    return _PARSE[kind](data)
+
+
+def _read_at(dirfd, name, cap):
+    """The whole file ``name`` under ``dirfd``, or raise OSError (EFBIG past ``cap``)."""
+    fd = os.open(name, _FILE_FLAGS, dir_fd=dirfd)
+    try:
+        data = os.read(fd, _CHUNK)
+        if len(data) == _CHUNK:
+            chunks = [data]
+            size = len(data)
+            while size <= cap:
+                chunk = os.read(fd, _CHUNK)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    if len(data) > cap:
+        raise OSError(errno.EFBIG, "larger than the read cap of %d bytes" % cap)
+    return data
+
+
+def read_dir(directory, specs, cap):
+    """Read and parse the files ``specs`` of one cgroup ``directory`` (bytes).
+
+    ``specs`` is a tuple of (file name bytes, kind, keys). Returns None when
+    the directory is gone (ENOENT, ENOTDIR), else ``(nlink, values,
+    malformed, errors)``: the directory's link count (2 + its subdirectories
+    on cgroupfs and most filesystems, so 2 means a leaf), one value per spec
+    (None for a file that could not be read), [(spec index, lines skipped)]
+    and [(spec index, errno)] (EFBIG: larger than ``cap`` bytes). Other
+    failures to open the directory raise OSError.
+    """
+    try:
+        dirfd = os.open(directory, _DIR_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    values = []
+    malformed = []
+    errors = []
+    try:
+        nlink = os.fstat(dirfd).st_nlink
+        for index, (name, kind, keys) in enumerate(specs):
+            try:
+                data = _read_at(dirfd, name, cap)
+            except OSError as exc:
+                errors.append((index, exc.errno))
+                values.append(None)
+                continue
+            value, bad = parse_file(kind, keys, data)
+            if bad:
+                malformed.append((index, bad))
+            values.append(value)
+    finally:
+        os.close(dirfd)
+    return nlink, values, malformed, errors

@@ -37,27 +37,33 @@ accounting) is one ``missing`` problem per file name and sample, with the
 count of cgroups; other read errors are one problem each.
 """
 
+import errno
 import os
 
 from hostdiag.parsers.cgroup import (
-    parse_blkio,
+    BLKIO,
+    CPU_MAX,
+    IO_STAT,
+    KEYED,
+    RAW,
+    VALUE,
     parse_cgroup_mounts,
-    parse_cpu_max,
-    parse_io_stat,
-    parse_keyed,
-    parse_value,
 )
+from hostdiag.parsers import cgroupscan
 from hostdiag.parsers.coldpath import parse_pressure
-from hostdiag.sources.hostroot import IO_ERROR, MALFORMED, MISSING, SourceError
+from hostdiag.sources.hostroot import MALFORMED, MISSING, TOO_LARGE, error_kind
 
 SOURCE = "cgroups"
 # kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice/
 # cri-containerd-<id>.scope is 4 levels; user.slice/user-1000.slice/
 # user@1000.service/app.slice/<unit> is 5.
 DEFAULT_MAX_DEPTH = 5
-# Rows per sample. At about 0.2 ms of CPU per cgroup (v1, five controllers),
-# 2000 cgroups cost ~0.4 s: the ceiling for one sample.
+# Rows per sample. At about 0.1 ms of CPU per cgroup (v1, five controllers,
+# compiled reader), 2000 cgroups cost ~0.2 s: the ceiling for one sample.
 DEFAULT_MAX_CGROUPS = 2000
+# Each cgroup file is read whole up to this size (io.stat grows by a line per
+# device; nothing else passes a few KiB).
+READ_CAP = 1024 * 1024
 # The v1 controllers read, in the order their files are read for a row.
 V1_READ = ("cpu", "cpuacct", "memory", "blkio", "pids")
 # v2 controllers whose files the table reads when the unified tree has them.
@@ -66,233 +72,207 @@ V2_READ = ("cpu", "memory", "io", "pids")
 # controller the unified tree has (a kernel binds each to one hierarchy only).
 V1_TO_V2 = {"cpu": "cpu", "cpuacct": "cpu", "memory": "memory", "blkio": "io", "pids": "pids"}
 
+_CPU_KEYS = ("usage_usec", "user_usec", "system_usec", "nr_periods", "nr_throttled",
+             "throttled_usec", "quota_usec", "period_usec")
+_MEMORY_KEYS = ("current", "max", "high", "swap_current", "swap_max", "events", "stat")
+_EVENT_KEYS = ("oom", "oom_kill", "high", "max")
+_STAT_KEYS = ("anon", "file", "kernel", "sock", "shmem", "pgmajfault")
+_IO_NAMES = ("rbytes", "wbytes", "rios", "wios", "dbytes", "dios")
 
-def _merge(group, values):
-    """Copy ``values`` into ``group``, keeping a value another file gave when
-    this one has None (v2 cpu.stat in a hybrid tree has no throttling)."""
-    for key, value in values.items():
-        if value is not None or key not in group:
-            group[key] = value
 
-
-def _group(row, name):
-    group = row[name]
-    if group is None:
-        group = row[name] = {}
-    return group
+def _cpu(row):
+    cpu = row["cpu"]
+    if cpu is None:
+        cpu = row["cpu"] = dict.fromkeys(_CPU_KEYS)
+    return cpu
 
 
 def _memory(row):
     memory = row["memory"]
     if memory is None:
-        memory = row["memory"] = {"current": None, "max": None, "high": None,
-                                  "swap_current": None, "swap_max": None,
-                                  "events": None, "stat": None}
+        memory = row["memory"] = dict.fromkeys(_MEMORY_KEYS)
     return memory
 
 
-# Each handler takes (row, bytes) and returns the malformed line count.
-
-_V2_CPU_STAT = {b"usage_usec": "usage_usec", b"user_usec": "user_usec", b"system_usec": "system_usec",
-                b"nr_periods": "nr_periods", b"nr_throttled": "nr_throttled",
-                b"throttled_usec": "throttled_usec"}
-_V2_MEMORY_EVENTS = {b"oom": "oom", b"oom_kill": "oom_kill", b"high": "high", b"max": "max"}
-_V2_MEMORY_STAT = {b"anon": "anon", b"file": "file", b"kernel": "kernel", b"sock": "sock",
-                   b"shmem": "shmem", b"pgmajfault": "pgmajfault"}
-_PIDS_EVENTS = {b"max": "events_max"}
-
-
-def _v2_cpu_stat(row, data):
-    values, bad = parse_keyed(data, _V2_CPU_STAT)
-    _merge(_group(row, "cpu"), values)
-    return bad
-
-
-def _cpu_max(row, data):
-    values, bad = parse_cpu_max(data)
-    if values is not None:
-        _merge(_group(row, "cpu"), values)
-    return bad
-
-
-def _value_into(group_of, key):
-    def handler(row, data):
-        value, bad = parse_value(data)
-        group_of(row)[key] = value
-        return bad
-    return handler
-
-
-def _keyed_into(group_of, key, wanted):
-    def handler(row, data):
-        values, bad = parse_keyed(data, wanted)
-        group_of(row)[key] = values
-        return bad
-    return handler
+def _events(row):
+    memory = _memory(row)
+    events = memory["events"]
+    if events is None:
+        events = memory["events"] = dict.fromkeys(_EVENT_KEYS)
+    return events
 
 
 def _pids(row):
-    return _group(row, "pids")
+    pids = row["pids"]
+    if pids is None:
+        pids = row["pids"] = {"current": None, "max": None, "events_max": None}
+    return pids
 
 
-def _pids_events(row, data):
-    values, bad = parse_keyed(data, _PIDS_EVENTS)
-    _pids(row).update(values)
-    return bad
+def _io(row):
+    io = row["io"]
+    if io is None:
+        io = row["io"] = {}
+    return io
 
 
-def _io_stat(row, data):
-    devices, bad = parse_io_stat(data)
-    row["io"] = devices
-    return bad
+# A file the table reads: (name, kind, keys for KEYED, handler). A handler
+# takes (row, parsed value) and returns the lines it found malformed (the
+# pressure files are parsed by the handler: their parser is shared with
+# /proc/pressure).
+
+def _keyed_cpu(names):
+    def handler(row, values):
+        cpu = _cpu(row)
+        for name, value in zip(names, values):
+            # A hybrid tree's v2 cpu.stat has no throttling: keep v1's.
+            if value is not None or cpu[name] is None:
+                cpu[name] = value
+    return handler
 
 
-def _pressure_into(resource):
+def _v1_cpu_stat(row, values):
+    periods, throttled, throttled_ns = values
+    cpu = _cpu(row)
+    cpu["nr_periods"] = periods
+    cpu["nr_throttled"] = throttled
+    cpu["throttled_usec"] = throttled_ns // 1000 if throttled_ns is not None else None
+
+
+def _cpu_max(row, value):
+    cpu = _cpu(row)
+    cpu["quota_usec"], cpu["period_usec"] = value if value is not None else (None, None)
+
+
+def _set(group_of, key):
+    def handler(row, value):
+        group_of(row)[key] = value
+    return handler
+
+
+def _memory_events(row, values):
+    _events(row).update(zip(_EVENT_KEYS, values))
+
+
+def _memory_stat(row, values):
+    _memory(row)["stat"] = dict(zip(_STAT_KEYS, values))
+
+
+def _pids_events(row, values):
+    _pids(row)["events_max"] = values[0]
+
+
+def _io_stat(row, devices):
+    io = _io(row)
+    for device, counters in devices.items():
+        io[device] = dict(zip(_IO_NAMES, counters))
+
+
+def _pressure(resource):
     def handler(row, data):
         value, bad = parse_pressure(data)
-        _group(row, "pressure")[resource] = value
+        pressure = row["pressure"]
+        if pressure is None:
+            pressure = row["pressure"] = {"cpu": None, "memory": None, "io": None}
+        pressure[resource] = value
         return bad
     return handler
 
 
-# v1 files.
-
-_V1_CPU_STAT = {b"nr_periods": "nr_periods", b"nr_throttled": "nr_throttled",
-                b"throttled_time": "throttled_time"}
-_V1_CPUACCT_STAT = {b"user": "user", b"system": "system"}
-_V1_OOM_CONTROL = {b"oom_kill": "oom_kill"}
-_V1_MEMORY_STAT = {b"total_rss": "anon", b"total_cache": "file", b"total_shmem": "shmem",
-                   b"total_pgmajfault": "pgmajfault"}
-
-
-def _v1_cpu_stat(row, data):
-    values, bad = parse_keyed(data, _V1_CPU_STAT)
-    ns = values.pop("throttled_time")
-    values["throttled_usec"] = ns // 1000 if ns is not None else None
-    _merge(_group(row, "cpu"), values)
-    return bad
-
-
-def _v1_cpu_value(key):
-    def handler(row, data):
-        value, bad = parse_value(data)
-        _group(row, "cpu")[key] = value
-        return bad
-    return handler
-
-
-def _v1_cpuacct_usage(row, data):
-    ns, bad = parse_value(data)
-    _group(row, "cpu")["usage_usec"] = ns // 1000 if isinstance(ns, int) else None
-    return bad
+def _v1_cpuacct_usage(row, ns):
+    _cpu(row)["usage_usec"] = ns // 1000 if isinstance(ns, int) else None
 
 
 def _v1_cpuacct_stat(clock_ticks):
-    def handler(row, data):
-        ticks, bad = parse_keyed(data, _V1_CPUACCT_STAT)
-        cpu = _group(row, "cpu")
-        for name, key in (("user", "user_usec"), ("system", "system_usec")):
-            value = ticks[name]
+    def handler(row, ticks):
+        cpu = _cpu(row)
+        for key, value in zip(("user_usec", "system_usec"), ticks):
             cpu[key] = value * 1000000 // clock_ticks if value is not None else None
-        return bad
     return handler
 
 
-def _v1_memsw_usage(row, data):
+def _v1_memsw_usage(row, memsw):
     """memory.memsw.usage_in_bytes is memory plus swap: swap is the difference
     (memory.usage_in_bytes is read first)."""
-    memsw, bad = parse_value(data)
     memory = _memory(row)
     current = memory["current"]
     if isinstance(memsw, int) and isinstance(current, int):
         memory["swap_current"] = max(memsw - current, 0)
-    return bad
 
 
-def _v1_failcnt(row, data):
-    value, bad = parse_value(data)
-    events = _memory(row)["events"]
-    if events is None:
-        events = _memory(row)["events"] = {"oom": None, "oom_kill": None, "high": None, "max": None}
-    events["max"] = value if isinstance(value, int) else None
-    return bad
+def _v1_failcnt(row, value):
+    _events(row)["max"] = value if isinstance(value, int) else None
 
 
-def _v1_oom_control(row, data):
-    values, bad = parse_keyed(data, _V1_OOM_CONTROL)
-    events = _memory(row)["events"]
-    if events is None:
-        events = _memory(row)["events"] = {"oom": None, "oom_kill": None, "high": None, "max": None}
-    events["oom_kill"] = values["oom_kill"]
-    return bad
+def _v1_oom_control(row, values):
+    _events(row)["oom_kill"] = values[0]
 
 
-def _v1_memory_stat(row, data):
-    values, bad = parse_keyed(data, _V1_MEMORY_STAT)
-    values["kernel"] = None
-    values["sock"] = None
-    _memory(row)["stat"] = values
-    return bad
+def _v1_memory_stat(row, values):
+    anon, file, shmem, pgmajfault = values
+    _memory(row)["stat"] = {"anon": anon, "file": file, "kernel": None, "sock": None,
+                            "shmem": shmem, "pgmajfault": pgmajfault}
 
 
 def _v1_blkio(names):
-    def handler(row, data):
-        devices, bad = parse_blkio(data)
-        io = row["io"]
-        if io is None:
-            io = row["io"] = {}
+    """The handler of a blkio throttle file whose (read, write, discard)
+    counters are the io fields ``names``."""
+    def handler(row, devices):
+        io = _io(row)
         for device, counters in devices.items():
             entry = io.get(device)
             if entry is None:
-                entry = io[device] = dict.fromkeys(("rbytes", "wbytes", "rios", "wios", "dbytes", "dios"))
-            entry[names[0]] = counters["read"]
-            entry[names[1]] = counters["write"]
-            entry[names[2]] = counters["discard"]
-        return bad
+                entry = io[device] = dict.fromkeys(_IO_NAMES)
+            entry[names[0]], entry[names[1]], entry[names[2]] = counters
     return handler
 
 
-# (file, handler) per controller, in reading order. "core" files need no
+_V2_CPU_STAT = (b"usage_usec", b"user_usec", b"system_usec", b"nr_periods", b"nr_throttled",
+                b"throttled_usec")
+
+# (controller, ((file, kind, keys, handler), ...)); "core" files need no
 # controller (v2 only).
 V2_FILES = {
-    "core": (("cpu.stat", _v2_cpu_stat),
-             ("cpu.pressure", _pressure_into("cpu")),
-             ("memory.pressure", _pressure_into("memory")),
-             ("io.pressure", _pressure_into("io"))),
-    "cpu": (("cpu.max", _cpu_max),),
-    "memory": (("memory.current", _value_into(_memory, "current")),
-               ("memory.max", _value_into(_memory, "max")),
-               ("memory.high", _value_into(_memory, "high")),
-               ("memory.swap.current", _value_into(_memory, "swap_current")),
-               ("memory.swap.max", _value_into(_memory, "swap_max")),
-               ("memory.events", _keyed_into(_memory, "events", _V2_MEMORY_EVENTS)),
-               ("memory.stat", _keyed_into(_memory, "stat", _V2_MEMORY_STAT))),
-    "io": (("io.stat", _io_stat),),
-    "pids": (("pids.current", _value_into(_pids, "current")),
-             ("pids.max", _value_into(_pids, "max")),
-             ("pids.events", _pids_events)),
+    "core": ((b"cpu.stat", KEYED, _V2_CPU_STAT, _keyed_cpu(_CPU_KEYS[:6])),
+             (b"cpu.pressure", RAW, None, _pressure("cpu")),
+             (b"memory.pressure", RAW, None, _pressure("memory")),
+             (b"io.pressure", RAW, None, _pressure("io"))),
+    "cpu": ((b"cpu.max", CPU_MAX, None, _cpu_max),),
+    "memory": ((b"memory.current", VALUE, None, _set(_memory, "current")),
+               (b"memory.max", VALUE, None, _set(_memory, "max")),
+               (b"memory.high", VALUE, None, _set(_memory, "high")),
+               (b"memory.swap.current", VALUE, None, _set(_memory, "swap_current")),
+               (b"memory.swap.max", VALUE, None, _set(_memory, "swap_max")),
+               (b"memory.events", KEYED, (b"oom", b"oom_kill", b"high", b"max"), _memory_events),
+               (b"memory.stat", KEYED, (b"anon", b"file", b"kernel", b"sock", b"shmem", b"pgmajfault"),
+                _memory_stat)),
+    "io": ((b"io.stat", IO_STAT, None, _io_stat),),
+    "pids": ((b"pids.current", VALUE, None, _set(_pids, "current")),
+             (b"pids.max", VALUE, None, _set(_pids, "max")),
+             (b"pids.events", KEYED, (b"max",), _pids_events)),
 }
 
 
 def v1_files(clock_ticks):
-    """(file, handler) per v1 controller; cpuacct.stat is in USER_HZ ticks."""
+    """The files per v1 controller; cpuacct.stat is in USER_HZ ticks."""
     return {
-        "cpu": (("cpu.stat", _v1_cpu_stat),
-                ("cpu.cfs_quota_us", _v1_cpu_value("quota_usec")),
-                ("cpu.cfs_period_us", _v1_cpu_value("period_usec"))),
-        "cpuacct": (("cpuacct.usage", _v1_cpuacct_usage),
-                    ("cpuacct.stat", _v1_cpuacct_stat(clock_ticks))),
-        "memory": (("memory.usage_in_bytes", _value_into(_memory, "current")),
-                   ("memory.limit_in_bytes", _value_into(_memory, "max")),
-                   ("memory.memsw.usage_in_bytes", _v1_memsw_usage),
-                   ("memory.failcnt", _v1_failcnt),
-                   ("memory.oom_control", _v1_oom_control),
-                   ("memory.stat", _v1_memory_stat)),
-        "blkio": (("blkio.throttle.io_service_bytes_recursive", _v1_blkio(("rbytes", "wbytes", "dbytes"))),
-                  ("blkio.throttle.io_serviced_recursive", _v1_blkio(("rios", "wios", "dios")))),
-        "pids": (("pids.current", _value_into(_pids, "current")),
-                 ("pids.max", _value_into(_pids, "max")),
-                 ("pids.events", _pids_events)),
+        "cpu": ((b"cpu.stat", KEYED, (b"nr_periods", b"nr_throttled", b"throttled_time"), _v1_cpu_stat),
+                (b"cpu.cfs_quota_us", VALUE, None, _set(_cpu, "quota_usec")),
+                (b"cpu.cfs_period_us", VALUE, None, _set(_cpu, "period_usec"))),
+        "cpuacct": ((b"cpuacct.usage", VALUE, None, _v1_cpuacct_usage),
+                    (b"cpuacct.stat", KEYED, (b"user", b"system"), _v1_cpuacct_stat(clock_ticks))),
+        "memory": ((b"memory.usage_in_bytes", VALUE, None, _set(_memory, "current")),
+                   (b"memory.limit_in_bytes", VALUE, None, _set(_memory, "max")),
+                   (b"memory.memsw.usage_in_bytes", VALUE, None, _v1_memsw_usage),
+                   (b"memory.failcnt", VALUE, None, _v1_failcnt),
+                   (b"memory.oom_control", KEYED, (b"oom_kill",), _v1_oom_control),
+                   (b"memory.stat", KEYED, (b"total_rss", b"total_cache", b"total_shmem", b"total_pgmajfault"),
+                    _v1_memory_stat)),
+        "blkio": ((b"blkio.throttle.io_service_bytes_recursive", BLKIO, None, _v1_blkio(("rbytes", "wbytes", "dbytes"))),
+                  (b"blkio.throttle.io_serviced_recursive", BLKIO, None, _v1_blkio(("rios", "wios", "dios")))),
+        "pids": ((b"pids.current", VALUE, None, _set(_pids, "current")),
+                 (b"pids.max", VALUE, None, _set(_pids, "max")),
+                 (b"pids.events", KEYED, (b"max",), _pids_events)),
     }
 
 
@@ -300,11 +280,14 @@ class Hierarchy:
     """One mounted cgroup hierarchy the table reads.
 
     ``base`` is the mount point as a path under the host root, ``prefix`` the
-    hierarchy path mounted there ("/" for the whole tree), ``groups`` the
-    ((controller, ((file, handler), ...)), ...) read from it.
+    hierarchy path mounted there ("/" for the whole tree). ``groups`` is
+    ((controller, files), ...) as in ``V2_FILES``; ``specs`` and ``handlers``
+    are those files flattened for :func:`read_dir`, ``spans`` the (start, end)
+    of each controller's files in them.
     """
 
-    __slots__ = ("kind", "mount", "base", "prefix", "controllers", "groups")
+    __slots__ = ("kind", "mount", "base", "prefix", "controllers", "groups", "specs", "handlers",
+                 "spans", "names")
 
     def __init__(self, kind, mount, base, prefix, controllers, groups):
         self.kind = kind
@@ -313,6 +296,16 @@ class Hierarchy:
         self.prefix = prefix
         self.controllers = controllers
         self.groups = groups
+        files = [f for _, group in groups for f in group]
+        self.specs = tuple((name, kind, keys) for name, kind, keys, _ in files)
+        self.handlers = tuple(handler for _, _, _, handler in files)
+        self.names = tuple(name.decode("ascii") for name, _, _, _ in files)
+        spans = []
+        start = 0
+        for _, group in groups:
+            spans.append((start, start + len(group)))
+            start += len(group)
+        self.spans = tuple(spans)
 
     def describe(self):
         return {"type": self.kind, "mount": self.mount, "root": self.prefix,
@@ -334,17 +327,20 @@ class CgroupTable:
 
     The hierarchies are probed in the first sample and kept (mounts of cgroup
     hierarchies do not change under a running host); a later sample whose
-    hierarchy roots have all gone probes again.
+    hierarchy roots have all gone probes again. ``reader`` is the twin whose
+    ``read_dir`` reads each cgroup directory (default: the live one,
+    :mod:`hostdiag.parsers.cgroupscan`); tests and benchmarks pass either.
     """
 
     def __init__(self, root, max_depth=DEFAULT_MAX_DEPTH, max_cgroups=DEFAULT_MAX_CGROUPS,
-                 clock_ticks=None):
+                 clock_ticks=None, reader=cgroupscan):
         if max_depth < 0 or max_cgroups < 1:
             raise ValueError("max_depth must be >= 0 and max_cgroups >= 1")
         self.root = root
         self.max_depth = max_depth
         self.max_cgroups = max_cgroups
         self.clock_ticks = clock_ticks or os.sysconf("SC_CLK_TCK")
+        self.reader = reader
         self.hierarchies = None
         self.layout = None
 
@@ -389,105 +385,115 @@ class CgroupTable:
             self.layout = "hybrid" if len(hierarchies) > 1 else "unified"
         return hierarchies
 
-    def _walk(self, problems):
-        """BFS over every hierarchy at once, level by level:
-        ({cgroup path: [(hierarchy, directory, entry names)]}, vanished, omitted)."""
-        rows = {}
-        vanished = omitted = 0
-        frontier = [(h, h.base, "/") for h in self.hierarchies]
-        depth = 0
-        while frontier:
-            following = []
-            for hierarchy, directory, relative in frontier:
-                path = hierarchy.cgroup_path(relative)
-                places = rows.get(path)
-                if places is None and len(rows) >= self.max_cgroups:
-                    omitted += 1
-                    continue
-                names = set()
-                children = []
-                try:
-                    with os.scandir(directory) as entries:
-                        for entry in entries:
-                            if entry.is_dir(follow_symlinks=False):
-                                children.append(entry.name)
-                            else:
-                                names.add(entry.name)
-                except FileNotFoundError:
-                    vanished += 1
-                    continue
-                except OSError as exc:
-                    problems.add(SOURCE, directory, IO_ERROR, exc.strerror or str(exc))
-                    continue
-                if places is None:
-                    places = rows[path] = []
-                places.append((hierarchy, directory, names))
-                if depth < self.max_depth:
-                    prefix = "" if relative == "/" else relative
-                    following.extend((hierarchy, directory + "/" + child, prefix + "/" + child)
-                                     for child in children)
-            frontier = following
-            depth += 1
-        return rows, vanished, omitted
+    def _errors(self, hierarchy, directory, path, errors, absent, problems):
+        """Sort a directory's read errors: True when the cgroup has vanished.
+
+        ENOENT for every file of a controller is that controller not being
+        there (not enabled in this v2 cgroup, or the root, which lacks most
+        files): silent. ENOENT for some files of a controller is a file this
+        kernel does not have (memory.swap.* without swap accounting): counted
+        in ``absent``. ENOENT with the directory gone is a vanished cgroup.
+        """
+        missing = {index for index, code in errors if code in (errno.ENOENT, errno.ENOTDIR)}
+        if missing and not os.path.isdir(directory):
+            return True
+        for index, code in errors:
+            if index not in missing:
+                kind = TOO_LARGE if code == errno.EFBIG else error_kind(OSError(code, ""))
+                problems.add(SOURCE, os.path.join(os.fsdecode(directory), hierarchy.names[index]), kind,
+                             os.strerror(code))
+        if missing and path != "/":
+            for start, end in hierarchy.spans:
+                hit = [i for i in range(start, end) if i in missing]
+                if hit and len(hit) < end - start:
+                    for index in hit:
+                        name = hierarchy.names[index]
+                        absent[name] = absent.get(name, 0) + 1
+        return False
 
     def collect(self, problems):
         """The cgroups section: {"layout", "hierarchies", "cgroups" (rows),
         "vanished", "omitted", "max_depth", "max_cgroups"}, or None (with a
-        problem) when no cgroup hierarchy is mounted."""
+        problem) when no cgroup hierarchy is mounted.
+
+        The walk and the reads are one pass, breadth first over every
+        hierarchy at once: each directory is opened once, its files read, and
+        it is listed for children only when its link count says it has some
+        (cgroupfs counts 2 + subdirectories), so leaves cost no listing.
+        """
         if self.hierarchies is None or not any(os.path.isdir(h.base) for h in self.hierarchies):
             self.hierarchies = self.probe(problems)
         if not self.hierarchies:
             problems.add(SOURCE, self.root.proc("self", "mountinfo"), MISSING,
                          "no cgroup hierarchy is mounted")
             return None
-        places_by_path, vanished, omitted = self._walk(problems)
-        read = self.root.read
+        rows = {}
+        gone = set()
         absent = {}
         malformed = {}
-        cgroups = []
-        for path, places in places_by_path.items():
-            row = _empty_row(path)
-            gone = False
-            for hierarchy, directory, names in places:
-                for controller, files in hierarchy.groups:
-                    seen = False
-                    missing = []
-                    for name, handler in files:
-                        if name not in names:
-                            missing.append(name)
-                            continue
-                        seen = True
-                        try:
-                            data = read(directory + "/" + name)
-                        except SourceError as exc:
-                            if exc.kind == MISSING:
-                                gone = True
-                                break
-                            problems.add(SOURCE, exc.path, exc.kind, exc.message)
-                            continue
-                        bad = handler(row, data)
+        vanished = omitted = 0
+        max_cgroups = self.max_cgroups
+        read_dir = self.reader.read_dir
+        frontier = [(h, os.fsencode(h.base), "/") for h in self.hierarchies]
+        depth = 0
+        while frontier:
+            following = []
+            descend = depth < self.max_depth
+            for hierarchy, directory, relative in frontier:
+                path = hierarchy.cgroup_path(relative)
+                if path in gone:
+                    continue
+                row = rows.get(path)
+                if row is None:
+                    if len(rows) >= max_cgroups:
+                        omitted += 1
+                        continue
+                    row = rows[path] = _empty_row(path)
+                try:
+                    result = read_dir(directory, hierarchy.specs, READ_CAP)
+                except OSError as exc:
+                    problems.add(SOURCE, os.fsdecode(directory), error_kind(exc), exc.strerror or str(exc))
+                    continue
+                if result is not None:
+                    nlink, values, bad_lines, errors = result
+                    skip = ()
+                    if errors:
+                        if self._errors(hierarchy, directory, path, errors, absent, problems):
+                            result = None
+                        else:
+                            skip = {index for index, _ in errors}
+                if result is None:
+                    del rows[path]
+                    gone.add(path)
+                    vanished += 1
+                    continue
+                handlers = hierarchy.handlers
+                for index, value in enumerate(values):
+                    if index not in skip:
+                        bad = handlers[index](row, value)
                         if bad:
-                            malformed[name] = malformed.get(name, 0) + bad
-                    if gone:
-                        break
-                    # A file missing beside its controller's others is worth
-                    # a problem; a controller absent altogether (not enabled
-                    # in this v2 cgroup, or the root) is not.
-                    if seen and path != "/":
-                        for name in missing:
-                            absent[name] = absent.get(name, 0) + 1
-                if gone:
-                    break
-            if gone:
-                vanished += 1
-                continue
-            cgroups.append(row)
+                            bad_lines.append((index, bad))
+                for index, count in bad_lines:
+                    name = hierarchy.names[index]
+                    malformed[name] = malformed.get(name, 0) + count
+                # A link count of 2 is a leaf; below 2 the filesystem does not
+                # count subdirectories (btrfs): list to be sure.
+                if descend and nlink != 2:
+                    prefix = "" if relative == "/" else relative
+                    try:
+                        with os.scandir(directory) as entries:
+                            following.extend(
+                                (hierarchy, entry.path, prefix + "/" + os.fsdecode(entry.name))
+                                for entry in entries if entry.is_dir(follow_symlinks=False))
+                    except FileNotFoundError:
+                        continue
+            frontier = following
+            depth += 1
         for name, count in absent.items():
             problems.add(SOURCE, name, MISSING, "absent in %d cgroup(s)" % count, count)
         for name, count in malformed.items():
             problems.add(SOURCE, name, MALFORMED, "%d malformed line(s) skipped" % count, count)
         return {"layout": self.layout,
                 "hierarchies": [h.describe() for h in self.hierarchies],
-                "cgroups": cgroups, "vanished": vanished, "omitted": omitted,
-                "max_depth": self.max_depth, "max_cgroups": self.max_cgroups}
-
+                "cgroups": list(rows.values()), "vanished": vanished, "omitted": omitted,
+                "max_depth": self.max_depth, "max_cgroups": max_cgroups}
