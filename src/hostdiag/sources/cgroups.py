@@ -39,18 +39,18 @@ count of cgroups; other read errors are one problem each.
 
 import errno
 import os
+import sys
 
 from hostdiag.parsers.cgroup import (
     BLKIO,
     CPU_MAX,
     IO_STAT,
     KEYED,
-    RAW,
+    PRESSURE,
     VALUE,
     parse_cgroup_mounts,
 )
 from hostdiag.parsers import cgroupscan
-from hostdiag.parsers.coldpath import parse_pressure
 from hostdiag.sources.hostroot import MALFORMED, MISSING, TOO_LARGE, error_kind
 
 SOURCE = "cgroups"
@@ -71,6 +71,11 @@ V2_READ = ("cpu", "memory", "io", "pids")
 # The v2 controller that replaces each v1 one: a v1 mount is not read for a
 # controller the unified tree has (a kernel binds each to one hierarchy only).
 V1_TO_V2 = {"cpu": "cpu", "cpuacct": "cpu", "memory": "memory", "blkio": "io", "pids": "pids"}
+
+# Directory names are bytes (read_dir takes bytes); paths in rows are str,
+# decoded as os.fsdecode does, without its per-call checks.
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
 
 _CPU_KEYS = ("usage_usec", "user_usec", "system_usec", "nr_periods", "nr_throttled",
              "throttled_usec", "quota_usec", "period_usec")
@@ -117,9 +122,7 @@ def _io(row):
 
 
 # A file the table reads: (name, kind, keys for KEYED, handler). A handler
-# takes (row, parsed value) and returns the lines it found malformed (the
-# pressure files are parsed by the handler: their parser is shared with
-# /proc/pressure).
+# puts one parsed value into the row.
 
 def _keyed_cpu(names):
     def handler(row, values):
@@ -169,13 +172,11 @@ def _io_stat(row, devices):
 
 
 def _pressure(resource):
-    def handler(row, data):
-        value, bad = parse_pressure(data)
+    def handler(row, value):
         pressure = row["pressure"]
         if pressure is None:
             pressure = row["pressure"] = {"cpu": None, "memory": None, "io": None}
         pressure[resource] = value
-        return bad
     return handler
 
 
@@ -234,9 +235,9 @@ _V2_CPU_STAT = (b"usage_usec", b"user_usec", b"system_usec", b"nr_periods", b"nr
 # controller (v2 only).
 V2_FILES = {
     "core": ((b"cpu.stat", KEYED, _V2_CPU_STAT, _keyed_cpu(_CPU_KEYS[:6])),
-             (b"cpu.pressure", RAW, None, _pressure("cpu")),
-             (b"memory.pressure", RAW, None, _pressure("memory")),
-             (b"io.pressure", RAW, None, _pressure("io"))),
+             (b"cpu.pressure", PRESSURE, None, _pressure("cpu")),
+             (b"memory.pressure", PRESSURE, None, _pressure("memory")),
+             (b"io.pressure", PRESSURE, None, _pressure("io"))),
     "cpu": ((b"cpu.max", CPU_MAX, None, _cpu_max),),
     "memory": ((b"memory.current", VALUE, None, _set(_memory, "current")),
                (b"memory.max", VALUE, None, _set(_memory, "max")),
@@ -467,12 +468,13 @@ class CgroupTable:
                     gone.add(path)
                     vanished += 1
                     continue
-                handlers = hierarchy.handlers
-                for index, value in enumerate(values):
-                    if index not in skip:
-                        bad = handlers[index](row, value)
-                        if bad:
-                            bad_lines.append((index, bad))
+                if skip:
+                    for index, (handler, value) in enumerate(zip(hierarchy.handlers, values)):
+                        if index not in skip:
+                            handler(row, value)
+                else:
+                    for handler, value in zip(hierarchy.handlers, values):
+                        handler(row, value)
                 for index, count in bad_lines:
                     name = hierarchy.names[index]
                     malformed[name] = malformed.get(name, 0) + count
@@ -483,7 +485,7 @@ class CgroupTable:
                     try:
                         with os.scandir(directory) as entries:
                             following.extend(
-                                (hierarchy, entry.path, prefix + "/" + os.fsdecode(entry.name))
+                                (hierarchy, entry.path, prefix + "/" + entry.name.decode(_FS_ENCODING, _FS_ERRORS))
                                 for entry in entries if entry.is_dir(follow_symlinks=False))
                     except FileNotFoundError:
                         continue
