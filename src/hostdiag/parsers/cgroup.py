@@ -12,7 +12,7 @@ page-rounded ``LONG_MAX`` of ``memory.limit_in_bytes``) is the string
 
 The table reads each cgroup directory through :func:`read_dir` (at the end
 of this module), whose compiled twin is ``csrc/_cgroup.pyx``: without it the
-table costs about 1.6 times the raw read of its files, with it about 1.2
+table costs about 1.8 times the raw read of its files, with it about 1.2
 (benchmarks/test_bench_cgroups.py).
 """
 
