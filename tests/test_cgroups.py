@@ -268,8 +268,9 @@ def test_recorded_pure_v2_host():
     problems = Problems()
     section = table.collect(problems)
     assert section["layout"] == "unified"
+    controllers = ["cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"]
     assert section["hierarchies"] == [{"type": "cgroup2", "mount": "/sys/fs/cgroup", "root": "/",
-                                       "controllers": ["cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"]}]
+                                       "controllers": controllers}]
     rows = {row["path"]: row for row in section["cgroups"]}
     web = rows["/system.slice/docker-4c1e0e3b8a6f2d9c7b5a3e1f0d2c4b6a8e0f1d3c5b7a9e2f4d6c8b0a1e3f5d7c.scope"]
     assert web["cpu"] == {"usage_usec": 98317211, "user_usec": 61004398, "system_usec": 37312813,

@@ -108,8 +108,8 @@ def host(tmp_path):
     other = "11111111-2222-3333-4444-555555555555"
     _write(str(rootfs / "var/lib/kubelet/pods" / other / "etc-hosts"),
            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n10.1.2.3\tbatch-job-x\n")
-    _write(str(rootfs / "var/lib/kubelet/pods" / other / "volumes/kubernetes.io~projected/kube-api-access-abcde/namespace"),
-           "jobs")
+    projected = rootfs / "var/lib/kubelet/pods" / other / "volumes/kubernetes.io~projected"
+    _write(str(projected / "kube-api-access-abcde/namespace"), "jobs")
     return HostRoot(rootfs=str(rootfs)), other
 
 

@@ -71,13 +71,17 @@ def parse_value(data):
     return None, 1
 
 
+def _u64_token(token):
+    return int(token) if token.isdigit() and len(token) <= 20 else None
+
+
 def parse_cpu_max(data):
     """v2 ``cpu.max`` (``$MAX $PERIOD``) → (quota µs or "max", period µs), or None."""
     tokens = data.split()
     if len(tokens) != 2:
         return None, 1
-    quota = UNLIMITED if tokens[0] == b"max" else (int(tokens[0]) if tokens[0].isdigit() and len(tokens[0]) <= 20 else None)
-    period = int(tokens[1]) if tokens[1].isdigit() and len(tokens[1]) <= 20 else None
+    quota = UNLIMITED if tokens[0] == b"max" else _u64_token(tokens[0])
+    period = _u64_token(tokens[1])
     if quota is None or period is None:
         return None, 1
     return (quota, period), 0

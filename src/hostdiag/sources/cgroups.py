@@ -269,8 +269,10 @@ def v1_files(clock_ticks):
                    (b"memory.oom_control", KEYED, (b"oom_kill",), _v1_oom_control),
                    (b"memory.stat", KEYED, (b"total_rss", b"total_cache", b"total_shmem", b"total_pgmajfault"),
                     _v1_memory_stat)),
-        "blkio": ((b"blkio.throttle.io_service_bytes_recursive", BLKIO, None, _v1_blkio(("rbytes", "wbytes", "dbytes"))),
-                  (b"blkio.throttle.io_serviced_recursive", BLKIO, None, _v1_blkio(("rios", "wios", "dios")))),
+        "blkio": ((b"blkio.throttle.io_service_bytes_recursive", BLKIO, None,
+                   _v1_blkio(("rbytes", "wbytes", "dbytes"))),
+                  (b"blkio.throttle.io_serviced_recursive", BLKIO, None,
+                   _v1_blkio(("rios", "wios", "dios")))),
         "pids": ((b"pids.current", VALUE, None, _set(_pids, "current")),
                  (b"pids.max", VALUE, None, _set(_pids, "max")),
                  (b"pids.events", KEYED, (b"max",), _pids_events)),
@@ -378,8 +380,9 @@ class CgroupTable:
             read = tuple((c, files[c]) for c in V1_READ
                          if c in mount["controllers"] and V1_TO_V2[c] not in v2_controllers)
             if read:
-                hierarchies.append(Hierarchy("cgroup", mount["mount"], self.host_path(mount["mount"], sysfs_points),
-                                             mount["root"], mount["controllers"], read))
+                base = self.host_path(mount["mount"], sysfs_points)
+                hierarchies.append(Hierarchy("cgroup", mount["mount"], base, mount["root"],
+                                             mount["controllers"], read))
         if v2 is None:
             self.layout = "legacy" if hierarchies else None
         else:
@@ -485,7 +488,8 @@ class CgroupTable:
                     try:
                         with os.scandir(directory) as entries:
                             following.extend(
-                                (hierarchy, entry.path, prefix + "/" + entry.name.decode(_FS_ENCODING, _FS_ERRORS))
+                                (hierarchy, entry.path,
+                                 prefix + "/" + entry.name.decode(_FS_ENCODING, _FS_ERRORS))
                                 for entry in entries if entry.is_dir(follow_symlinks=False))
                     except FileNotFoundError:
                         continue
