@@ -25,13 +25,15 @@ that path. Units (docs/cgroups.md has the full table):
 
 A group is None when no hierarchy holding the path has its controller; a field
 is None when its file is absent or unreadable (v1 has no memory.high, no
-memory.events oom/high counters, no memory.stat kernel/sock).
+swap limit of its own, no memory.events oom/high counters, no memory.stat
+kernel/sock).
 
 Bounds: the tree is walked breadth first, ``max_depth`` levels below each
 hierarchy's root, and at most ``max_cgroups`` paths are sampled; directories
 seen past that cap are counted in ``omitted``, so the cut keeps the top of the
-tree. Races: a cgroup removed between the walk and its reads (ENOENT) is
-skipped and counted in ``vanished``, like a vanished process; a file absent
+tree. Races: a cgroup removed between its parent's listing and its reads
+(ENOENT) is skipped and counted once in ``vanished``, like a vanished
+process, whichever hierarchy saw it go; a file absent
 from a cgroup whose controller is there (memory.swap.current without swap
 accounting) is one ``missing`` problem per file name and sample, with the
 count of cgroups; other read errors are one problem each.
