@@ -15,7 +15,7 @@ from hostdiag.parsers.cgroup import (
     parse_value,
 )
 
-FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "cgroup-v2-systemd")
+FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "cgroup-v2-systemd", "root")
 LONG = b"x" * 100000
 WANT = (b"usage_usec", b"nr_throttled")
 

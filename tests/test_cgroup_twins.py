@@ -12,7 +12,7 @@ from hostdiag.parsers.cgroup import BLKIO, CPU_MAX, IO_STAT, KEYED, PRESSURE, VA
 compiled = pytest.importorskip("hostdiag._cgroup", reason="the compiled reader is not built")
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
-TREE = os.path.join(FIXTURES, "cgroup-v2-systemd", "sys", "fs", "cgroup")
+TREE = os.path.join(FIXTURES, "cgroup-v2-systemd", "root", "sys", "fs", "cgroup")
 KEYS = (b"anon", b"file", b"usage_usec", b"max", b"oom_kill", b"nr_throttled", b"total_rss")
 KINDS = (VALUE, KEYED, CPU_MAX, IO_STAT, BLKIO, PRESSURE)
 

@@ -258,7 +258,9 @@ def test_depth_and_count_bounds(live):
 
 
 def _fixture_table(name):
-    base = os.path.join(FIXTURES, name)
+    # The tree is under root/, not at the top: a fixture directory with a
+    # proc/ of its own is taken for a whole host tree by the diag tests.
+    base = os.path.join(FIXTURES, name, "root")
     root = HostRoot(proc_root=os.path.join(base, "proc"), sys_root=os.path.join(base, "sys"), rootfs=base)
     return CgroupTable(root, clock_ticks=100), root
 
