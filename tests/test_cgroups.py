@@ -76,7 +76,26 @@ def made_cgroup(table, controllers, suffix=""):
     finally:
         for directory in made:
             for sub, _, _ in sorted(os.walk(directory), key=lambda w: -len(w[0])):
+                _kill_all(sub)
                 os.rmdir(sub)
+
+
+def _kill_all(directory):
+    """Kill what is left in a cgroup (a failed test's children, orphans of a
+    fork loop) and wait until it is empty, so that it can be removed."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        with open(os.path.join(directory, "cgroup.procs")) as handle:
+            pids = [int(line) for line in handle if line.strip()]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert time.monotonic() < deadline, "processes %s stay in %s" % (pids, directory)
+        time.sleep(0.01)
 
 
 def _write(path, value):
