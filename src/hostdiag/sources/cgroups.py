@@ -285,14 +285,13 @@ class Hierarchy:
     """One mounted cgroup hierarchy the table reads.
 
     ``base`` is the mount point as a path under the host root, ``prefix`` the
-    hierarchy path mounted there ("/" for the whole tree). ``groups`` is
-    ((controller, files), ...) as in ``V2_FILES``; ``specs`` and ``handlers``
-    are those files flattened for :func:`read_dir`, ``spans`` the (start, end)
-    of each controller's files in them.
+    hierarchy path mounted there ("/" for the whole tree). ``groups`` is the
+    ((controller, files), ...) read from it, files as in ``V2_FILES``; they are
+    kept flattened for ``read_dir``: ``specs``, ``handlers``, ``names``, and
+    ``spans``, the (start, end) of each controller's files in them.
     """
 
-    __slots__ = ("kind", "mount", "base", "prefix", "controllers", "groups", "specs", "handlers",
-                 "spans", "names")
+    __slots__ = ("kind", "mount", "base", "prefix", "controllers", "specs", "handlers", "spans", "names")
 
     def __init__(self, kind, mount, base, prefix, controllers, groups):
         self.kind = kind
@@ -300,7 +299,6 @@ class Hierarchy:
         self.base = base
         self.prefix = prefix
         self.controllers = controllers
-        self.groups = groups
         files = [f for _, group in groups for f in group]
         self.specs = tuple((name, kind, keys) for name, kind, keys, _ in files)
         self.handlers = tuple(handler for _, _, _, handler in files)
