@@ -13,6 +13,7 @@ PAIRS = {
     "hostdiag._proctext": "hostdiag.parsers.proctext",
     "hostdiag._rtnetlink": "hostdiag.parsers.rtnetlink",
     "hostdiag._procpid": "hostdiag.parsers.procpid",
+    "hostdiag._cgroup": "hostdiag.parsers.cgroup",
     "hostdiag._sockdiag": "hostdiag.parsers.sockdiag",
 }
 
@@ -20,7 +21,8 @@ PAIRS = {
 def test_every_pair_is_loaded_and_reported():
     assert set(parsers.TWINS) == set(PAIRS)
     live = {"hostdiag._proctext": parsers.live_proctext, "hostdiag._rtnetlink": parsers.live_rtnetlink,
-            "hostdiag._procpid": parsers.live_procpid, "hostdiag._sockdiag": parsers.live_sockdiag}
+            "hostdiag._procpid": parsers.live_procpid, "hostdiag._sockdiag": parsers.live_sockdiag,
+            "hostdiag._cgroup": parsers.live_cgroup}
     for compiled, (impl, reason) in parsers.TWINS.items():
         assert live[compiled].__name__ == (compiled if impl == "compiled" else PAIRS[compiled])
         assert impl == ("pure" if parsers.pure_forced() else "compiled"), reason

@@ -64,6 +64,7 @@ live_proctext = _load_twin("hostdiag._proctext", "hostdiag.parsers.proctext")
 live_rtnetlink = _load_twin("hostdiag._rtnetlink", "hostdiag.parsers.rtnetlink")
 live_procpid = _load_twin("hostdiag._procpid", "hostdiag.parsers.procpid")
 live_sockdiag = _load_twin("hostdiag._sockdiag", "hostdiag.parsers.sockdiag")
+live_cgroup = _load_twin("hostdiag._cgroup", "hostdiag.parsers.cgroup")
 
 parse_stat = live_proctext.parse_stat
 parse_keyvalue = live_proctext.parse_keyvalue
