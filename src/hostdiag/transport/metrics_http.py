@@ -41,6 +41,8 @@ log = logging.getLogger("hostdiag.transport.metrics_http")
 # gzip level 1: about 7x smaller on our exposition, at a fraction of level 6's CPU.
 GZIP_LEVEL = 1
 _RECV_BYTES = 65536
+# What a client may still send after a response that closes, discarded, before the close.
+_DRAIN_BYTES = 65536
 _INDEX = (b"<html><head><title>hostdiag</title></head><body><h1>hostdiag agent</h1>"
           b"<p><a href=\"/metrics\">/metrics</a></p></body></html>\n")
 
@@ -93,7 +95,7 @@ class _Latest:
 
 
 class _Connection:
-    __slots__ = ("sock", "peer", "inbox", "outbox", "deadline", "close_after")
+    __slots__ = ("sock", "peer", "inbox", "outbox", "deadline", "close_after", "drained")
 
     def __init__(self, sock, peer, deadline):
         self.sock = sock
@@ -102,6 +104,7 @@ class _Connection:
         self.outbox = None  # memoryview of the response still to send, or None
         self.deadline = deadline
         self.close_after = False
+        self.drained = None  # bytes discarded since the response that closes; None before it
 
 
 class MetricsServer:
@@ -229,7 +232,7 @@ class MetricsServer:
 
     def _expire(self, now):
         for conn in [c for c in self._connections.values() if c.deadline <= now]:
-            if conn.inbox or conn.outbox is not None:  # an idle keep-alive connection just ends
+            if (conn.inbox or conn.outbox is not None) and conn.drained is None:  # idle or lingering: just ends
                 self._reject("timeout")
             self._drop(conn)
 
@@ -245,6 +248,9 @@ class MetricsServer:
             self._drop(conn)
 
     def _receive(self, conn):
+        if conn.drained is not None:
+            self._drain(conn)
+            return
         # Never more than one byte past the head limit is held.
         data = conn.sock.recv(max(1, min(_RECV_BYTES, self.limits.max_request_bytes + 1 - len(conn.inbox))))
         if not data:
@@ -257,7 +263,7 @@ class MetricsServer:
         """Answer the requests whole in ``conn.inbox``, one at a time: stop
         when one's response could not be sent at once (the rest waits for
         it) or the connection is closed."""
-        while conn.outbox is None and conn.sock.fileno() >= 0:
+        while conn.outbox is None and conn.drained is None and conn.sock.fileno() >= 0:
             end = conn.inbox.find(b"\r\n\r\n")
             if end < 0 or end + 4 > self.limits.max_request_bytes:
                 if end >= 0 or len(conn.inbox) > self.limits.max_request_bytes:
@@ -350,12 +356,29 @@ class MetricsServer:
             return
         conn.outbox = None
         if conn.close_after:
-            self._drop(conn)
+            self._linger(conn)
             return
         conn.deadline = time.monotonic() + self.limits.timeout
         self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
         if resume and conn.inbox:
             self._next_requests(conn)
+
+
+    def _linger(self, conn):
+        """Half-close after a closing response and discard what the client
+        still sends until it closes too: closing with unread input would
+        make the kernel reset the connection and lose the response."""
+        conn.sock.shutdown(socket.SHUT_WR)
+        conn.drained = 0
+        conn.inbox.clear()
+        conn.deadline = time.monotonic() + self.limits.timeout
+        self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
+
+    def _drain(self, conn):
+        data = conn.sock.recv(_RECV_BYTES)
+        conn.drained += len(data)
+        if not data or conn.drained > _DRAIN_BYTES:
+            self._drop(conn)
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
