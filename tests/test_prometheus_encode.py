@@ -265,7 +265,7 @@ def test_agent_and_server_counters(sample):
         "cpu": {"utime_ticks": 150, "stime_ticks": 50}, "rss_bytes": 12345, "samples": 9, "overruns": 2,
         "missed_ticks": 3, "errors": 0, "clients_dropped": 1, "clients": 2, "started_wall_ns": 1_700_000_000 * 10**9,
         "sample_s": {"last": 0.01, "avg": 0.02, "max": 0.5}, "spool": {"bytes": 4096, "degraded": None}})
-    found = samples_of(encode_metrics(snapshot, server_stats={"scrapes": 4, "encodes": 2, "connections": 1,
+    found = samples_of(encode_metrics(snapshot, server_stats={"scrapes": {"text": 4}, "gzipped": 1, "encodes": 2, "connections": 1,
                                                               "rejected": {"timeout": 5}}))
     hz = P.os.sysconf("SC_CLK_TCK")
     assert value(found, "hostdiag_agent_cpu_seconds_total", mode="user") == pytest.approx(150 / hz)
@@ -274,3 +274,4 @@ def test_agent_and_server_counters(sample):
     assert value(found, "hostdiag_agent_sample_seconds", stat="max") == 0.5
     assert value(found, "hostdiag_agent_spool_degraded") == 0
     assert value(found, "hostdiag_metrics_rejected_total", reason="timeout") == 5
+    assert value(found, "hostdiag_metrics_scrapes_total", format="text") == 4

@@ -722,8 +722,10 @@ def _agent(out, agent):
 def _server(out, stats):
     if not isinstance(stats, dict):
         return
-    out.family("hostdiag_metrics_scrapes_total", "counter", "GET /metrics requests answered.",
-               (((), stats.get("scrapes")),))
+    out.family("hostdiag_metrics_scrapes_total", "counter", "GET /metrics requests answered, by format.",
+               (((("format", form),), n) for form, n in sorted((stats.get("scrapes") or {}).items())))
+    out.family("hostdiag_metrics_gzipped_total", "counter", "GET /metrics answers sent gzip-compressed.",
+               (((), stats.get("gzipped")),))
     out.family("hostdiag_metrics_encodes_total", "counter",
                "Times the exposition was encoded (once per new sample and format, at the first scrape).",
                (((), stats.get("encodes")),))
@@ -740,8 +742,9 @@ def encode_metrics(snapshot, rates=None, findings=(), server_stats=None, openmet
     agent's self-report); ``rates`` is :func:`hostdiag.derive.rates.derive_rates`'s
     result ending at it, or None (it only ranks the top processes by recent
     CPU); ``findings`` is the list :func:`hostdiag.findings.rules.evaluate`
-    gave; ``server_stats`` is the HTTP server's own counters (``scrapes``,
-    ``encodes``, ``rejected`` by reason, ``connections``) or None.
+    gave; ``server_stats`` is the HTTP server's own counters (``scrapes`` by
+    format, ``gzipped``, ``encodes``, ``rejected`` by reason, ``connections``)
+    or None.
     ``openmetrics`` selects OpenMetrics 1.0 (with ``# EOF``) over text 0.0.4.
     Sections a snapshot lacks (null) give no series; nothing is written as 0
     for a value the kernel did not give.

@@ -132,7 +132,7 @@ class MetricsServer:
         self._wake_r.setblocking(False)
         self._stopping = False
         self._thread = None
-        self.stats = {"scrapes": 0, "encodes": 0, "rejected": {}, "connections": 0}
+        self.stats = {"scrapes": {}, "gzipped": 0, "encodes": 0, "rejected": {}, "connections": 0}
 
     @property
     def address(self):
@@ -316,7 +316,10 @@ class MetricsServer:
                 self._respond(conn, 500, "text/plain", ("cannot encode: %s\n" % type(exc).__name__).encode(),
                               close=close)
                 return
-        self.stats["scrapes"] += 1
+        scrapes = self.stats["scrapes"]
+        form = "openmetrics" if openmetrics else "text"
+        scrapes[form] = scrapes.get(form, 0) + 1
+        self.stats["gzipped"] += compressed
         self._respond(conn, 200, OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE, body,
                       close=close, extra="Content-Encoding: gzip\r\n" if compressed else "")
 
