@@ -52,6 +52,7 @@ PREFIX_CACHE_ENTRIES = 20000
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 SECTOR_BYTES = 512  # /proc/diskstats counts 512-byte sectors whatever the device
 
+_INT = frozenset((int,))
 _NUMBER = frozenset((int, float))
 _VALID_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z").match
 
@@ -540,10 +541,10 @@ def _sockets(out, snapshot):
     table = sockets.get("tcp_table") or {}
     rtts, retrans = _connection_columns(table.get("fields") or (), table.get("rows") or ())
     out.gauge_histogram("hostdiag_tcp_connection_rtt_seconds",
-                        "TCP connections (not listeners) by smoothed round-trip time now (tcp_info rtt).",
+                        "TCP connections with an RTT sample, by smoothed round-trip time now (tcp_info rtt).",
                         RTT_BUCKETS_US, rtts, unit="seconds", divisor=1e6)
     out.gauge_histogram("hostdiag_tcp_connection_retransmits",
-                        "TCP connections (not listeners) by segments retransmitted since they opened "
+                        "TCP connections with an RTT sample, by segments retransmitted since they opened "
                         "(tcp_info total_retrans).", RETRANS_BUCKETS, retrans)
     out.family("hostdiag_tcp_table_dropped", "gauge",
                "TCP sockets beyond the socket table's row limit, left out of the connection histograms.",
@@ -551,18 +552,25 @@ def _sockets(out, snapshot):
 
 
 def _connection_columns(fields, rows):
-    """``(rtts in µs, total_retrans)`` of the rows that are not listeners and
-    have tcp_info. A table holds up to 100,000 rows: columns are taken with
-    itemgetter and filtered in one comprehension each, the fastest measured."""
+    """``(rtts in µs, total_retrans)`` of the connections with an RTT sample
+    (tcp_info rtt above 0: listeners, time-wait sockets and the procfs source
+    have none). A table holds up to 100,000 rows, so the columns are taken and
+    filtered with C-level iterators only (itemgetter, compress, filter)."""
     try:
-        rtt_at, retrans_at, state_at = fields.index("rtt"), fields.index("total_retrans"), fields.index("state")
-        states = list(map(operator.itemgetter(state_at), rows))
-        rtts = map(operator.itemgetter(rtt_at), rows)
-        retrans = map(operator.itemgetter(retrans_at), rows)
-        return ([v for state, v in zip(states, rtts) if type(v) is int and state != "LISTEN"],
-                [v for state, v in zip(states, retrans) if type(v) is int and state != "LISTEN"])
+        rtt_at, retrans_at = fields.index("rtt"), fields.index("total_retrans")
+        rtts = list(map(operator.itemgetter(rtt_at), rows))
+        retrans = list(itertools.compress(map(operator.itemgetter(retrans_at), rows), rtts))
     except (ValueError, IndexError, TypeError):  # a table of another shape: no histograms
         return [], []
+    return _ints(list(filter(None, rtts))), _ints(retrans)
+
+
+def _ints(values):
+    """``values`` without what is not an int; the common all-int case is
+    checked at C speed and not copied."""
+    if set(map(type, values)) <= _INT:
+        return values
+    return [v for v in values if type(v) is int]
 
 
 def _largest(n, values, items):
