@@ -175,7 +175,7 @@ class _Exposition:
         self.series += written
 
     def gauge_histogram(self, name, help_text, bounds, values, unit=None, divisor=1):
-        """The distribution of ``values`` (a list of numbers, sorted here in
+        """The distribution of ``values`` (a list of ints, sorted here in
         place) now over ``bounds`` (upper bounds in the values' unit;
         cumulative ``le`` buckets plus +Inf); written even when empty. Bounds
         and the sum are shown divided by ``divisor`` (1e6: µs to seconds)."""
@@ -189,7 +189,7 @@ class _Exposition:
         count = len(values)
         lines.append('%s_bucket{le="+Inf"} %d\n' % (name, count))
         lines.append("%s_%s %d\n" % (name, "gcount" if om else "count", count))
-        lines.append("%s_%s %r\n" % (name, "gsum" if om else "sum", math.fsum(values) / divisor))
+        lines.append("%s_%s %r\n" % (name, "gsum" if om else "sum", sum(values) / divisor))
         self.lines.extend(lines)
         self.families += 1
         self.series += len(bounds) + 3
@@ -576,19 +576,17 @@ def _ints(values):
 def _largest(n, values, items):
     """The items (a list) whose values (an iterable in the same order) are
     the ``n`` largest numbers above zero, largest first (ties: the later
-    item first); what is not a number is skipped. Only C-level iterators and
-    sorts: it runs over every process."""
-    values = list(values)
-    if not set(map(type, values)) <= _NUMBER:
-        keep = list(map(_NUMBER.__contains__, map(type, values)))
-        values = list(itertools.compress(values, keep))
-        items = list(itertools.compress(items, keep))
-    if len(values) > n:
-        threshold = sorted(values)[-n]
-        chosen = itertools.compress(zip(values, itertools.count()), map(operator.le, itertools.repeat(threshold), values))
+    item first); what is not a number is skipped. It runs over every
+    process: the numbers are sorted alone (a C sort of plain numbers), and
+    only the few at or above the n-th largest are ranked with their index."""
+    values = [v if type(v) in _NUMBER else 0 for v in values]
+    floor = sorted(values)[-n] if len(values) > n else 0
+    if floor <= 0:
+        ranked = [(v, i) for i, v in enumerate(values) if v > 0]
     else:
-        chosen = zip(values, itertools.count())
-    return [items[i] for value, i in sorted(chosen, reverse=True)[:n] if value > 0]
+        ranked = [(v, i) for i, v in enumerate(values) if v >= floor]
+    ranked.sort(reverse=True)
+    return [items[i] for _, i in ranked[:n]]
 
 
 def _listener_rank(entry):
@@ -637,14 +635,15 @@ def _top_by_cpu(records, per_process):
         keys = list(per_process)
         busy = _largest(TOP_PROCESSES, map(dict.get, per_process.values(), itertools.repeat("cpu_pct")), keys)
         if busy:
-            # Records are found by pid in one C-level pass, then checked by start time.
-            at = dict(zip(map(dict.get, records, itertools.repeat("pid")), records))
+            # A few records, found by pid with C-level scans, then checked by start time.
+            pids = list(map(dict.get, records, itertools.repeat("pid")))
             chosen = []
             for key in busy:
                 pid, _, start = key.partition(":")
-                record = at.get(int(pid)) if pid.isdigit() else None
-                if record is not None and str(record.get("start_time")) == start:
-                    chosen.append(record)
+                if pid.isdigit() and int(pid) in pids:
+                    record = records[pids.index(int(pid))]
+                    if str(record.get("start_time")) == start:
+                        chosen.append(record)
             return chosen
     try:
         ticks = list(map(operator.add, map(dict.get, records, itertools.repeat("utime")),
