@@ -57,7 +57,8 @@ _NUMBER = frozenset((int, float))
 _VALID_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z").match
 
 _prefixes = {}
-# (table, key) -> header and sample prefix of a one-sample family, per format.
+# {format: {table: {key: header and sample prefix of a one-sample family}}}; a
+# table's entries are dropped when they reach PREFIX_CACHE_ENTRIES.
 _scalar_heads = {False: {}, True: {}}
 
 
@@ -154,17 +155,17 @@ class _Exposition:
         ``(name, kind, help, unit)``, or None to leave the key out. Its answer
         is cached with the header, so a key costs a lookup from the second
         sample on."""
-        cache = _scalar_heads[self.openmetrics]
+        cache = _scalar_heads[self.openmetrics].get(tag)
+        if cache is None or len(cache) >= PREFIX_CACHE_ENTRIES:
+            cache = _scalar_heads[self.openmetrics][tag] = {}
         lines = self.lines
         written = 0
         for key, value in items:
-            head = cache.get((tag, key))
+            head = cache.get(key)
             if head is None:
                 described = describe(key)
-                head = "" if described is None else _header(*described, self.openmetrics) + described[0] + " "
-                if len(cache) >= PREFIX_CACHE_ENTRIES:
-                    cache.clear()
-                cache[(tag, key)] = head
+                head = cache[key] = "" if described is None else (
+                    _header(*described, self.openmetrics) + described[0] + " ")
             if not head:
                 continue
             text = str(value) if type(value) is int else _value(value)
