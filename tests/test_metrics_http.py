@@ -108,10 +108,15 @@ def test_one_encoding_per_sample_and_format(server, snapshot):
 
 
 def test_tables_carried_over_within_a_boot(server, snapshot):
-    server.publish(snapshot)
-    server.publish(dict(snapshot, processes=None, sockets=None))
+    busiest = max(snapshot["processes"]["processes"], key=lambda r: r["pid"])
+    rates = {"processes": {"%d:%d" % (busiest["pid"], busiest["start_time"]): {"cpu_pct": 50.0}}}
+    server.publish(snapshot, rates)
+    server.publish(dict(snapshot, processes=None, sockets=None), {"processes": None})
     body = get(server)[2].decode()
     assert "hostdiag_tcp_listeners " in body and "hostdiag_top_process_resident_memory_bytes{" in body
+    # Ranked by the rates of the carried table: the one process with a CPU rate leads alone.
+    ranked = [line for line in body.splitlines() if line.startswith("hostdiag_top_process_cpu_seconds_total{")]
+    assert len(ranked) == 1 and 'pid="%d"' % busiest["pid"] in ranked[0]
     other_boot = dict(snapshot, processes=None, sockets=None, meta=dict(snapshot["meta"], boot_id="another"))
     server.publish(other_boot)
     body = get(server)[2].decode()

@@ -145,13 +145,18 @@ class MetricsServer:
         """Make ``snapshot`` (plain dict; not to be mutated afterwards) the one
         served. The process and socket tables of a snapshot that lacks them
         (the agent takes them every N-th sample) are carried over from the
-        previous one of the same boot, so their series do not come and go."""
+        previous one of the same boot, with the process rates derived for
+        them, so their series do not come and go."""
         previous = self.latest
         if previous is not None and _boot(previous.snapshot) == _boot(snapshot):
             carried = {section: previous.snapshot.get(section) for section in ("processes", "sockets")
                        if snapshot.get(section) is None and previous.snapshot.get(section) is not None}
             if carried:
                 snapshot = dict(snapshot, **carried)
+                # The process rates go with the process table they were derived for.
+                if "processes" in carried and isinstance(previous.rates, dict) and isinstance(rates, dict) \
+                        and rates.get("processes") is None:
+                    rates = dict(rates, processes=previous.rates.get("processes"))
         self._generation += 1
         self.latest = _Latest(self._generation, snapshot, rates, list(findings or ()))
 
