@@ -6,6 +6,7 @@ import gzip
 import http.client
 import re
 import socket
+import threading
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
@@ -188,3 +189,16 @@ def test_close_stops_listening(snapshot):
     srv.close()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(address, timeout=WAIT_S).close()
+
+
+def test_serve_forever_in_a_thread_of_ones_own(snapshot):
+    srv = MetricsServer(("127.0.0.1", 0))
+    srv.publish(snapshot)
+    thread = threading.Thread(target=srv.serve_forever)
+    thread.start()
+    try:
+        assert get(srv)[0] == 200
+    finally:
+        srv.close()
+        thread.join()
+    srv.close()  # a second close does nothing

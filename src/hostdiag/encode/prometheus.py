@@ -129,8 +129,6 @@ class _Exposition:
     def __init__(self, openmetrics):
         self.openmetrics = openmetrics
         self.lines = []
-        self.families = 0
-        self.series = 0
 
     def family(self, name, kind, help_text, samples, unit=None):
         """One family. ``name`` is the sample name (a counter's ends with
@@ -146,8 +144,6 @@ class _Exposition:
             return
         self.lines.append(_header(name, kind, help_text, unit, self.openmetrics))
         self.lines.extend(body)
-        self.families += 1
-        self.series += len(body)
 
     def scalars(self, tag, items, describe):
         """Families of one unlabelled sample each, one per ``(key, value)`` of
@@ -159,7 +155,6 @@ class _Exposition:
         if cache is None or len(cache) >= PREFIX_CACHE_ENTRIES:
             cache = _scalar_heads[self.openmetrics][tag] = {}
         lines = self.lines
-        written = 0
         for key, value in items:
             head = cache.get(key)
             if head is None:
@@ -171,9 +166,6 @@ class _Exposition:
             text = str(value) if type(value) is int else _value(value)
             if text is not None:
                 lines.append(head + text + "\n")
-                written += 1
-        self.families += written
-        self.series += written
 
     def gauge_histogram(self, name, help_text, bounds, values, unit=None, divisor=1):
         """The distribution of ``values`` (a list of ints, sorted here in
@@ -182,8 +174,7 @@ class _Exposition:
         and the sum are shown divided by ``divisor`` (1e6: µs to seconds)."""
         values.sort()
         om = self.openmetrics
-        lines = [_header(name + "_bucket", "gaugehistogram" if om else "histogram", help_text, unit, om)
-                 .replace(name + "_bucket", name)]
+        lines = [_header(name, "gaugehistogram" if om else "histogram", help_text, unit, om)]
         for bound in bounds:
             lines.append('%s_bucket{le="%r"} %d\n' % (name, bound / divisor,
                                                      bisect.bisect_right(values, bound)))
@@ -192,8 +183,6 @@ class _Exposition:
         lines.append("%s_%s %d\n" % (name, "gcount" if om else "count", count))
         lines.append("%s_%s %r\n" % (name, "gsum" if om else "sum", sum(values) / divisor))
         self.lines.extend(lines)
-        self.families += 1
-        self.series += len(bounds) + 3
 
     def text(self):
         if self.openmetrics:

@@ -131,7 +131,10 @@ class MetricsServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._stopping = False
+        self._closed = False
         self._thread = None
+        self._loop_started = False
+        self._loop_done = threading.Event()
         self.stats = {"scrapes": {}, "gzipped": 0, "encodes": 0, "rejected": {}, "connections": 0}
 
     @property
@@ -164,16 +167,19 @@ class MetricsServer:
 
     def start(self):
         self._thread = threading.Thread(target=self.serve_forever, name="hostdiag-metrics", daemon=True)
+        self._loop_started = True  # before the thread runs: a close() right after start() waits for it
         self._thread.start()
 
     def close(self):
+        """Stop the loop, wait for it to end (unless called from it) and
+        close every socket; a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         self._stopping = True
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass  # the loop is gone already: nothing to wake
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+        self._wake_w.send(b"x")
+        if self._loop_started and not self._loop_done.is_set() and threading.current_thread() is not self._thread:
+            self._loop_done.wait()
         self._teardown()
 
     def _teardown(self):
@@ -189,6 +195,13 @@ class MetricsServer:
 
     def serve_forever(self):
         """Run the loop until :meth:`close`."""
+        self._loop_started = True
+        try:
+            self._loop()
+        finally:
+            self._loop_done.set()
+
+    def _loop(self):
         self._selector.register(self.sock, selectors.EVENT_READ, None)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         while not self._stopping:
