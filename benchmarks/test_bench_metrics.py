@@ -10,9 +10,12 @@ scrapes on one keep-alive connection each.
 
 Scenarios of ours:
 
-* ``new sample each scrape``: a different sample is published before every
-  scrape, so every scrape encodes (the agent's case: it samples every second,
-  Prometheus scrapes every 15 s or more);
+* ``new sample each scrape``: a different sample, with tables of its own, is
+  published before every scrape, so every scrape encodes (the agent's case: it
+  samples every second, Prometheus scrapes every 15 s or more). The tables'
+  summary is made by ``publish`` on the publisher's thread, once per new table
+  (the agent takes tables every 5th sample): it is measured on its own, as
+  ``table summary``;
 * ``... as Prometheus asks``: the same with Prometheus's own Accept header
   (OpenMetrics) and gzip;
 * ``... system sections only``: samples without the process and socket tables,
@@ -20,8 +23,9 @@ Scenarios of ours:
 * ``same sample``: scrapes of one sample, served from the encoded body (a second
   Prometheus of an HA pair, or scrapes more frequent than samples).
 
-Also: our encoder against prometheus_client building the same families and
-calling its exposition (``generate_latest``), as process CPU per call.
+Also, as process CPU per call: our encoder (the table summary included)
+against prometheus_client building the same families and calling its
+exposition (``generate_latest``), and the table summary alone.
 """
 
 import http.client
@@ -33,7 +37,7 @@ import pytest
 
 from benchsupport import RESULTS
 from hostdiag.derive.rates import derive_rates
-from hostdiag.encode.prometheus import encode_metrics
+from hostdiag.encode.prometheus import encode_metrics, summarize_tables
 from hostdiag.findings.rules import evaluate
 from hostdiag.sampler.system import SystemCollector
 from hostdiag.sampler.tables import TableCollector, attach
@@ -205,6 +209,10 @@ def test_prometheus_client_exposition_against_ours(samples):
 
     theirs = per_call(lambda: generate_latest(registry))
     mine = per_call(lambda: encode_metrics(snapshot, rates, findings))
+    summarize = per_call(lambda: summarize_tables(snapshot, rates))
+    RESULTS.cpu["/metrics: table summary, once per new table (publisher's thread)"] = {
+        "cpu_s": summarize, "n": calls, "note": "%d TCP rows, %d processes" % (
+            len(snapshot["sockets"]["tcp_table"]["rows"]), len(snapshot["processes"]["processes"]))}
     RESULTS.cpu["/metrics: encode, hostdiag (snapshot to text)"] = {
         "cpu_s": mine, "n": calls, "note": "%d TCP rows, %d processes" % (
             len(snapshot["sockets"]["tcp_table"]["rows"]), len(snapshot["processes"]["processes"]))}

@@ -124,6 +124,17 @@ def test_tables_carried_over_within_a_boot(server, snapshot):
     assert "hostdiag_tcp_listeners " not in body
 
 
+def test_tables_summarized_once_per_new_table(server, snapshot):
+    server.publish(snapshot)
+    summary = server.latest.tables
+    assert summary["sockets"]["listeners"] == len(snapshot["sockets"]["listeners"])
+    server.publish(dict(snapshot, processes=None, sockets=None))  # the agent's samples between tables
+    assert server.latest.tables is summary
+    server.publish(dict(snapshot, sockets=dict(snapshot["sockets"])))  # a new table
+    assert server.latest.tables is not summary
+    assert server.latest.tables == summary
+
+
 def test_index_not_found_and_method(server, snapshot):
     server.publish(snapshot)
     status, _, body = get(server, "/")

@@ -109,6 +109,12 @@ def test_openmetrics_types_and_units(sample):
             assert family.name.endswith("_" + family.unit), family.name
 
 
+def test_a_table_summary_given_or_made_gives_the_same_text(sample):
+    snapshot, rates, findings = sample
+    tables = P.summarize_tables(snapshot, rates)
+    assert encode_metrics(snapshot, rates, findings, tables=tables) == encode_metrics(snapshot, rates, findings)
+
+
 def test_cpu_memory_vmstat_in_node_exporter_units(sample):
     snapshot = sample[0]
     found = samples_of(encode_metrics(*sample))

@@ -5,6 +5,11 @@ never reads /proc. The exposition (:mod:`hostdiag.encode.prometheus`) is
 encoded at the first scrape after a new sample, once per format (text 0.0.4 or
 OpenMetrics, chosen by the ``Accept`` header) and compression (gzip when
 ``Accept-Encoding`` allows it), and reused by later scrapes of the same sample.
+What the exposition needs of the process and socket tables (histograms, top
+processes: a pass over every socket and process) is summarized by
+:meth:`~MetricsServer.publish`, on the publisher's thread, once per new table
+(the agent takes tables every N-th sample), so a scrape costs about what the
+system sections do.
 
 One thread runs a ``selectors`` loop over non-blocking sockets; the sampler
 only swaps one reference in :meth:`publish`, so a slow or hostile client can
@@ -34,7 +39,7 @@ import socket
 import threading
 import time
 
-from hostdiag.encode.prometheus import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, encode_metrics
+from hostdiag.encode.prometheus import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, encode_metrics, summarize_tables
 
 log = logging.getLogger("hostdiag.transport.metrics_http")
 
@@ -84,13 +89,14 @@ def listen_socket(host, port, backlog=64):
 class _Latest:
     """What :meth:`MetricsServer.publish` handed over, and its encodings."""
 
-    __slots__ = ("generation", "snapshot", "rates", "findings", "bodies")
+    __slots__ = ("generation", "snapshot", "rates", "findings", "tables", "bodies")
 
-    def __init__(self, generation, snapshot, rates, findings):
+    def __init__(self, generation, snapshot, rates, findings, tables):
         self.generation = generation
         self.snapshot = snapshot
         self.rates = rates
         self.findings = findings
+        self.tables = tables  # summarize_tables() of the snapshot's tables
         self.bodies = {}  # (openmetrics, gzip) -> body bytes
 
 
@@ -149,7 +155,9 @@ class MetricsServer:
         served. The process and socket tables of a snapshot that lacks them
         (the agent takes them every N-th sample) are carried over from the
         previous one of the same boot, with the process rates derived for
-        them, so their series do not come and go."""
+        them, so their series do not come and go. The tables are summarized
+        here when they are new (about 1.4 ms for 4,000 sockets and 1,100
+        processes), not at each scrape."""
         previous = self.latest
         if previous is not None and _boot(previous.snapshot) == _boot(snapshot):
             carried = {section: previous.snapshot.get(section) for section in ("processes", "sockets")
@@ -160,8 +168,12 @@ class MetricsServer:
                 if "processes" in carried and isinstance(previous.rates, dict) and isinstance(rates, dict) \
                         and rates.get("processes") is None:
                     rates = dict(rates, processes=previous.rates.get("processes"))
+        if previous is not None and _same_tables(previous, snapshot, rates):
+            tables = previous.tables
+        else:
+            tables = summarize_tables(snapshot, rates)
         self._generation += 1
-        self.latest = _Latest(self._generation, snapshot, rates, list(findings or ()))
+        self.latest = _Latest(self._generation, snapshot, rates, list(findings or ()), tables)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -346,7 +358,7 @@ class MetricsServer:
         if plain is None:
             self.stats["encodes"] += 1
             text = self.encode(latest.snapshot, latest.rates, latest.findings, server_stats=self.stats,
-                               openmetrics=openmetrics)
+                               openmetrics=openmetrics, tables=latest.tables)
             plain = latest.bodies[(openmetrics, False)] = text.encode("utf-8", "replace")
         if not compressed:
             return plain
@@ -404,6 +416,15 @@ class MetricsServer:
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+def _same_tables(previous, snapshot, rates):
+    """True when ``snapshot`` holds the very table objects (and process
+    rates) of the previous sample: its summary still holds. The previous
+    sample keeps them alive, so identity cannot be a reused id."""
+    return (previous.snapshot.get("processes") is snapshot.get("processes")
+            and previous.snapshot.get("sockets") is snapshot.get("sockets")
+            and (previous.rates or {}).get("processes") is (rates or {}).get("processes"))
 
 
 def _boot(snapshot):
