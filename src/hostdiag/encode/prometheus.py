@@ -27,7 +27,6 @@ expose them.
 """
 
 import bisect
-import heapq
 import itertools
 import math
 import operator
@@ -186,10 +185,6 @@ class _Exposition:
         if self.openmetrics:
             self.lines.append("# EOF\n")
         return "".join(self.lines)
-
-
-def _num(value):
-    return value if type(value) in (int, float) else None
 
 
 def _scaled(value, factor):
