@@ -213,3 +213,41 @@ def test_serve_forever_in_a_thread_of_ones_own(snapshot):
         srv.close()
         thread.join()
     srv.close()  # a second close does nothing
+
+
+OUT_OF_FDS_SERVER = """
+import resource, sys
+from hostdiag.transport.metrics_http import MetricsLimits, MetricsServer
+resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
+srv = MetricsServer(("127.0.0.1", 0), MetricsLimits(max_connections=64))
+srv.publish({"meta": {}})
+print(srv.address[1], flush=True)
+srv.serve_forever()
+"""
+
+
+def test_out_of_file_descriptors_pauses_accepting_then_recovers():
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", OUT_OF_FDS_SERVER], stdout=subprocess.PIPE, text=True)
+    held = []
+    try:
+        port = int(child.stdout.readline())
+        server = type("Address", (), {"address": ("127.0.0.1", port)})
+        # More connections than the child has descriptors: its accept() fails with EMFILE.
+        for _ in range(40):
+            held.append(socket.create_connection(server.address, timeout=WAIT_S))
+        for sock in held:  # the ones it accepted answer; the rest wait in the backlog
+            sock.sendall(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        for sock in held:
+            sock.close()
+        held.clear()
+        status, _, body = get(server)
+        assert status == 200
+        assert b'hostdiag_metrics_rejected_total{reason="accept_failed"}' in body
+    finally:
+        for sock in held:
+            sock.close()
+        child.kill()
+        child.wait()

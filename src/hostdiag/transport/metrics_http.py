@@ -48,6 +48,8 @@ GZIP_LEVEL = 1
 _RECV_BYTES = 65536
 # What a client may still send after a response that closes, discarded, before the close.
 _DRAIN_BYTES = 65536
+# How long accepting stops after accept() fails (out of file descriptors).
+_ACCEPT_PAUSE_S = 1.0
 _INDEX = (b"<html><head><title>hostdiag</title></head><body><h1>hostdiag agent</h1>"
           b"<p><a href=\"/metrics\">/metrics</a></p></body></html>\n")
 
@@ -141,6 +143,7 @@ class MetricsServer:
         self._thread = None
         self._loop_started = False
         self._loop_done = threading.Event()
+        self._accept_paused_until = None  # monotonic time; set while accept() fails (EMFILE)
         self.stats = {"scrapes": {}, "gzipped": 0, "encodes": 0, "rejected": {}, "connections": 0}
 
     @property
@@ -218,6 +221,9 @@ class MetricsServer:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         while not self._stopping:
             now = time.monotonic()
+            if self._accept_paused_until is not None and now >= self._accept_paused_until:
+                self._accept_paused_until = None
+                self._selector.register(self.sock, selectors.EVENT_READ, None)
             wait = min((c.deadline for c in self._connections.values()), default=now + 1.0) - now
             for key, events in self._selector.select(max(0.0, min(wait, 1.0))):
                 if key.fileobj is self.sock:
@@ -236,9 +242,13 @@ class MetricsServer:
                 sock, peer = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and the like: the next select tries again
+            except OSError as exc:
+                # EMFILE and the like: stop accepting for a second rather than
+                # spin on a listening socket that stays readable.
                 self._reject("accept_failed")
-                log.warning("metrics: accept failed: %s", exc.strerror or exc)
+                log.warning("metrics: accept failed, pausing for %g s: %s", _ACCEPT_PAUSE_S, exc.strerror or exc)
+                self._selector.unregister(self.sock)
+                self._accept_paused_until = time.monotonic() + _ACCEPT_PAUSE_S
                 return
             if len(self._connections) >= self.limits.max_connections:
                 self._reject("connections")
@@ -275,6 +285,10 @@ class MetricsServer:
         except OSError as exc:
             if exc.errno not in (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT):
                 log.info("metrics: connection from %s: %s", conn.peer, exc.strerror or exc)
+            self._drop(conn)
+        except Exception:  # noqa: BLE001 - a defect costs this connection, never the endpoint's thread
+            log.exception("metrics: connection from %s failed", conn.peer)
+            self._reject("internal_error")
             self._drop(conn)
 
     def _receive(self, conn):
