@@ -27,7 +27,10 @@ cost this thread time but can never hold a sample back. Every limit is in
 - one request at a time per connection: a pipelined request waits, unread
   beyond the head limit, until the previous response has gone;
 - the encoded bodies kept: at most four (two formats, plain or gzip), all of
-  the newest sample.
+  the newest sample;
+- when accept() fails (out of file descriptors), accepting stops for
+  ``_ACCEPT_PAUSE_S`` instead of spinning on a listening socket that stays
+  readable.
 """
 
 import errno
