@@ -1,11 +1,9 @@
 """What the running process may see, and what each missing privilege hides.
 
-The table below was measured on Linux 6.18 as an unprivileged system user
-given one capability at a time with ``setpriv`` (docs/security.md,
-"Capabilities"). Root (effective uid 0) needs no capability for a process it
-owns and still needs them for nothing else here, since a root process holds
-all of them unless a bounding set took them away: the effective set is what
-counts, not the uid.
+What each capability buys was measured on Linux 6.18 as an unprivileged
+system user given one capability at a time with ``setpriv`` (docs/security.md,
+"Capabilities"). The effective set is what counts, not the uid: a root
+process holds every capability unless a bounding set took some away.
 
 :func:`read_privileges` reads the effective capability mask (``CapEff:`` of
 /proc/self/status, a hexadecimal bit mask) and ``kernel.dmesg_restrict``;
@@ -22,6 +20,9 @@ CAP_DAC_READ_SEARCH = 2
 CAP_SYS_PTRACE = 19
 CAP_SYSLOG = 34
 
+# The first kernel whose stat() of /proc/PID/fd reports the open fd count.
+FD_COUNT_BY_STAT = (6, 2)
+
 CAPABILITY_NAMES = {
     CAP_DAC_OVERRIDE: "CAP_DAC_OVERRIDE",
     CAP_DAC_READ_SEARCH: "CAP_DAC_READ_SEARCH",
@@ -32,15 +33,17 @@ CAPABILITY_NAMES = {
 
 class Privileges:
     """The facts :func:`unseen` needs: effective uid, effective capability
-    numbers (a frozenset, or None when /proc/self/status could not be read)
-    and kernel.dmesg_restrict (an int, or None when unreadable)."""
+    numbers (a frozenset, or None when /proc/self/status could not be read),
+    kernel.dmesg_restrict (an int, or None when unreadable) and the kernel's
+    version."""
 
-    __slots__ = ("euid", "capabilities", "dmesg_restrict")
+    __slots__ = ("euid", "capabilities", "dmesg_restrict", "kernel")
 
-    def __init__(self, euid, capabilities, dmesg_restrict):
+    def __init__(self, euid, capabilities, dmesg_restrict, kernel=None):
         self.euid = euid
         self.capabilities = capabilities
         self.dmesg_restrict = dmesg_restrict
+        self.kernel = kernel  # (major, minor) of the running kernel, or None
 
     def has(self, capability):
         return self.capabilities is not None and capability in self.capabilities
@@ -65,6 +68,15 @@ def parse_capability_mask(status):
     return None
 
 
+def parse_kernel_version(release):
+    """(major, minor) of a kernel release such as b"6.18.44-fc", or None."""
+    parts = release.strip().split(b".")
+    try:
+        return int(parts[0]), int(parts[1].split(b"-")[0])
+    except (IndexError, ValueError):
+        return None
+
+
 def read_privileges(root):
     """The privileges of this process. Only meaningful on a live root: a
     recorded tree's /proc/self is not this process."""
@@ -76,7 +88,11 @@ def read_privileges(root):
         dmesg_restrict = int(root.read_proc("sys", "kernel", "dmesg_restrict").strip())
     except (SourceError, ValueError):
         dmesg_restrict = None
-    return Privileges(os.geteuid(), capabilities, dmesg_restrict)
+    try:
+        kernel = parse_kernel_version(root.read_proc("sys", "kernel", "osrelease"))
+    except SourceError:
+        kernel = None
+    return Privileges(os.geteuid(), capabilities, dmesg_restrict, kernel)
 
 
 def unseen(privileges):
@@ -88,8 +104,11 @@ def unseen(privileges):
     ptrace = privileges.has(CAP_SYS_PTRACE)
     lines = []
     if not search:
-        lines.append("fd counts of other users' processes (/proc/PID/fd is mode 0500): "
-                     "needs CAP_DAC_READ_SEARCH")
+        # From 6.2 stat() of /proc/PID/fd gives the count, which needs no
+        # capability; before, the directory (mode 0500) must be listed.
+        if privileges.kernel is None or privileges.kernel < FD_COUNT_BY_STAT:
+            lines.append("fd counts of other users' processes on kernels before 6.2 (listing "
+                         "/proc/PID/fd, mode 0500): needs CAP_DAC_READ_SEARCH")
         lines.append("space of mounts below directories this user may not search (statvfs): "
                      "needs CAP_DAC_READ_SEARCH")
     if not (search and ptrace):
