@@ -39,7 +39,11 @@ CONFIG_FILE = "etc/hostdiag/agent.toml"
 # The unit hides these from the service (ProtectHome=, PrivateTmp=): a diag
 # below them could not be started by it.
 HIDDEN_PREFIXES = ("/root/", "/home/", "/run/user/", "/tmp/", "/var/tmp/")
-UNIT_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostdiag-agent.service")
+# The unit and the commented settings file, shipped in the package (links to
+# systemd/ in the repository; the Debian package installs the same two files).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+UNIT_TEMPLATE = os.path.join(_HERE, "hostdiag-agent.service")
+CONFIG_TEMPLATE = os.path.join(_HERE, "agent.toml")
 
 
 class ServiceError(Exception):
@@ -91,36 +95,6 @@ def render_unit(template, diag):
             line = "ExecStart=" + " ".join([diag] + command[1:])
         lines.append(line)
     return "\n".join(lines) + "\n"
-
-
-def render_config():
-    """agent.toml with every agent setting commented out at its default."""
-    return """\
-# hostdiag agent settings (docs/config.md). Every line is the default; uncomment to change.
-# `systemctl reload hostdiag-agent` applies them; a bad value keeps the running settings
-# and the journal names the key.
-
-[agent]
-# interval = 1            # seconds between samples
-# table_every = 5         # process and socket tables every N-th sample
-
-[spool]
-# dir = "/var/lib/hostdiag/spool"   # inside StateDirectory=, the only place the service may write
-# max_bytes = "256MiB"
-# max_age = "7d"
-
-[server]
-# unix_path = "/run/hostdiag/agent.sock"   # inside RuntimeDirectory=
-# unix_mode = 0o660
-# unix_group = "hostdiag"                  # members of this group may read history
-
-[tcp]
-# Off by default. Before turning it on, read docs/security.md ("TCP and /metrics safely"):
-# the unit allows loopback addresses only (IPAddressAllow=localhost).
-# enabled = true
-# listen = "127.0.0.1:7781"
-# token_file = "/etc/hostdiag/token"
-"""
 
 
 class Installer:
@@ -255,7 +229,9 @@ class Installer:
         self.ensure_dir(STATE_DIR, 0o750, user_owned=True)
         self.ensure_dir(RUNTIME_DIR, 0o750, user_owned=True)
         self.ensure_dir(CONFIG_DIR, 0o750, user_owned=False)
-        self.ensure_file(CONFIG_FILE, render_config(), 0o640, keep_existing=True)
+        with open(CONFIG_TEMPLATE, encoding="utf-8") as template:
+            settings = template.read()
+        self.ensure_file(CONFIG_FILE, settings, 0o640, keep_existing=True)
         self.ensure_file(os.path.join(UNIT_DIR, UNIT_NAME), unit, 0o644, keep_existing=False)
 
     def uninstall(self, purge):
