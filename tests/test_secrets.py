@@ -23,15 +23,17 @@ import pytest
 from agentproc import AgentProcess, CollectorProcess, clean_env, wait_for
 
 # Short, so that the text report's command column (about 40 characters) shows
-# the marker and the redacted secret after it: "python -c while 1:0 m1a2b3c --pwd ***".
+# the marker and the redacted secret after it: "python -c while 1:0 Qx12ab --pwd ***".
 SPIN = "while 1:0"
 
 
 @pytest.fixture(scope="module")
 def secret_process():
-    argv_secret = "hd-argv-" + secrets.token_hex(12)
+    # Short enough for the text report's command column; "Zq" and "Qx" make a
+    # chance match in megabytes of output unlikely.
+    argv_secret = "Zq" + secrets.token_hex(3)
     env_secret = "hd-env-" + secrets.token_hex(12)
-    marker = "m" + secrets.token_hex(3)
+    marker = "Qx" + secrets.token_hex(2)
     env = clean_env({"DB_PASSWORD": env_secret, "API_TOKEN": env_secret})
     child = subprocess.Popen([sys.executable, "-c", SPIN, marker, "--pwd", argv_secret],
                              env=env)
@@ -103,7 +105,8 @@ def test_protocol_spool_and_collector_store(workdir, secret_process):
     agent.start()
     try:
         agent.wait_ready()
-        at = "%.3f" % (document["snapshot"]["meta"]["wall_ns"] / 1e9)
+        # Rounded up to the millisecond: the next record is a second later.
+        at = "%.3f" % (-(-document["snapshot"]["meta"]["wall_ns"] // 1000000) / 1000)
         spooled = json.loads(_diag("show", "--format", "json", "--agent", agent.address, "--at", at))
         assert spooled["snapshot"]["meta"]["wall_ns"] == document["snapshot"]["meta"]["wall_ns"]
         _check("the spool (diag show --at, after a restart)", json.dumps(spooled), secret_process)
