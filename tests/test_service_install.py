@@ -4,10 +4,14 @@ machine's own /etc, /var/lib and /run when nothing of hostdiag is there yet."""
 
 import os
 import pwd
+import re
 import stat
 import tomllib
 
 import pytest
+
+from hostdiag.apps import service
+from hostdiag.apps.config import load_config
 
 from servicehelpers import diag_launcher, run_diag_service, unit_directives
 
@@ -96,6 +100,24 @@ def test_install_then_again_changes_nothing_then_purge(tmp_path, diag):
     for path in FILES:
         assert not os.path.lexists(root / path), path
     assert _passwd_entry(root) is None
+
+
+SETTING_LINE = re.compile(r"^# ([a-z_]+ = .*)$")
+
+
+def test_the_settings_file_loads_and_each_commented_setting_is_valid(tmp_path):
+    """As written, the file sets nothing; with every "# key = value" line
+    uncommented, the agent's own settings loader accepts it."""
+    with open(service.CONFIG_TEMPLATE) as template:
+        text = template.read()
+    assert all(load_config(service.CONFIG_TEMPLATE, env={}).source(key) == "default"
+               for key in ("agent.interval", "spool.dir", "server.unix_path", "tcp.enabled"))
+    uncommented = tmp_path / "agent.toml"
+    lines = [SETTING_LINE.sub(r"\1", line) for line in text.splitlines()]
+    assert sum(line != original for line, original in zip(lines, text.splitlines())) >= 10
+    uncommented.write_text("\n".join(lines) + "\n")
+    config = load_config(str(uncommented), env={})
+    assert config.source("tcp.enabled") == "file %s" % uncommented
 
 
 def test_an_edited_settings_file_is_kept(tmp_path, diag):
