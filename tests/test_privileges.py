@@ -25,6 +25,7 @@ import tempfile
 import pytest
 
 from hostdiag.sources.privileges import CAPABILITY_NAMES, FD_COUNT_BY_STAT, parse_kernel_version
+from agentproc import wait_for
 from servicehelpers import REPO, SOURCE_TREE, unit_directives
 
 USER = "hostdiag"
@@ -142,14 +143,22 @@ def state_dirs(service_user):
         shutil.rmtree(base)
 
 
-def _run_as_service(python_for_user, service_user, capabilities, argv):
-    wrap = python_for_user
+def _service_command(python_for_user, service_user, capabilities, argv):
+    """This interpreter with ``argv``, as the service user holding exactly
+    ``capabilities`` (inheritable, ambient and bounding), as systemd sets them."""
     caps = ",".join(["-all"] + ["+" + name.lower()[4:] for name in capabilities])
-    command = wrap + ["setpriv", "--reuid=%d" % service_user.pw_uid, "--regid=%d" % service_user.pw_gid,
-                      "--init-groups", "--inh-caps=" + caps, "--ambient-caps=" + caps,
-                      "--bounding-set=" + caps, "--no-new-privs", sys.executable] + argv
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": SOURCE_TREE, "LANG": "C.UTF-8"}
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd="/", timeout=300)
+    return python_for_user + [
+        "setpriv", "--reuid=%d" % service_user.pw_uid, "--regid=%d" % service_user.pw_gid, "--init-groups",
+        "--inh-caps=" + caps, "--ambient-caps=" + caps, "--bounding-set=" + caps, "--no-new-privs",
+        sys.executable] + argv
+
+
+SERVICE_ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": SOURCE_TREE, "LANG": "C.UTF-8"}
+
+
+def _run_as_service(python_for_user, service_user, capabilities, argv):
+    return subprocess.run(_service_command(python_for_user, service_user, capabilities, argv),
+                          capture_output=True, text=True, env=SERVICE_ENV, cwd="/", timeout=300)
 
 
 PROBE = r"""
@@ -256,3 +265,41 @@ def test_without_capabilities_the_agent_still_runs_and_says_what_is_denied(
     unseen = "\n".join(seen["privileges"][2:])
     for needed in ("CAP_DAC_READ_SEARCH", "CAP_SYS_PTRACE"):
         assert needed in unseen
+
+
+def test_the_agent_runs_as_the_service_user_and_writes_only_its_directories(
+        python_for_user, service_user, target, state_dirs):
+    """The agent itself, as the unit runs it: it serves records holding another
+    user's I/O counters, and its files are in its state and runtime directories."""
+    pid, _ = target
+    spool = os.path.join(state_dirs["state"], "spool")
+    sock = os.path.join(state_dirs["runtime"], "agent.sock")
+    command = _service_command(python_for_user, service_user, _unit_capabilities(), [
+        "-m", "hostdiag", "agent", "--foreground", "--interval", "1", "--spool-dir", spool, "--unix-path", sock])
+    env = dict(SERVICE_ENV, HOSTDIAG_AGENT_TABLE_EVERY="1")
+    log_path = os.path.join(state_dirs["rootowned"], "agent.log")
+    with open(log_path, "wb") as log:
+        agent = subprocess.Popen(command, env=env, cwd="/", stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def served():
+            if agent.poll() is not None:
+                raise AssertionError("the agent exited with %s:\n%s" % (agent.returncode, open(log_path).read()))
+            shown = subprocess.run([sys.executable, "-m", "hostdiag", "show", "--format", "json",
+                                    "--agent", "unix:" + sock], capture_output=True, text=True,
+                                   env=dict(os.environ, PYTHONPATH=SOURCE_TREE), timeout=120)
+            if shown.returncode:
+                return None
+            processes = ((json.loads(shown.stdout)["snapshot"].get("processes") or {}).get("processes")) or ()
+            return next((p for p in processes if p["pid"] == pid), None)
+        record = wait_for(served, "the agent to serve a record with the process table", deadline_s=120,
+                          step_s=0.5)
+        assert record["read_bytes"] is not None and record["denied"] == []
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+    assert agent.returncode == 0, open(log_path).read()
+    owned = []
+    for directory in (state_dirs["state"], state_dirs["runtime"]):
+        for parent, dirs, files in os.walk(directory):
+            owned += [os.stat(os.path.join(parent, name)).st_uid for name in dirs + files]
+    assert os.listdir(spool) and set(owned) == {service_user.pw_uid}

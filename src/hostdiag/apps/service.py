@@ -23,7 +23,6 @@ removes the state, the settings and the user.
 import argparse
 import os
 import pwd
-import grp
 import shutil
 import subprocess
 import sys
