@@ -24,7 +24,10 @@ import tempfile
 
 import pytest
 
-from hostdiag.sources.privileges import CAPABILITY_NAMES, FD_COUNT_BY_STAT, parse_kernel_version
+from hostdiag.sources.privileges import (
+    CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE, CAP_SYSLOG, CAPABILITY_NAMES, FD_COUNT_BY_STAT, Privileges,
+    parse_capability_mask, parse_kernel_version, unseen,
+)
 from agentproc import wait_for
 from servicehelpers import REPO, SOURCE_TREE, unit_directives
 
@@ -303,3 +306,44 @@ def test_the_agent_runs_as_the_service_user_and_writes_only_its_directories(
         for parent, dirs, files in os.walk(directory):
             owned += [os.stat(os.path.join(parent, name)).st_uid for name in dirs + files]
     assert os.listdir(spool) and set(owned) == {service_user.pw_uid}
+
+
+@pytest.mark.parametrize("status, expected", [
+    (b"Name:\tx\nCapEff:\t0000000000000000\n", frozenset()),
+    (b"CapEff:\t0000000400080004\n", frozenset({2, 19, 34})),
+    (b"CapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\n", frozenset(range(41))),
+    (b"", None),                                  # empty
+    (b"Name:\tx\nCapInh:\t0\n", None),             # no CapEff line
+    (b"CapEff:\tzz\n", None),                     # not hexadecimal
+    (b"CapEff:\n", None),                         # truncated
+    (b"CapEff:\t" + b"f" * 4000 + b"\n", frozenset(range(16000))),  # very long
+])
+def test_parse_capability_mask(status, expected):
+    assert parse_capability_mask(status) == expected
+
+
+@pytest.mark.parametrize("release, expected", [
+    (b"6.18.44-fc-v1147\n", (6, 18)), (b"6.2.0\n", (6, 2)), (b"5.10-rc1", (5, 10)),
+    (b"", None), (b"6", None), (b"x.y", None),
+])
+def test_parse_kernel_version(release, expected):
+    assert parse_kernel_version(release) == expected
+
+
+def _needs(privileges):
+    return [line.rsplit("needs ", 1)[1] for line in unseen(privileges)]
+
+
+def test_unseen_names_what_each_missing_capability_hides():
+    everything = frozenset({CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE, CAP_SYSLOG})
+    assert unseen(Privileges(995, everything, 1, (6, 18))) == []
+    assert _needs(Privileges(995, frozenset(), 0, (6, 18))) == [
+        "CAP_DAC_READ_SEARCH", "CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE"]
+    # Before 6.2 the fd count needs the directory listed.
+    assert _needs(Privileges(995, frozenset({CAP_SYS_PTRACE, CAP_SYSLOG}), 1, (5, 15)))[0] == "CAP_DAC_READ_SEARCH"
+    assert "fd counts" in unseen(Privileges(995, frozenset({CAP_SYSLOG}), 1, (5, 15)))[0]
+    # CAP_SYS_PTRACE alone opens nothing: /proc/PID/io is also mode 0400.
+    assert len(unseen(Privileges(995, frozenset({CAP_SYS_PTRACE, CAP_SYSLOG}), 1, (6, 18)))) == 3
+    assert _needs(Privileges(995, frozenset({CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE}), 1, (6, 18))) == ["CAP_SYSLOG"]
+    assert unseen(Privileges(995, frozenset({CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE}), 0, (6, 18))) == []
+    assert unseen(Privileges(995, None, 1, (6, 18))) == ["unknown: /proc/self/status gave no capability mask"]

@@ -294,7 +294,7 @@ def run(args, out=None):
     return 0
 
 
-def main(argv=None):
+def main_service(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return run(args)
@@ -304,4 +304,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_service())

@@ -131,7 +131,7 @@ def privilege_lines(root):
         return ["privileges: not checked (not the live root)"]
     privileges = read_privileges(root)
     names = privileges.names()
-    lines = ["privileges: euid %d, capabilities %s" % (
+    lines = ["privileges: euid %d, relevant capabilities %s" % (
         privileges.euid, "unknown" if names is None else (" ".join(names) or "none"))]
     missing = unseen(privileges)
     if missing:
