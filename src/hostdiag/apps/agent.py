@@ -213,7 +213,7 @@ def read_token(path):
 
 def listeners_from(config):
     from hostdiag.apps.config import parse_host_port
-    from hostdiag.transport.server import Listener
+    from hostdiag.transport.listeners import Listener
 
     listeners = [Listener("unix", path=config.server.unix_path, mode=config.server.unix_mode,
                           group=config.server.unix_group)]
@@ -226,7 +226,7 @@ def listeners_from(config):
 
 
 def limits_from(config):
-    from hostdiag.transport.server import Limits
+    from hostdiag.transport.flow import Limits
 
     s = config.server
     return Limits(max_clients=s.max_clients, send_buffer_bytes=s.send_buffer_bytes,

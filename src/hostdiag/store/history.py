@@ -48,14 +48,14 @@ import threading
 import time
 import uuid
 import zlib
-from collections import OrderedDict, namedtuple
+from collections import namedtuple
 
 from hostdiag.encode.delta import apply, delta, key_order_fixes, with_key_order
 from hostdiag.encode.wire import decode_msgpack, encode_msgpack
 from hostdiag.store.ring import Ring
 from hostdiag.store.spool import (
-    DEFAULT_FSYNC_INTERVAL_S, DEFAULT_RETRY_INTERVAL_S, DEFAULT_SEGMENT_BYTES, FLAG_DELTA, FLAG_ZDICT,
-    FLAG_ZLIB, MAX_PAYLOAD_BYTES, MiB, Spool, canonical_id, lookup_id,
+    DEFAULT_FSYNC_INTERVAL_S, DEFAULT_RETRY_INTERVAL_S, DEFAULT_SEGMENT_BYTES, FLAG_DELTA, FLAG_ZLIB,
+    MAX_PAYLOAD_BYTES, MiB, Spool, canonical_id, lookup_id,
 )
 
 Record = namedtuple("Record", "boot_id seq wall_ns payload")
@@ -74,10 +74,6 @@ DEFAULT_SPOOL_MAX_AGE_S = 7 * 86400
 DEFAULT_KEYFRAME_EVERY = 60
 DEFAULT_COMPRESS_LEVEL = 6
 
-# Records written by format 1 agents (FLAG_ZDICT) are compressed against the
-# first 32 KiB (zlib's window) of their keyframe; still read, never written.
-ZDICT_BYTES = 32 * 1024
-_DICT_CACHE = 8
 # What building or applying a delta raises on a document it cannot handle
 # (mixed key types, nesting deeper than the interpreter allows).
 _DELTA_ERRORS = (ValueError, TypeError, KeyError, IndexError, RecursionError)
@@ -110,7 +106,6 @@ class History:
         self.compress_level = compress_level
         self._lock = threading.RLock()
         self._ring = Ring(ring_max_records, ring_max_bytes)
-        self._dicts = OrderedDict()  # (boot id, keyframe seq) -> dictionary, for format 1 records
         self._tip = None  # _State of the newest record appended: the next delta's base
         self._tip_record = None  # ...and that Record, so the newest is served without rebuilding
         self._cursor = None  # _State of the last record a read rebuilt
@@ -323,28 +318,10 @@ class History:
             return self._spool.get(seq, boot_id)
         return None
 
-    def _dictionary(self, boot_id, seq):
-        """The preset dictionary of a format 1 record: its keyframe's first 32 KiB."""
-        key = (boot_id, seq)
-        found = self._dicts.get(key)
-        if found is not None:
-            self._dicts.move_to_end(key)
-            return found
-        entry = self._entry(boot_id, seq)
-        if entry is None or entry.flags != FLAG_ZLIB:
-            return None  # a base is always a keyframe
-        payload = self._inflate(entry.payload, None)
-        if payload is None:
-            return None
-        self._dicts[key] = payload[:ZDICT_BYTES]
-        while len(self._dicts) > _DICT_CACHE:
-            self._dicts.popitem(last=False)
-        return self._dicts[key]
-
     @staticmethod
-    def _inflate(data, zdict):
+    def _inflate(data):
         try:
-            unpacker = zlib.decompressobj(zdict=zdict) if zdict is not None else zlib.decompressobj()
+            unpacker = zlib.decompressobj()
             out = unpacker.decompress(data, MAX_PAYLOAD_BYTES)
             if not unpacker.eof or unpacker.unconsumed_tail:
                 return None
@@ -352,21 +329,17 @@ class History:
         except zlib.error:
             return None
 
-    def _uncompressed(self, boot_id, entry):
+    def _uncompressed(self, entry):
         """The bytes a record stores, decompressed: a payload, or a delta frame."""
-        stored, flags = entry.payload, entry.flags
-        if not flags & FLAG_ZLIB:
-            return bytes(stored)
-        if flags & FLAG_ZDICT:
-            zdict = self._dictionary(boot_id, entry.base_seq) if entry.base_seq is not None else None
-            return None if zdict is None else self._inflate(stored, zdict)
-        return self._inflate(stored, None)
+        if not entry.flags & FLAG_ZLIB:
+            return bytes(entry.payload)
+        return self._inflate(entry.payload)
 
     def _step(self, boot_id, base, entry):
         """(state, payload) of a record decoded on its base's state (None for a
         record that needs none); payload is None when only the document is
         known. (None, None) when it cannot be decoded."""
-        data = self._uncompressed(boot_id, entry)
+        data = self._uncompressed(entry)
         if data is None:
             return None, None
         if not entry.flags & FLAG_DELTA:

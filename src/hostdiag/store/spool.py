@@ -63,7 +63,6 @@ MAX_BASE_DELTA = 0xFFFF
 _CRC_START = 8  # the crc covers the record from this offset to the payload's end
 
 FLAG_ZLIB = 0x1   # payload is zlib-compressed
-FLAG_ZDICT = 0x2  # ...with a preset dictionary taken from its base record (written by format 1 agents)
 FLAG_DELTA = 0x4  # payload is a delta document against its base record (store/history.py)
 
 _ZERO_ID = bytes(16)

@@ -1,0 +1,244 @@
+"""Flow control of the agent's server, per client: the limits, the send
+buffer and the slow-client rule, the read timeouts, and the request queue
+that stops reading from a client that pipelines too far ahead
+(docs/protocol.md, "Limits").
+
+:class:`FlowControlledConnection` is the asyncio side of one client: it turns
+bytes into requests and requests into a queue, and frames into writes that
+never block. What the requests mean is the business of its subclass
+(handlers.py).
+"""
+
+import asyncio
+import collections
+import logging
+
+from hostdiag.transport import protocol as P
+from hostdiag.transport.framing import FrameDecoder, encode_frame
+from hostdiag.transport.protocol import Error, ProtocolError
+
+log = logging.getLogger("hostdiag.apps.agent.server")
+
+# Requests a client may have queued before the server stops reading from it.
+QUEUE_PAUSE = 32
+QUEUE_RESUME = 8
+# How long a dropped client's last bytes (its error frame) may take to flush, in seconds.
+CLOSE_GRACE_S = 2.0
+
+
+class Limits:
+    """The server's per-client bounds; see docs/protocol.md, "Limits"."""
+
+    def __init__(self, max_clients=64, send_buffer_bytes=4 * 1024 * 1024, read_timeout=30.0,
+                 max_frame_bytes=P.DEFAULT_MAX_FRAME_BYTES, full_every=P.DEFAULT_FULL_EVERY):
+        self.max_clients = int(max_clients)
+        self.send_buffer_bytes = int(send_buffer_bytes)
+        self.read_timeout = float(read_timeout)
+        self.max_frame_bytes = max(int(max_frame_bytes), P.MIN_FRAME_BYTES)
+        self.full_every = min(max(int(full_every), 1), P.MAX_FULL_EVERY)
+
+    def as_dict(self):
+        return {
+            "max_clients": self.max_clients,
+            "send_buffer_bytes": self.send_buffer_bytes,
+            "read_timeout_s": self.read_timeout,
+            "max_frame_bytes": self.max_frame_bytes,
+            "max_request_bytes": P.MAX_REQUEST_BYTES,
+            "max_page": P.MAX_PAGE,
+            "full_every": self.full_every,
+        }
+
+
+class FlowControlledConnection(asyncio.Protocol):
+    """One client's bytes in and out, within the server's limits.
+
+    A subclass implements :meth:`accept` (route one decoded request; the
+    hello comes here before anything is queued) and :meth:`serve` (the task
+    that works through :attr:`queue`), and may add its own tasks to
+    :meth:`tasks` so that closing cancels them.
+    """
+
+    def __init__(self, server, listener):
+        self.server = server
+        self.listener = listener
+        self.transport = None
+        self.peer = "?"
+        self.decoder = FrameDecoder(P.MAX_REQUEST_BYTES)
+        self.greeted = False
+        self.closing = False
+        self.eof = False
+        self.queue = collections.deque()
+        self.queue_event = asyncio.Event()
+        self.reading_paused = False
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.worker = None
+        self.read_timer = None
+        self.largest_frame = 0
+
+    def accept(self, message):
+        raise NotImplementedError
+
+    async def serve(self):
+        raise NotImplementedError
+
+    def tasks(self):
+        """The tasks serving this client, cancelled when it closes."""
+        return (self.worker,)
+
+    # -- asyncio callbacks -------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = "%s:%s" % peer[:2] if isinstance(peer, tuple) else (self.listener.describe())
+        limits = self.server.limits
+        high = max(limits.send_buffer_bytes // 2, 1)
+        transport.set_write_buffer_limits(high=high, low=high // 2)
+        if not self.server.admit(self):
+            self.fail(Error.TOO_MANY_CLIENTS, "the agent serves at most %d clients" % limits.max_clients)
+            return
+        self.worker = asyncio.ensure_future(self.serve())
+        self.arm_read_timer()
+
+    def data_received(self, data):
+        if self.closing:
+            return
+        try:
+            messages = self.decoder.feed(data)
+        except ProtocolError as exc:
+            self.fail(exc.code, exc.message)
+            return
+        for message in messages:
+            if self.closing:
+                return
+            self.accept(message)
+        self.arm_read_timer()
+
+    def eof_received(self):
+        """The client closed its side: answer what it asked, then close (a
+        subscription goes on until the client goes away)."""
+        self.eof = True
+        self.cancel_read_timer()
+        if self.closing:
+            return False
+        if self.decoder.partial:
+            self.fail(Error.BAD_FRAME, "the stream ended inside a frame")
+            return True
+        if not self.greeted:
+            self.closing = True
+            self.transport.close()
+            return True
+        self.queue_event.set()
+        return True
+
+    def connection_lost(self, exc):
+        self.closing = True
+        self.cancel_read_timer()
+        for task in self.tasks():
+            if task is not None:
+                task.cancel()
+        self.writable.set()
+        self.queue_event.set()
+        self.server.forget(self)
+
+    def pause_writing(self):
+        self.writable.clear()
+
+    def resume_writing(self):
+        self.writable.set()
+
+    # -- reading -----------------------------------------------------------
+
+    def arm_read_timer(self):
+        """A read timer runs while the hello is awaited or a frame is half read."""
+        self.cancel_read_timer()
+        if self.closing or self.reading_paused or self.eof:
+            return
+        if not self.greeted or self.decoder.partial:
+            self.read_timer = asyncio.get_running_loop().call_later(
+                self.server.limits.read_timeout, self._read_timed_out)
+
+    def cancel_read_timer(self):
+        if self.read_timer is not None:
+            self.read_timer.cancel()
+            self.read_timer = None
+
+    def _read_timed_out(self):
+        self.read_timer = None
+        what = "a frame left unfinished" if self.greeted else "no hello"
+        self.fail(Error.READ_TIMEOUT, "%s for %.1f s" % (what, self.server.limits.read_timeout))
+
+    def enqueue(self, message):
+        """Queue a request for :meth:`serve`; stop reading while too many wait."""
+        self.queue.append(message)
+        self.queue_event.set()
+        if len(self.queue) >= QUEUE_PAUSE and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def dequeued(self):
+        """Called after taking a request off the queue: read again once it is short."""
+        if self.reading_paused and len(self.queue) <= QUEUE_RESUME and not self.closing:
+            self.reading_paused = False
+            self.transport.resume_reading()
+            self.arm_read_timer()
+
+    # -- writing -----------------------------------------------------------
+
+    def send(self, frame):
+        if self.closing:
+            return
+        self.largest_frame = max(self.largest_frame, len(frame))
+        self.transport.write(frame)
+        self.server.stats["frames_sent"] += 1
+        self.server.stats["bytes_sent"] += len(frame)
+
+    def send_message(self, message):
+        self.send(encode_frame(message))
+
+    def send_error(self, code, message, request_id=None):
+        self.server.stats["errors_sent"] += 1
+        self.send(encode_frame(P.error_message(code, message, request_id)))
+
+    def fail(self, code, message):
+        """Send an error frame (best effort) and close."""
+        if self.closing:
+            return
+        log.info("client %s: %s: %s", self.peer, Error.NAMES[code], message)
+        if code == Error.SLOW_CLIENT:
+            self.server.stats["clients_dropped"] += 1
+        self.send_error(code, message)
+        self.closing = True
+        self.cancel_read_timer()
+        for task in self.tasks():
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        self.transport.close()
+        # close() waits for the buffer to flush; a client that reads nothing
+        # would hold it forever.
+        asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self.transport.abort)
+
+    async def drain(self):
+        """Wait until the client has read enough of what it was sent; a client
+        that reads nothing for read_timeout seconds is dropped."""
+        if self.writable.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.writable.wait(), self.server.limits.read_timeout)
+        except asyncio.TimeoutError:
+            self.fail(Error.SLOW_CLIENT, "read nothing for %.1f s" % self.server.limits.read_timeout)
+        if self.closing:
+            raise asyncio.CancelledError()
+
+    def too_far_behind(self):
+        """Drop this client (``slow_client``) when more than its send buffer and
+        one frame are unread; True when it was dropped. One frame may always be
+        on its way whatever its size."""
+        pending = self.transport.get_write_buffer_size()
+        limit = self.server.limits.send_buffer_bytes + self.largest_frame
+        if pending <= limit:
+            return False
+        self.fail(Error.SLOW_CLIENT, "%d bytes unread, over the %d byte send buffer plus a %d byte frame"
+                  % (pending, self.server.limits.send_buffer_bytes, self.largest_frame))
+        return True
