@@ -24,18 +24,31 @@ QUEUE_PAUSE = 32
 QUEUE_RESUME = 8
 # How long a dropped client's last bytes (its error frame) may take to flush, in seconds.
 CLOSE_GRACE_S = 2.0
+# While waiting on a client's full send buffer, how often to look whether it
+# read anything (seconds): the granularity of the read-timeout clock.
+_PROGRESS_CHECK_S = 0.1
 
 
 class Limits:
-    """The server's per-client bounds; see docs/protocol.md, "Limits"."""
+    """The server's per-client bounds; see docs/protocol.md, "Limits".
+
+    Values are taken as given, never clamped: what the hello reports is what
+    is in force. One out of its range (protocol.py) raises ValueError; the
+    settings (apps/config.py) check the same ranges first.
+    """
 
     def __init__(self, max_clients=64, send_buffer_bytes=4 * 1024 * 1024, read_timeout=30.0,
                  max_frame_bytes=P.DEFAULT_MAX_FRAME_BYTES, full_every=P.DEFAULT_FULL_EVERY):
+        if not P.MIN_FRAME_BYTES <= int(max_frame_bytes) <= P.MAX_FRAME_BYTES:
+            raise ValueError("max_frame_bytes must be between %d and %d, got %r"
+                             % (P.MIN_FRAME_BYTES, P.MAX_FRAME_BYTES, max_frame_bytes))
+        if not 1 <= int(full_every) <= P.MAX_FULL_EVERY:
+            raise ValueError("full_every must be between 1 and %d, got %r" % (P.MAX_FULL_EVERY, full_every))
         self.max_clients = int(max_clients)
         self.send_buffer_bytes = int(send_buffer_bytes)
         self.read_timeout = float(read_timeout)
-        self.max_frame_bytes = max(int(max_frame_bytes), P.MIN_FRAME_BYTES)
-        self.full_every = min(max(int(full_every), 1), P.MAX_FULL_EVERY)
+        self.max_frame_bytes = int(max_frame_bytes)
+        self.full_every = int(full_every)
 
     def as_dict(self):
         return {
@@ -201,33 +214,58 @@ class FlowControlledConnection(asyncio.Protocol):
         self.server.stats["errors_sent"] += 1
         self.send(encode_frame(P.error_message(code, message, request_id)))
 
-    def fail(self, code, message):
-        """Send an error frame (best effort) and close."""
+    def fail(self, code, message, grace_s=CLOSE_GRACE_S):
+        """Send an error frame (best effort) and close, waiting at most
+        ``grace_s`` seconds for the client to read what is still buffered."""
         if self.closing:
             return
         log.info("client %s: %s: %s", self.peer, Error.NAMES[code], message)
         if code == Error.SLOW_CLIENT:
             self.server.stats["clients_dropped"] += 1
         self.send_error(code, message)
+        self.close_after_flush(grace_s)
+
+    def close_after_flush(self, grace_s=CLOSE_GRACE_S):
+        """Close once the client has read what is buffered, or after ``grace_s``
+        seconds (0: at once): close() alone waits for the buffer to flush, and
+        a client that reads nothing would hold it for ever."""
+        if self.closing:
+            return
         self.closing = True
         self.cancel_read_timer()
         for task in self.tasks():
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
+        if grace_s <= 0:
+            self.transport.abort()
+            return
         self.transport.close()
-        # close() waits for the buffer to flush; a client that reads nothing
-        # would hold it forever.
-        asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self.transport.abort)
+        asyncio.get_running_loop().call_later(grace_s, self.transport.abort)
 
     async def drain(self):
-        """Wait until the client has read enough of what it was sent; a client
-        that reads nothing for read_timeout seconds is dropped."""
-        if self.writable.is_set():
-            return
-        try:
-            await asyncio.wait_for(self.writable.wait(), self.server.limits.read_timeout)
-        except asyncio.TimeoutError:
-            self.fail(Error.SLOW_CLIENT, "read nothing for %.1f s" % self.server.limits.read_timeout)
+        """Wait until the client has read enough of what it was sent.
+
+        The read-timeout clock runs while the server waits: it starts when
+        the send buffer is full (the kernel takes no more for this client) and
+        starts again whenever bytes leave it. A client that lets it reach
+        read_timeout is dropped at once (``slow_client``; it reads nothing, so
+        no grace for its error frame)."""
+        timeout = self.server.limits.read_timeout
+        loop = asyncio.get_running_loop()
+        pending = self.transport.get_write_buffer_size()
+        deadline = loop.time() + timeout
+        while not self.writable.is_set() and not self.closing:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self.fail(Error.SLOW_CLIENT, "read nothing for %.1f s" % timeout, grace_s=0)
+                break
+            try:
+                await asyncio.wait_for(self.writable.wait(), min(remaining, _PROGRESS_CHECK_S))
+            except asyncio.TimeoutError:
+                now_pending = self.transport.get_write_buffer_size()
+                if now_pending < pending:
+                    deadline = loop.time() + timeout
+                pending = now_pending
         if self.closing:
             raise asyncio.CancelledError()
 

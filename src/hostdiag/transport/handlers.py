@@ -9,6 +9,7 @@ A :class:`ClientSession` reads its history through the server object
 
 import asyncio
 import hmac
+import uuid
 
 from hostdiag import __version__
 from hostdiag.model.snapshot import SCHEMA_VERSION
@@ -20,8 +21,7 @@ from hostdiag.transport.protocol import Error, ProtocolError
 # Records fetched from the history per step of a backfill or range.
 _CHUNK = 32
 _MAX_ID_CHARS = 64
-# The history numbers the records of every boot from 1.
-FIRST_SEQ = 1
+FIRST_SEQ = P.FIRST_SEQ
 
 
 class _Sent:
@@ -80,9 +80,10 @@ class ClientSession(FlowControlledConnection):
     async def serve(self):
         while not self.closing:
             if not self.queue:
-                if self.eof and self.mode is None:
-                    self.closing = True
-                    self.transport.close()
+                if self.eof:
+                    # Every request sent before the EOF is answered; a
+                    # subscription ends with it (docs/protocol.md, "Closing").
+                    self.close_after_flush(self.server.limits.read_timeout)
                     return
                 self.queue_event.clear()
                 await self.queue_event.wait()
@@ -164,23 +165,26 @@ class ClientSession(FlowControlledConnection):
         if record is None:
             self.send_error(Error.NOT_FOUND, "no record has been taken yet", request_id)
             return
-        self.send_record(record, request_id)
-
-    def send_record(self, record, request_id):
-        head = {"type": P.RECORD, "boot_id": record.boot_id, "seq": record.seq, "wall_ns": record.wall_ns}
-        try:
-            frame = encode_frame_with_document(_with_id(head, request_id), "snapshot", record.payload,
-                                               self.server.limits.max_frame_bytes)
-        except ProtocolError as exc:
-            self.send_error(Error.RECORD_TOO_LARGE, "record %s/%d: %s" % (record.boot_id, record.seq,
-                                                                          exc.message), request_id)
+        frame = self.record_frame(record, request_id)
+        if frame is None:
+            self.send_error(Error.RECORD_TOO_LARGE, "record %s/%d does not fit in %d bytes"
+                            % (record.boot_id, record.seq, self.server.limits.max_frame_bytes), request_id)
             return
         self.send(frame)
 
+    def record_frame(self, record, request_id):
+        """The ``record`` frame of a stored record, or None when it does not fit in max_frame_bytes."""
+        head = {"type": P.RECORD, "boot_id": record.boot_id, "seq": record.seq, "wall_ns": record.wall_ns}
+        try:
+            return encode_frame_with_document(_with_id(head, request_id), "snapshot", record.payload,
+                                              self.server.limits.max_frame_bytes)
+        except ProtocolError:
+            return None
+
     async def _range(self, message, request_id):
-        boot_id = _opt(message, "boot_id", str)
-        from_seq = _opt(message, "from_seq", int, minimum=0)
-        to_seq = _opt(message, "to_seq", int, minimum=0)
+        boot_id = _boot_id(message)
+        from_seq = _opt(message, "from_seq", int, minimum=FIRST_SEQ)
+        to_seq = _opt(message, "to_seq", int, minimum=FIRST_SEQ)
         from_ns = _opt(message, "from_ns", int)
         to_ns = _opt(message, "to_ns", int)
         limit = _opt(message, "limit", int, minimum=1)
@@ -197,6 +201,7 @@ class ClientSession(FlowControlledConnection):
         by_time = from_ns is not None or to_ns is not None
         sent = 0
         gone = []
+        too_large = []
         expected = None if by_time else from_seq
         cursor = from_seq
         last = None
@@ -209,9 +214,14 @@ class ClientSession(FlowControlledConnection):
             for record in records[:want]:
                 if expected is not None and record.seq > expected:
                     gone.append({"from_seq": expected, "to_seq": record.seq - 1})
-                self.send_record(record, request_id)
                 last = record.seq
                 expected = last + 1
+                frame = self.record_frame(record, request_id)
+                if frame is None:
+                    # Not sent, listed in range_end; the range goes on.
+                    too_large.append(record.seq)
+                    continue
+                self.send(frame)
                 sent += 1
                 await self.drain()
             more = len(records) > want
@@ -232,18 +242,19 @@ class ClientSession(FlowControlledConnection):
                 gone.append({"from_seq": expected, "to_seq": stop})
         if gone:
             end["gone"] = gone
+        if too_large:
+            end["too_large"] = too_large
         self.send_message(_with_id(end, request_id))
 
     async def _subscribe(self, message, request_id):
-        boot_id = _opt(message, "boot_id", str)
-        from_seq = _opt(message, "from_seq", int, minimum=0)
-        full_every = _opt(message, "full_every", int, minimum=1)
+        boot_id = _boot_id(message)
+        from_seq = _opt(message, "from_seq", int, minimum=FIRST_SEQ)
+        full_every = _opt(message, "full_every", int, minimum=1, maximum=P.MAX_FULL_EVERY)
         if boot_id is not None and from_seq is None:
             raise _BadRequest("boot_id needs from_seq")
         info = self.server.history_info()
         current = info.get("boot_id")
-        self.full_every = (self.server.limits.full_every if full_every is None
-                           else min(full_every, P.MAX_FULL_EVERY))
+        self.full_every = self.server.limits.full_every if full_every is None else full_every
         self.last_sent = None
         self.prior = {}
         self.frames_since_full = 0
@@ -410,7 +421,7 @@ def _with_id(message, request_id):
     return message
 
 
-def _opt(message, name, kind, minimum=None):
+def _opt(message, name, kind, minimum=None, maximum=None):
     value = message.get(name)
     if value is None:
         return None
@@ -418,9 +429,25 @@ def _opt(message, name, kind, minimum=None):
         raise _BadRequest("%s must be %s" % (name, kind.__name__))
     if minimum is not None and value < minimum:
         raise _BadRequest("%s must be >= %d" % (name, minimum))
+    if maximum is not None and value > maximum:
+        raise _BadRequest("%s must be <= %d" % (name, maximum))
     if kind is int and not -(1 << 63) <= value < (1 << 64):
         raise _BadRequest("%s is out of range" % name)
     if kind is str and len(value) > 256:
         raise _BadRequest("%s is too long" % name)
     return value
 
+
+def _boot_id(message):
+    """The request's boot_id: absent, or a lowercase hyphenated UUID. Any other
+    text can name no boot: a bad request, not a boot that is not found."""
+    value = _opt(message, "boot_id", str)
+    if value is None:
+        return None
+    try:
+        canonical = str(uuid.UUID(value))
+    except ValueError:
+        canonical = None
+    if canonical != value:
+        raise _BadRequest("boot_id must be a lowercase hyphenated UUID, got %r" % value[:40])
+    return value
