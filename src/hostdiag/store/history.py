@@ -28,8 +28,9 @@ rebuilt, so reading forwards costs one delta frame per record.
 
 The ring holds the same compressed bytes as the spool (one compression per
 record) and never a record without its chain: it evicts from a keyframe to
-the next, so it holds between ``max_records - keyframe_every + 1`` and
-``max_records`` records. The history keeps the newest record decoded (the
+the next, and only once the newer records number ``max_records``, so it
+always holds the newest ``max_records`` (and at most ``keyframe_every - 1``
+more), within ``max_bytes``. The history keeps the newest record decoded (the
 base of the next delta) and the last one rebuilt by a read.
 
 When the spool cannot write (a full disk), the ring keeps everything and the
