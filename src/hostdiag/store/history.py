@@ -30,7 +30,8 @@ The ring holds the same compressed bytes as the spool (one compression per
 record) and never a record without its chain: it evicts from a keyframe to
 the next, and only once the newer records number ``max_records``, so it
 always holds the newest ``max_records`` (and at most ``keyframe_every - 1``
-more), within ``max_bytes``. The history keeps the newest record decoded (the
+more), within ``max_bytes``. A ring smaller than ``keyframe_every`` makes
+the keyframes that frequent, so that it never holds more than twice its size. The history keeps the newest record decoded (the
 base of the next delta) and the last one rebuilt by a read.
 
 When the spool cannot write (a full disk), the ring keeps everything and the
@@ -103,7 +104,9 @@ class History:
         if keyframe_every < 1:
             raise ValueError("keyframe_every must be >= 1, got %r" % (keyframe_every,))
         self.boot_id = canonical_id(boot_id) if boot_id is not None else str(uuid.uuid4())
-        self.keyframe_every = keyframe_every
+        # A chain no longer than the ring: the ring holds the newest
+        # ring_max_records and at most one chain less one record more.
+        self.keyframe_every = min(keyframe_every, ring_max_records)
         self.compress_level = compress_level
         self._lock = threading.RLock()
         self._ring = Ring(ring_max_records, ring_max_bytes)
@@ -395,6 +398,8 @@ class History:
         state, payload = self._step(boot_id, base, entry)
         if state is None:
             self._decode_errors += 1
+            if self._spool is not None:
+                self._spool.note_damage(boot_id, entry.seq, entry.seq)
             return None
         if payload is None:
             payload = encode_msgpack(state.doc)
@@ -514,6 +519,18 @@ class History:
                 "encoding": dict(self._encoded, keyframe_every=self.keyframe_every),
                 "problems": list(self._problems),
             }
+
+    def damaged(self, boot_id, start_seq, end_seq):
+        """[(start, end)] inside start_seq..end_seq (inclusive) of records of a
+        boot known lost to damage: a record that failed its checks on disk, or
+        one whose delta chain such a record broke. The rest of a hole in the
+        history is records not kept (aged out, or memory only at a restart)."""
+        if self._spool is None:
+            return []
+        with self._lock:
+            runs = self._spool.damaged(self._boot(boot_id))
+        return [(max(start, start_seq), min(end, end_seq)) for start, end in runs
+                if start <= end_seq and end >= start_seq]
 
     def gaps(self):
         """Missing seq ranges inside each boot's kept history, ascending:

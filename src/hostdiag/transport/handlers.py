@@ -213,7 +213,7 @@ class ClientSession(FlowControlledConnection):
                 limit=want + 1, boot_id=boot_id)
             for record in records[:want]:
                 if expected is not None and record.seq > expected:
-                    gone.append({"from_seq": expected, "to_seq": record.seq - 1})
+                    gone.extend(self.server.missing(boot_id, expected, record.seq - 1))
                 last = record.seq
                 expected = last + 1
                 frame = self.record_frame(record, request_id)
@@ -239,7 +239,7 @@ class ClientSession(FlowControlledConnection):
         if not more and not by_time and expected is not None:
             stop = newest if to_seq is None or newest is None else min(to_seq, newest)
             if stop is not None and expected <= stop:
-                gone.append({"from_seq": expected, "to_seq": stop})
+                gone.extend(self.server.missing(boot_id, expected, stop))
         if gone:
             end["gone"] = gone
         if too_large:
@@ -331,11 +331,11 @@ class ClientSession(FlowControlledConnection):
             records = server.history_call("range", start_seq=cursor, limit=_CHUNK, boot_id=boot_id)
             for record in records:
                 if record.seq > expected:
-                    self.send_gone(boot_id, expected, record.seq - 1, "not_kept")
+                    self.send_missing(boot_id, expected, record.seq - 1)
                 try:
                     snapshot = decode_document(record.payload)
                 except ProtocolError:
-                    self.send_gone(boot_id, record.seq, record.seq, "unreadable")
+                    self.send_gone(boot_id, record.seq, record.seq, "corrupt")
                 else:
                     self.send_stream(record, snapshot)
                 expected = record.seq + 1
@@ -355,8 +355,13 @@ class ClientSession(FlowControlledConnection):
             entry = server.boot_entry(boot_id, server.history_info()) or {}
             newest = entry.get("newest_seq")
             if newest is not None and expected <= newest:
-                self.send_gone(boot_id, expected, newest, "not_kept")
+                self.send_missing(boot_id, expected, newest)
             return
+
+    def send_missing(self, boot_id, from_seq, to_seq):
+        """One gone frame per stretch of from_seq..to_seq missing for one reason."""
+        for piece in self.server.missing(boot_id, from_seq, to_seq):
+            self.send_gone(boot_id, piece["from_seq"], piece["to_seq"], piece["reason"])
 
     def send_gone(self, boot_id, from_seq, to_seq, reason):
         info = self.server.history_info()

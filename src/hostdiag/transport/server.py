@@ -191,6 +191,21 @@ class AgentServer:
             candidates.append(self._newest[1])
         return max(candidates) if candidates else None
 
+    def missing(self, boot_id, from_seq, to_seq):
+        """Records from_seq..to_seq of a boot, none of them kept, as
+        [{"from_seq", "to_seq", "reason"}] in order: "corrupt" for the
+        stretches lost to damage, "not_kept" for the rest."""
+        pieces = []
+        cursor = from_seq
+        for start, end in self.history.damaged(boot_id, from_seq, to_seq):
+            if start > cursor:
+                pieces.append({"from_seq": cursor, "to_seq": start - 1, "reason": "not_kept"})
+            pieces.append({"from_seq": start, "to_seq": end, "reason": "corrupt"})
+            cursor = end + 1
+        if cursor <= to_seq:
+            pieces.append({"from_seq": cursor, "to_seq": to_seq, "reason": "not_kept"})
+        return pieces
+
     def info(self):
         info = dict(self.history_info())
         info["gaps"] = [{"boot_id": g["boot_id"], "from_seq": g["start_seq"], "to_seq": g["end_seq"]}
