@@ -384,7 +384,9 @@ class Agent:
             # Tables on ticks N-1, 2N-1...: the first sample, which readiness
             # waits for, is the cheap one.
             with_tables = (tick + 1) % self.config.agent.table_every == 0
-            if self.sample(with_tables) and not ready:
+            with self.server.sampling():  # the server defers its work meanwhile
+                sampled = self.sample(with_tables)
+            if sampled and not ready:
                 ready = True
                 self.notifier.notify("READY=1", "STATUS=%s" % self.status())
             tick += 1

@@ -87,6 +87,7 @@ class FlowControlledConnection(asyncio.Protocol):
         self.writable.set()
         self.worker = None
         self.read_timer = None
+        self.abort_timer = None  # ends a close that waits on a client that does not read
         self.largest_frame = 0
 
     def accept(self, message):
@@ -148,6 +149,10 @@ class FlowControlledConnection(asyncio.Protocol):
     def connection_lost(self, exc):
         self.closing = True
         self.cancel_read_timer()
+        if self.abort_timer is not None:
+            # The transport is gone: aborting it now would touch a closed loop handle.
+            self.abort_timer.cancel()
+            self.abort_timer = None
         for task in self.tasks():
             if task is not None:
                 task.cancel()
@@ -240,7 +245,7 @@ class FlowControlledConnection(asyncio.Protocol):
             self.transport.abort()
             return
         self.transport.close()
-        asyncio.get_running_loop().call_later(grace_s, self.transport.abort)
+        self.abort_timer = asyncio.get_running_loop().call_later(grace_s, self.transport.abort)
 
     async def drain(self):
         """Wait until the client has read enough of what it was sent.

@@ -18,8 +18,10 @@ from hostdiag.transport.flow import FlowControlledConnection, log
 from hostdiag.transport.framing import decode_document, encode_frame_with_document
 from hostdiag.transport.protocol import Error, ProtocolError
 
-# Records fetched from the history per step of a backfill or range.
-_CHUNK = 32
+# Records fetched from the history per step of a backfill or range: the
+# history's lock is held while they are rebuilt, and the sampler's append
+# waits for that lock.
+_CHUNK = 8
 _MAX_ID_CHARS = 64
 FIRST_SEQ = P.FIRST_SEQ
 
@@ -88,6 +90,9 @@ class ClientSession(FlowControlledConnection):
                 self.queue_event.clear()
                 await self.queue_event.wait()
                 continue
+            await self.server.yield_to_sampler()
+            if self.closing:
+                return
             message = self.queue.popleft()
             self.dequeued()
             kind = message["type"]
@@ -208,6 +213,7 @@ class ClientSession(FlowControlledConnection):
         more = False
         while sent < limit:
             want = min(_CHUNK, limit - sent)
+            await self.server.yield_to_sampler()
             records = self.server.history_call(
                 "range", start_seq=cursor, end_seq=to_seq, start_ns=from_ns, end_ns=to_ns,
                 limit=want + 1, boot_id=boot_id)
@@ -228,7 +234,6 @@ class ClientSession(FlowControlledConnection):
             if not more:
                 break
             cursor = last + 1
-            await asyncio.sleep(0)
         info = self.server.history_info()
         boot = self.server.boot_entry(boot_id, info) or boot
         end = {
@@ -328,6 +333,7 @@ class ClientSession(FlowControlledConnection):
         expected = start
         cursor = start
         while not self.closing:
+            await server.yield_to_sampler()
             records = server.history_call("range", start_seq=cursor, limit=_CHUNK, boot_id=boot_id)
             for record in records:
                 if record.seq > expected:
@@ -340,7 +346,7 @@ class ClientSession(FlowControlledConnection):
                     self.send_stream(record, snapshot)
                 expected = record.seq + 1
                 await self.drain()
-                await asyncio.sleep(0)
+                await server.yield_to_sampler()
             if records:
                 cursor = records[-1].seq + 1
                 continue

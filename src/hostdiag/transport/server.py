@@ -14,6 +14,7 @@ buffers, handlers.py answers the requests of one client.
 
 import asyncio
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -33,6 +34,9 @@ log = logging.getLogger("hostdiag.apps.agent.server")
 
 # Encoded subscription frames kept for the next client that needs the same one.
 _FRAME_CACHE = 16
+# The longest the server defers its work to a sample in progress, in seconds:
+# past it (a sample far over its budget) clients are served again.
+_MAX_DEFER_S = 2.0
 
 
 class AgentServer:
@@ -58,6 +62,8 @@ class AgentServer:
         self._frames = collections.OrderedDict()
         self._ready = threading.Event()
         self._start_error = None
+        self._sampling_now = threading.Event()  # set by the sampler's thread while it samples
+        self._sampler_idle = None  # an asyncio.Event on the server's loop: set when no sample runs
 
     # -- lifecycle (any thread) --------------------------------------------
 
@@ -79,6 +85,39 @@ class AgentServer:
                 loop.call_soon_threadsafe(self._on_record, record, snapshot)
             except RuntimeError:
                 pass  # the loop closed between the check and the call: stopping
+
+    @contextlib.contextmanager
+    def sampling(self):
+        """Wrap each sample (the sampler's thread): meanwhile the server's
+        thread starts no request, history read or frame encoding, so that the
+        sample has the interpreter to itself (sampling never waits on serving;
+        docs/protocol.md, "Limits")."""
+        self._sampling_now.set()
+        try:
+            yield
+        finally:
+            self._sampling_now.clear()
+            loop, idle = self.loop, self._sampler_idle
+            if loop is not None and idle is not None and not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(idle.set)
+                except RuntimeError:
+                    pass  # the loop closed meanwhile: stopping
+
+    async def yield_to_sampler(self):
+        """Called between units of work (a request, a record read or sent):
+        wait while a sample is being taken (at most _MAX_DEFER_S), else give
+        the loop one turn."""
+        if not self._sampling_now.is_set():
+            await asyncio.sleep(0)
+            return
+        self._sampler_idle.clear()
+        if not self._sampling_now.is_set():
+            return  # it ended in between (its idle.set() may already have run)
+        try:
+            await asyncio.wait_for(self._sampler_idle.wait(), _MAX_DEFER_S)
+        except asyncio.TimeoutError:
+            self.stats["sampler_deferrals_timed_out"] += 1
 
     def set_limits(self, limits):
         if self.loop is not None:
@@ -105,6 +144,8 @@ class AgentServer:
         loop = asyncio.new_event_loop()
         self.loop = loop
         asyncio.set_event_loop(loop)
+        self._sampler_idle = asyncio.Event()
+        self._sampler_idle.set()
         try:
             loop.run_until_complete(self._bind())
         except (OSError, ValueError) as exc:
