@@ -17,9 +17,9 @@ samples' wall times. Usage:
 
     PYTHONPATH=src python benchmarks/sampling_load.py --intervals 0.25 1 --backlog 6000 --clients 200
 
-The backlog is made of one real snapshot of this host with its counters moved
-on per record (what the spool stores is deltas of these, as with a real
-agent). Needs root only to read every process's files; no network.
+The backlog is made of one real snapshot of this host with every int in it
+moved on per record (what the spool stores is deltas of these, as with a real
+agent; each record changes more than a real one does). Needs root only to read every process's files; no network.
 """
 
 import argparse
@@ -57,11 +57,22 @@ def fill_spool(spool_dir, records):
     with History(spool_dir, boot_id=boot_id, spool_fsync_interval_s=None) as history:
         for seq in range(records):
             wall += SECOND
+            _advance(snapshot, seq)
             snapshot["meta"]["wall_ns"] = wall
-            for name, value in list(snapshot["cpu"]["total"].items()):
-                if isinstance(value, int):
-                    snapshot["cpu"]["total"][name] = value + seq % 7 + 1
             history.append(wall, encode_msgpack(snapshot))
+
+
+def _advance(node, seq):
+    """Every int of the snapshot moved on, as on a busy host (every counter of
+    every CPU, disk and link changes each second): a heavier delta than most."""
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in list(items):
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            node[key] = value + (seq + len(str(key))) % 5
+        elif isinstance(value, (dict, list)):
+            _advance(value, seq)
 
 
 def counters(agent):
@@ -119,12 +130,13 @@ def measure(agent, label, load):
             "hole_s": largest_hole_s(agent, before["seq"], after["seq"]), "errors": len(errors)}
 
 
-def run_interval(interval, backlog, clients, seconds):
+def run_interval(interval, backlog, clients, seconds, table_every):
     directory = tempfile.mkdtemp(prefix="hd-bench-", dir="/tmp")
     try:
         spool_dir = os.path.join(directory, "spool")
         fill_spool(spool_dir, backlog)
-        agent = AgentProcess(directory, agent={"interval": interval, "budget": interval, "table_every": 3600},
+        agent = AgentProcess(directory, agent={"interval": interval, "budget": interval,
+                                                            "table_every": table_every},
                              spool={"dir": spool_dir}, server={"max_clients": clients + 16, "read_timeout": 60})
         agent.start()
         try:
@@ -148,11 +160,13 @@ def main(argv=None):
     parser.add_argument("--backlog", type=int, default=6000, help="records in the spool at start")
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=15.0, help="length of the latest load")
+    parser.add_argument("--table-every", type=int, default=3600,
+                        help="agent.table_every (default: no process and socket tables)")
     args = parser.parse_args(argv)
     print("| interval | load | seconds | samples | missed ticks | overruns | largest hole (s) | client errors |")
     print("|---|---|---|---|---|---|---|---|")
     for interval in args.intervals:
-        for row in run_interval(interval, args.backlog, args.clients, args.seconds):
+        for row in run_interval(interval, args.backlog, args.clients, args.seconds, args.table_every):
             print("| %g s | %s | %.1f | %d | %d | %d | %.2f | %d |" % (
                 interval, row["load"], row["seconds"], row["samples"], row["missed"], row["overruns"],
                 row["hole_s"], row["errors"]), flush=True)
