@@ -364,3 +364,18 @@ def test_a_backlog_read_slowly_is_not_dropped():
         assert time.monotonic() - started > timeout
         assert seqs == list(range(1, 41)) and server.stats["clients_dropped"] == 0
         s.close()
+
+
+# -- how full_every is counted ---------------------------------------------------------------
+
+
+def test_snapshots_are_frames_0_n_2n_of_the_stream():
+    with served(records=10) as (_server, _history, path):
+        s = connect(path)
+        s.sendall(encode_frame({"type": "subscribe", "from_seq": 1, "full_every": 3}))
+        frames = []
+        while len(frames) < 10:
+            frames.extend(m for m in read(s, count=1) if m["type"] in ("snapshot", "delta"))
+        assert [m["seq"] for m in frames if m["type"] == "snapshot"] == [1, 4, 7, 10]
+        assert all(m["base_seq"] == m["seq"] - 1 for m in frames if m["type"] == "delta")
+        s.close()

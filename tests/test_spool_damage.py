@@ -11,6 +11,7 @@ them.
 import os
 import random
 import shutil
+import socket
 import statistics
 
 import pytest
@@ -22,6 +23,7 @@ from hostdiag.store import History
 from hostdiag.store.spool import SEGMENT_HEADER
 from hostdiag.transport.client import AgentClient, Gone
 from hostdiag.transport.flow import Limits
+from hostdiag.transport.framing import FrameDecoder, encode_frame
 from hostdiag.transport.listeners import Listener
 from hostdiag.transport.server import AgentServer
 
@@ -136,3 +138,41 @@ def test_a_subscription_is_told_corrupt_for_exactly_the_records_lost(pristine, t
             server.stop()
     assert gone == [(11, 60, "corrupt")]
     assert seqs == list(range(1, 11)) + list(range(61, RECORDS + 1))
+
+
+
+def test_a_delta_right_after_a_gone_frame_is_based_on_the_record_before_the_gap(pristine, tmp_path):
+    copy = tmp_path / "spool"
+    shutil.copytree(pristine, copy)
+    with History(copy, boot_id=BOOT, keyframe_every=KEYFRAME_EVERY) as history:
+        for seq in (20, 21):  # a hole in the first chain: it and the rest of the chain go
+            assert history.get(seq) is not None
+    with open(_segments(copy)[0], "r+b") as f:
+        data = bytearray(f.read())
+        at = SEGMENT_HEADER.size
+        for _ in range(19):
+            at = data.find(b"HDRC", at + 1)  # the twentieth record: seq 20
+        data[at + 60] ^= 0xFF
+        f.seek(0)
+        f.write(data)
+    with History(copy, boot_id=BOOT, keyframe_every=KEYFRAME_EVERY) as history:
+        path = str(tmp_path / "agent.sock")
+        server = AgentServer(history, [Listener("unix", path=path)], Limits())
+        server.start()
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect(path)
+            s.sendall(encode_frame({"type": "hello", "versions": [1]}))
+            s.sendall(encode_frame({"type": "subscribe", "from_seq": 1, "full_every": 1000}))
+            decoder = FrameDecoder(64 << 20)
+            frames = []
+            while not any(m.get("seq") == 61 for m in frames):
+                frames.extend(decoder.feed(s.recv(1 << 16)))
+            s.close()
+        finally:
+            server.stop()
+    kinds = [(m["type"], m.get("seq", m.get("from_seq"))) for m in frames[2:]]
+    assert kinds[19] == ("gone", 20) and frames[2 + 19]["to_seq"] == 60
+    after = frames[2 + 20]
+    assert (after["type"], after["seq"], after["base_seq"]) == ("delta", 61, 19)
