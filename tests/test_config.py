@@ -98,7 +98,7 @@ def test_precedence_default_file_env_command_line(tmp_path):
     ("HOSTDIAG_SERVER_UNIX_MODE", "1777", "server.unix_mode: must be an octal file mode"),
     ("HOSTDIAG_SERVER_UNIX_GROUP", "bad group", "server.unix_group: must be a group name or gid"),
     ("HOSTDIAG_SERVER_MAX_CLIENTS", "0", "server.max_clients: must be an integer between 1 and 65536"),
-    ("HOSTDIAG_SERVER_MAX_FRAME_BYTES", "1GiB", "server.max_frame_bytes: must be a size between 4 KiB and 64 MiB"),
+    ("HOSTDIAG_SERVER_MAX_FRAME_BYTES", "1GiB", "server.max_frame_bytes: must be a size between 64 KiB and 64 MiB"),
     ("HOSTDIAG_TCP_LISTEN", "7781", "tcp.listen: must be \"host:port\""),
     ("HOSTDIAG_TCP_LISTEN", "localhost:0", "tcp.listen: must have a port from 1 to 65535"),
     ("HOSTDIAG_TCP_LISTEN", "[nothost]:1", "tcp.listen: must have an IPv6 address in brackets"),

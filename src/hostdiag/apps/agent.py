@@ -198,7 +198,7 @@ def make_socket_directory(path, socket_mode, group):
 
 def listeners_from(config):
     from hostdiag.apps.config import parse_host_port
-    from hostdiag.transport.server import Listener
+    from hostdiag.transport.listeners import Listener
 
     server = config.server
     make_socket_directory(server.unix_path, server.unix_mode, server.unix_group)
@@ -212,7 +212,7 @@ def listeners_from(config):
 
 
 def limits_from(config):
-    from hostdiag.transport.server import Limits
+    from hostdiag.transport.flow import Limits
 
     s = config.server
     return Limits(max_clients=s.max_clients, send_buffer_bytes=s.send_buffer_bytes,
@@ -354,7 +354,9 @@ class Agent:
             # Tables on ticks N-1, 2N-1...: the first sample, which readiness
             # waits for, is the cheap one.
             with_tables = (tick + 1) % self.config.agent.table_every == 0
-            if self.sample(with_tables) and not ready:
+            with self.server.sampling():  # the server defers its work meanwhile
+                sampled = self.sample(with_tables)
+            if sampled and not ready:
                 ready = True
                 self.notifier.notify("READY=1", "STATUS=%s" % self.status())
             tick += 1

@@ -22,6 +22,7 @@ import tomllib
 from collections import namedtuple
 
 from hostdiag.apps.common import UsageError
+from hostdiag.transport import protocol as P
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -474,9 +475,9 @@ SETTINGS = (
             "Bytes queued for one client; a client that lets more pile up is dropped with an error frame."),
     Setting("server.read_timeout", _Duration(0.1, 3600), 30.0,
             "A client that sends part of a frame and then nothing for this long is dropped."),
-    Setting("server.max_frame_bytes", _Size(4 * KiB, 64 * MiB), 16 * MiB,
-            "Largest frame accepted or sent."),
-    Setting("server.full_every", _Number(1, 86400, integer=True), 60,
+    Setting("server.max_frame_bytes", _Size(P.MIN_FRAME_BYTES, P.MAX_FRAME_BYTES), P.DEFAULT_MAX_FRAME_BYTES,
+            "Largest frame the server sends; a record that does not fit is not sent (docs/protocol.md)."),
+    Setting("server.full_every", _Number(1, P.MAX_FULL_EVERY, integer=True), P.DEFAULT_FULL_EVERY,
             "A subscription gets a full snapshot every N frames, deltas between."),
     Setting("tcp.enabled", _Bool(), False,
             "Also listen on TCP (token authentication, optional TLS)."),

@@ -28,8 +28,10 @@ rebuilt, so reading forwards costs one delta frame per record.
 
 The ring holds the same compressed bytes as the spool (one compression per
 record) and never a record without its chain: it evicts from a keyframe to
-the next, so it holds between ``max_records - keyframe_every + 1`` and
-``max_records`` records. The history keeps the newest record decoded (the
+the next, and only once the newer records number ``max_records``, so it
+always holds the newest ``max_records`` (and at most ``keyframe_every - 1``
+more), within ``max_bytes``. A ring smaller than ``keyframe_every`` makes
+the keyframes that frequent, so that it never holds more than twice its size. The history keeps the newest record decoded (the
 base of the next delta) and the last one rebuilt by a read.
 
 When the spool cannot write (a full disk), the ring keeps everything and the
@@ -48,14 +50,14 @@ import threading
 import time
 import uuid
 import zlib
-from collections import OrderedDict, namedtuple
+from collections import namedtuple
 
 from hostdiag.encode.delta import apply, delta, key_order_fixes, with_key_order
 from hostdiag.encode.wire import decode_msgpack, encode_msgpack
 from hostdiag.store.ring import Ring
 from hostdiag.store.spool import (
-    DEFAULT_FSYNC_INTERVAL_S, DEFAULT_RETRY_INTERVAL_S, DEFAULT_SEGMENT_BYTES, FLAG_DELTA, FLAG_ZDICT,
-    FLAG_ZLIB, MAX_PAYLOAD_BYTES, MiB, Spool, canonical_id, lookup_id,
+    DEFAULT_FSYNC_INTERVAL_S, DEFAULT_RETRY_INTERVAL_S, DEFAULT_SEGMENT_BYTES, FLAG_DELTA, FLAG_ZLIB,
+    MAX_PAYLOAD_BYTES, MiB, Spool, canonical_id, lookup_id,
 )
 
 Record = namedtuple("Record", "boot_id seq wall_ns payload")
@@ -74,10 +76,6 @@ DEFAULT_SPOOL_MAX_AGE_S = 7 * 86400
 DEFAULT_KEYFRAME_EVERY = 60
 DEFAULT_COMPRESS_LEVEL = 6
 
-# Records written by format 1 agents (FLAG_ZDICT) are compressed against the
-# first 32 KiB (zlib's window) of their keyframe; still read, never written.
-ZDICT_BYTES = 32 * 1024
-_DICT_CACHE = 8
 # What building or applying a delta raises on a document it cannot handle
 # (mixed key types, nesting deeper than the interpreter allows).
 _DELTA_ERRORS = (ValueError, TypeError, KeyError, IndexError, RecursionError)
@@ -106,11 +104,12 @@ class History:
         if keyframe_every < 1:
             raise ValueError("keyframe_every must be >= 1, got %r" % (keyframe_every,))
         self.boot_id = canonical_id(boot_id) if boot_id is not None else str(uuid.uuid4())
-        self.keyframe_every = keyframe_every
+        # A chain no longer than the ring: the ring holds the newest
+        # ring_max_records and at most one chain less one record more.
+        self.keyframe_every = min(keyframe_every, ring_max_records)
         self.compress_level = compress_level
         self._lock = threading.RLock()
         self._ring = Ring(ring_max_records, ring_max_bytes)
-        self._dicts = OrderedDict()  # (boot id, keyframe seq) -> dictionary, for format 1 records
         self._tip = None  # _State of the newest record appended: the next delta's base
         self._tip_record = None  # ...and that Record, so the newest is served without rebuilding
         self._cursor = None  # _State of the last record a read rebuilt
@@ -323,28 +322,10 @@ class History:
             return self._spool.get(seq, boot_id)
         return None
 
-    def _dictionary(self, boot_id, seq):
-        """The preset dictionary of a format 1 record: its keyframe's first 32 KiB."""
-        key = (boot_id, seq)
-        found = self._dicts.get(key)
-        if found is not None:
-            self._dicts.move_to_end(key)
-            return found
-        entry = self._entry(boot_id, seq)
-        if entry is None or entry.flags != FLAG_ZLIB:
-            return None  # a base is always a keyframe
-        payload = self._inflate(entry.payload, None)
-        if payload is None:
-            return None
-        self._dicts[key] = payload[:ZDICT_BYTES]
-        while len(self._dicts) > _DICT_CACHE:
-            self._dicts.popitem(last=False)
-        return self._dicts[key]
-
     @staticmethod
-    def _inflate(data, zdict):
+    def _inflate(data):
         try:
-            unpacker = zlib.decompressobj(zdict=zdict) if zdict is not None else zlib.decompressobj()
+            unpacker = zlib.decompressobj()
             out = unpacker.decompress(data, MAX_PAYLOAD_BYTES)
             if not unpacker.eof or unpacker.unconsumed_tail:
                 return None
@@ -352,21 +333,17 @@ class History:
         except zlib.error:
             return None
 
-    def _uncompressed(self, boot_id, entry):
+    def _uncompressed(self, entry):
         """The bytes a record stores, decompressed: a payload, or a delta frame."""
-        stored, flags = entry.payload, entry.flags
-        if not flags & FLAG_ZLIB:
-            return bytes(stored)
-        if flags & FLAG_ZDICT:
-            zdict = self._dictionary(boot_id, entry.base_seq) if entry.base_seq is not None else None
-            return None if zdict is None else self._inflate(stored, zdict)
-        return self._inflate(stored, None)
+        if not entry.flags & FLAG_ZLIB:
+            return bytes(entry.payload)
+        return self._inflate(entry.payload)
 
     def _step(self, boot_id, base, entry):
         """(state, payload) of a record decoded on its base's state (None for a
         record that needs none); payload is None when only the document is
         known. (None, None) when it cannot be decoded."""
-        data = self._uncompressed(boot_id, entry)
+        data = self._uncompressed(entry)
         if data is None:
             return None, None
         if not entry.flags & FLAG_DELTA:
@@ -421,6 +398,8 @@ class History:
         state, payload = self._step(boot_id, base, entry)
         if state is None:
             self._decode_errors += 1
+            if self._spool is not None:
+                self._spool.note_damage(boot_id, entry.seq, entry.seq)
             return None
         if payload is None:
             payload = encode_msgpack(state.doc)
@@ -540,6 +519,18 @@ class History:
                 "encoding": dict(self._encoded, keyframe_every=self.keyframe_every),
                 "problems": list(self._problems),
             }
+
+    def damaged(self, boot_id, start_seq, end_seq):
+        """[(start, end)] inside start_seq..end_seq (inclusive) of records of a
+        boot known lost to damage: a record that failed its checks on disk, or
+        one whose delta chain such a record broke. The rest of a hole in the
+        history is records not kept (aged out, or memory only at a restart)."""
+        if self._spool is None:
+            return []
+        with self._lock:
+            runs = self._spool.damaged(self._boot(boot_id))
+        return [(max(start, start_seq), min(end, end_seq)) for start, end in runs
+                if start <= end_seq and end >= start_seq]
 
     def gaps(self):
         """Missing seq ranges inside each boot's kept history, ascending:

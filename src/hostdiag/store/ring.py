@@ -6,9 +6,13 @@ oldest records are evicted first; the newest is always kept, even when it
 alone exceeds ``max_bytes``, so the latest record is always there.
 
 A record may name a base (``base_seq``), an earlier record it needs to be
-decoded. The ring never keeps a record without its base: when the oldest
-record goes, the records that need it go too, up to the next one without a
-base (the newest excepted, as above).
+decoded, and the ring never keeps a record without its base: it evicts a
+*chain* (a record without a base and those after it that need it) whole.
+``max_records`` is a promise about the newest records: the newest
+``max_records`` are always held, so a chain goes only once the records after
+it number ``max_records`` at least; the ring then holds up to ``max_records``
+plus one chain less one record. ``max_bytes`` is a hard bound: over it, chains
+go from the oldest until it holds (the newest record excepted, as above).
 """
 
 from bisect import bisect_left, bisect_right
@@ -52,8 +56,9 @@ class Ring:
         self._seqs.append(seq)
         self._bytes += len(payload)
         evicted = 0
-        while len(self) > 1 and (len(self) > self.max_records or self._bytes > self.max_bytes
-                                 or self._entries[self._head].base_seq is not None):
+        while len(self) > 1 and (self._bytes > self.max_bytes
+                                 or self._entries[self._head].base_seq is not None
+                                 or len(self._entries) - self._chain_end() >= self.max_records):
             self._bytes -= len(self._entries[self._head].payload)
             self._entries[self._head] = None
             self._head += 1
@@ -64,6 +69,13 @@ class Ring:
             self._head = 0
         self.evicted += evicted
         return evicted
+
+    def _chain_end(self):
+        """The index just past the oldest chain: its next record without a base."""
+        end = self._head + 1
+        while end < len(self._entries) and self._entries[end].base_seq is not None:
+            end += 1
+        return end
 
     def oldest(self):
         return self._entries[self._head] if len(self) else None

@@ -63,7 +63,6 @@ MAX_BASE_DELTA = 0xFFFF
 _CRC_START = 8  # the crc covers the record from this offset to the payload's end
 
 FLAG_ZLIB = 0x1   # payload is zlib-compressed
-FLAG_ZDICT = 0x2  # ...with a preset dictionary taken from its base record (written by format 1 agents)
 FLAG_DELTA = 0x4  # payload is a delta document against its base record (store/history.py)
 
 _ZERO_ID = bytes(16)
@@ -274,6 +273,9 @@ class Spool:
         self._read_fds = OrderedDict()  # segment number -> fd
         self._next_number = 1
         self._bad_reads = set()  # (segment number, offset) found corrupt after the scan
+        self._damaged = {}  # boot id -> [[start_seq, end_seq], ...] lost to damage, ascending
+        self._scan_last = {}  # boot id -> newest seq met by the scan, indexed or not
+        self._scan_damage = False  # the scan skipped damaged bytes and has not met a record since
 
         self._degraded = None
         self._retry_at = 0.0
@@ -323,6 +325,7 @@ class Spool:
             os.close(self._read_fds.popitem()[1])
         self._segments, self._total_bytes, self._records, self._newest = [], 0, 0, {}
         self._bad_reads = set()
+        self._damaged, self._scan_last, self._scan_damage = {}, {}, False
         self._corrupt_skipped = self._orphans_skipped = self._torn_truncated = 0
         self._scan()
 
@@ -370,19 +373,35 @@ class Spool:
             if found is None:
                 resume = self._resync(data, pos + 1)
                 if resume is None:
+                    # A torn tail (killed or out of space mid-write) is cut, not
+                    # counted as damage: the seq it held was never acknowledged.
                     self._truncate_tail(segment, pos, end)
                     end = pos
                     break
                 self._corrupt_skipped += 1
+                self._scan_damage = True
                 pos = resume
                 continue
             record, next_pos = found
-            if record.seq <= self._newest.get(record.boot_id, 0):
+            boot = record.boot_id
+            if record.seq <= self._newest.get(boot, 0):
                 self._corrupt_skipped += 1  # out of sequence: an index must stay ordered
-            elif record.base_seq is not None and not segment.holds(record.boot_id, record.base_seq):
+                pos = next_pos
+                continue
+            if self._scan_damage:
+                # The seqs between the last record met and this one were in the
+                # damaged bytes; before the first record met, its base says where they began.
+                last = self._scan_last.get(boot)
+                start = last + 1 if last is not None else record.base_seq
+                if start is not None and start < record.seq:
+                    self.note_damage(boot, start, record.seq - 1)
+                self._scan_damage = False
+            if record.base_seq is not None and not segment.holds(boot, record.base_seq):
                 self._orphans_skipped += 1  # its base was corrupt: it cannot be decoded
+                self.note_damage(boot, record.seq, record.seq)
             else:
-                self._index(segment, record.boot_id, record.seq, record.wall_ns, pos, next_pos - pos)
+                self._index(segment, boot, record.seq, record.wall_ns, pos, next_pos - pos)
+            self._scan_last[boot] = record.seq
             pos = next_pos
         segment.size = end
         return True
@@ -624,8 +643,8 @@ class Spool:
             os.close(self._read_fds.popitem(last=False)[1])
         return fd
 
-    def _read_at(self, segment, offset, length):
-        """The record at ``offset``, verified again (a disk can rot after the scan); None if bad."""
+    def _read_at(self, segment, offset, length, boot_id, seq):
+        """Record ``seq`` at ``offset``, verified again (a disk can rot after the scan); None if bad."""
         key = (segment.number, offset)
         if key in self._bad_reads:
             return None
@@ -638,8 +657,28 @@ class Spool:
         if found is None or found[1] != length:
             self._bad_reads.add(key)
             self._corrupt_skipped += 1
+            self.note_damage(boot_id, seq, seq)
             return None
         return found[0]
+
+    def note_damage(self, boot_id, start_seq, end_seq):
+        """Remember that records start_seq..end_seq of a boot were lost to damage."""
+        runs = self._damaged.setdefault(boot_id, [])
+        runs.append([start_seq, end_seq])
+        runs.sort()
+        merged = [runs[0]]
+        for start, end in runs[1:]:
+            if start <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        self._damaged[boot_id] = merged
+
+    def damaged(self, boot_id=None):
+        """[(start_seq, end_seq)] of one boot's records known lost to damage
+        (a failed check, or a delta chain broken by one), ascending."""
+        boot = self.boot_id if boot_id is None else lookup_id(boot_id)
+        return [tuple(run) for run in self._damaged.get(boot, ())]
 
     def _boot_runs(self, boot_id):
         for segment in self._segments:
@@ -654,7 +693,7 @@ class Spool:
             if run.seqs[0] <= seq <= run.seqs[-1]:
                 i = bisect_left(run.seqs, seq)
                 if i < len(run.seqs) and run.seqs[i] == seq:
-                    return self._read_at(segment, run.offsets[i], run.lengths[i])
+                    return self._read_at(segment, run.offsets[i], run.lengths[i], boot, seq)
                 return None
         return None
 
@@ -686,7 +725,7 @@ class Spool:
                 wall = run.walls[i]
                 if (start_ns is not None and wall < start_ns) or (end_ns is not None and wall > end_ns):
                     continue
-                record = self._read_at(segment, run.offsets[i], run.lengths[i])
+                record = self._read_at(segment, run.offsets[i], run.lengths[i], boot, run.seqs[i])
                 if record is not None:
                     yield record
 

@@ -232,7 +232,11 @@ class AgentClient:
                 records.append(_record(message))
                 continue
             gone = [Gone(message.get("boot_id"), g.get("from_seq"), g.get("to_seq"),
-                         message.get("oldest_seq"), "not_kept") for g in message.get("gone") or ()]
+                         message.get("oldest_seq"), g.get("reason") or "not_kept")
+                    for g in message.get("gone") or ()]
+            gone.extend(Gone(message.get("boot_id"), seq, seq, message.get("oldest_seq"), "too_large")
+                        for seq in message.get("too_large") or ())
+            gone.sort(key=lambda g: g.from_seq)
             return RangePage(records, bool(message.get("more")), message.get("next_seq"), gone,
                              message.get("oldest_seq"), message.get("newest_seq"))
 

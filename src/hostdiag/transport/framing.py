@@ -54,14 +54,25 @@ def _framed(body, max_frame_bytes):
     return HEADER.pack(len(body)) + body
 
 
-def decode_document(payload):
+def _str_keyed(pairs):
+    """A map whose keys are all str (msgpack's own check lets bin keys through)."""
+    for key, _ in pairs:
+        if type(key) is not str:
+            raise ValueError("a map key is %s, not str" % type(key).__name__)
+    return dict(pairs)
+
+
+def decode_document(payload, str_keys=False):
     """Plain data from msgpack bytes, with the decoder's limits bounded by the
     payload's own size (no length field can claim more elements or bytes than
-    the payload holds). Raises ProtocolError(BAD_FRAME)."""
+    the payload holds). ``str_keys``: every map key at any depth must be a str
+    (a frame); else str or bin (a stored snapshot, written by our encoder).
+    Raises ProtocolError(BAD_FRAME)."""
     size = len(payload)
     try:
         return msgpack.unpackb(
             payload, raw=False, strict_map_key=True, use_list=True,
+            object_pairs_hook=_str_keyed if str_keys else None,
             max_str_len=size, max_bin_len=size, max_array_len=size, max_map_len=size // 2,
             max_ext_len=0,
         )
@@ -74,7 +85,7 @@ def decode_payload(payload):
     """The message in one frame's body; raises ProtocolError(BAD_FRAME)."""
     if len(payload) > ABSOLUTE_MAX_FRAME_BYTES:
         raise ProtocolError(Error.FRAME_TOO_LARGE, "a frame of %d bytes" % len(payload))
-    message = decode_document(payload)
+    message = decode_document(payload, str_keys=True)
     if type(message) is not dict:
         raise ProtocolError(Error.BAD_FRAME, "a frame holds a map, not %s" % type(message).__name__)
     kind = message.get("type")

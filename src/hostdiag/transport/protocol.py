@@ -40,13 +40,17 @@ CAP_TOKEN = "token"
 CAP_TLS = "tls"
 
 # Bounds a client can rely on (docs/protocol.md, "Limits").
+# Each is declared here once: the settings (apps/config.py) and the server
+# check against these, and docs/protocol.md and docs/config.md state them.
 MAX_REQUEST_BYTES = 64 * 1024          # a request frame from a client
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
-MIN_FRAME_BYTES = 64 * 1024
+MIN_FRAME_BYTES = 64 * 1024            # server.max_frame_bytes, bytes: lowest allowed...
+MAX_FRAME_BYTES = 64 * 1024 * 1024     # ...and highest allowed
 MAX_PAGE = 1000                        # records per range page
 DEFAULT_PAGE = 100
 DEFAULT_FULL_EVERY = 60                # a whole snapshot every N subscription frames
-MAX_FULL_EVERY = 3600
+MAX_FULL_EVERY = 3600                  # highest full_every, in a subscribe and in server.full_every
+FIRST_SEQ = 1                          # the history numbers the records of every boot from 1
 
 
 class Error:
