@@ -168,7 +168,8 @@ PROBE = r"""
 import errno, json, os, sys
 from hostdiag.sources.hostroot import HostRoot
 from hostdiag.sources.problems import Problems
-from hostdiag.sources.sockets import SocketTable, map_pids
+from hostdiag.sources.sock_diag import SocketTable
+from hostdiag.sources.proc_pid_fd import map_pids
 from hostdiag.sources.privileges import privilege_lines
 
 inode, dirs = int(sys.argv[1]), sys.argv[2:]
