@@ -196,6 +196,22 @@ def make_socket_directory(path, socket_mode, group):
     log.info("created %s (mode %03o) for the socket", directory, mode)
 
 
+def start_metrics(config):
+    """The /metrics endpoint of docs/metrics.md, serving in a thread of its own."""
+    from hostdiag.apps.config import parse_host_port
+    from hostdiag.transport.metrics_http import MetricsLimits, MetricsServer
+
+    m = config.metrics
+    try:
+        server = MetricsServer(parse_host_port(m.listen),
+                               MetricsLimits(m.max_connections, m.max_request_bytes, m.timeout),
+                               allow_remote=m.allow_remote)
+    except (OSError, ValueError) as exc:
+        raise StartError("metrics.listen %s: %s" % (m.listen, getattr(exc, "strerror", None) or exc)) from None
+    server.start()
+    return server
+
+
 def listeners_from(config):
     from hostdiag.apps.config import parse_host_port
     from hostdiag.transport.listeners import Listener
@@ -250,6 +266,9 @@ class Agent:
         self.table_durations = Durations()
         self.history = None
         self.server = None
+        self.metrics = None
+        self.previous = None
+        self.previous_tables = None
         self.sampler = None
         self.last_seq = None
         self.spool_degraded = None
@@ -287,6 +306,8 @@ class Agent:
             self.server.start()
         except (OSError, ValueError) as exc:
             raise StartError("server: %s" % (getattr(exc, "strerror", None) or exc)) from None
+        if self.config.metrics.enabled:
+            self.metrics = start_metrics(self.config)
         info = self.history.info()
         log.info("hostdiag agent %s started: agent %s, boot %s, next seq %s, interval %gs, tables every %d",
                  __version__, info["agent_id"], info["boot_id"], info.get("next_seq"),
@@ -306,6 +327,8 @@ class Agent:
         self.notifier.notify("STOPPING=1")
         if self.server is not None:
             self.server.stop()
+        if self.metrics is not None:
+            self.metrics.close()
         if self.sampler is not None:
             self.sampler.close()
         if self.history is not None:
@@ -408,7 +431,8 @@ class Agent:
 
         started = time.monotonic()
         try:
-            snapshot = self.sampler.sample(tables=with_tables).to_dict()
+            taken = self.sampler.sample(tables=with_tables)
+            snapshot = taken.to_dict()
             if with_tables:
                 self.table_durations.add(self.sampler.table_seconds)
             snapshot["agent"] = self.self_report(with_tables)
@@ -421,6 +445,8 @@ class Agent:
             return False
         record = Record(self.history.boot_id, seq, wall_ns, payload)
         self.server.publish(record, snapshot)
+        if self.metrics is not None:
+            self.publish_metrics(taken, snapshot, with_tables)
         self.samples += 1
         if with_tables:
             self.tables_seq = seq
@@ -439,6 +465,20 @@ class Agent:
         self.info_extra = dict(snapshot["agent"], samples=self.samples, sample_s=self.durations.as_dict(),
                                overruns=self.overruns, errors=self.errors, last_seq=seq)
         return True
+
+    def publish_metrics(self, taken, snapshot, with_tables):
+        """Hand the sample to /metrics with its rates and findings. A sample
+        with tables is compared with the previous one that had them, so that
+        the per-process rates span whole table intervals."""
+        from hostdiag.derive.rates import derive_rates
+        from hostdiag.findings import evaluate
+
+        base = self.previous_tables if with_tables else self.previous
+        rates = derive_rates(base, taken) if base is not None else None
+        self.metrics.publish(snapshot, rates, evaluate(taken, rates, base))
+        self.previous = taken
+        if with_tables:
+            self.previous_tables = taken
 
     def note_spool(self, spool):
         """Say when the spool stops writing (the history goes on in memory) and when it recovers."""

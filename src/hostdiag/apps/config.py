@@ -489,6 +489,18 @@ SETTINGS = (
             "TLS certificate chain (PEM); with tcp.tls_key, TCP is TLS only."),
     Setting("tcp.tls_key", _Path(nullable=True), None,
             "TLS private key (PEM) for tcp.tls_cert."),
+    Setting("metrics.enabled", _Bool(), False,
+            "Serve Prometheus /metrics over HTTP (docs/metrics.md)."),
+    Setting("metrics.listen", _HostPort(), "127.0.0.1:9781",
+            "Address of /metrics: \"host:port\" or \"[ipv6]:port\"; loopback unless metrics.allow_remote."),
+    Setting("metrics.allow_remote", _Bool(), False,
+            "Allow metrics.listen on a non-loopback address (the endpoint has no TLS or authentication)."),
+    Setting("metrics.max_connections", _Number(1, 1024, integer=True), 16,
+            "HTTP connections open at once; one more is closed at once."),
+    Setting("metrics.max_request_bytes", _Number(1024, 65536, integer=True), 8192,
+            "Largest HTTP request head (request line and headers), in bytes."),
+    Setting("metrics.timeout", _Duration(0.1, 300), 10.0,
+            "Seconds a request may take to arrive, and a response to be sent."),
     Setting("collector.store", _Path(), "/var/lib/hostdiag/collector",
             "Directory of the collector's store of raw snapshots, per agent."),
     Setting("collector.agents", _Agents(), (),
@@ -656,6 +668,15 @@ def _check_together(values, sources):
         _raise(missing, "is required when %s is set" % other, sources[other])
 
 
+def _check_metrics(values, sources):
+    if values["metrics.enabled"] and not values["metrics.allow_remote"]:
+        from hostdiag.transport.metrics_http import is_loopback
+
+        if not is_loopback(parse_host_port(values["metrics.listen"])[0]):
+            _raise("metrics.listen", "must be a loopback address unless metrics.allow_remote is true",
+                   sources["metrics.listen"])
+
+
 def load_config(path=None, env=os.environ, overrides=None):
     """Resolve every setting: defaults < file < environment < ``overrides``.
 
@@ -674,6 +695,7 @@ def load_config(path=None, env=os.environ, overrides=None):
     if overrides:
         _from_overrides(overrides, values, sources)
     _check_together(values, sources)
+    _check_metrics(values, sources)
     return Config(values, sources, path)
 
 
