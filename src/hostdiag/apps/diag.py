@@ -25,6 +25,7 @@ DELEGATED = {
     "show": ("hostdiag.apps.history", "main_show"),
     "diff": ("hostdiag.apps.history", "main_diff"),
     "history": ("hostdiag.apps.history", "main_history"),
+    "service": ("hostdiag.apps.service", "main_service"),
 }
 
 
@@ -46,6 +47,7 @@ COMMAND_SUMMARIES = (
     ("show", "the report for a past moment, from an agent or a collector store"),
     ("diff", "what changed between two moments"),
     ("history", "what history is kept: ranges, gaps and boots"),
+    ("service", "install or remove the agent as a systemd service (--dry-run, --root DIR)"),
 )
 
 
@@ -116,6 +118,9 @@ def cmd_version(args, out):
     ]
     for module, (impl, reason) in sorted(parsers.TWINS.items()):
         lines.append("  %s: %s (%s)" % (module, impl, reason))
+    from hostdiag.sources.privileges import privilege_lines
+
+    lines.extend(privilege_lines(root))
     broken = parsers.implementation() != "compiled" and not parsers.pure_forced()
     if broken:
         lines.append("WARNING: the compiled parsers failed to load; this build is broken")

@@ -20,13 +20,14 @@ uninstall removes the unit and the runtime directory; ``--purge`` also
 removes the state, the settings and the user.
 """
 
-import argparse
 import os
 import pwd
 import shutil
 import subprocess
 import sys
 import sysconfig
+
+from hostdiag.apps.common import ArgumentParser, CommandFailed, run_command
 
 USER = "hostdiag"
 UNIT_NAME = "hostdiag-agent.service"
@@ -45,12 +46,12 @@ UNIT_TEMPLATE = os.path.join(_HERE, "hostdiag-agent.service")
 CONFIG_TEMPLATE = os.path.join(_HERE, "agent.toml")
 
 
-class ServiceError(Exception):
-    """A step that cannot be done; the message is one line."""
+class ServiceError(CommandFailed):
+    """A step that cannot be done; the message is one line (exit 1)."""
 
 
 def build_parser(parser=None):
-    parser = parser or argparse.ArgumentParser(prog="diag service")
+    parser = parser or ArgumentParser(prog="diag service")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, summary in (("install", "install the agent as a systemd service"),
                           ("uninstall", "remove the service (with --purge: its data and user)")):
@@ -295,12 +296,15 @@ def run(args, out=None):
 
 
 def main_service(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (ServiceError, OSError) as exc:
-        sys.stderr.write("diag service: %s\n" % exc)
-        return 1
+    def body():
+        args = build_parser().parse_args(argv)
+        try:
+            return run(args)
+        except OSError as exc:
+            raise CommandFailed("%s%s" % (exc.strerror or exc, ": %s" % exc.filename if exc.filename else "")) \
+                from None
+
+    return run_command("diag service", body)
 
 
 if __name__ == "__main__":
