@@ -2,7 +2,8 @@
 
 Used by ``test_bench_agent_cost.py`` and by hand::
 
-    python benchmarks/agentcost.py --samples 60 --interval 0.5 --table-every 5
+    python benchmarks/agentcost.py --load --samples 60 --interval 0.5 --table-every 5
+    python benchmarks/agentcost.py --load --profile /tmp/agent.prof --samples 120 --table-every 5
 
 Pieces:
 
@@ -30,6 +31,7 @@ spent waiting for a CPU. Nothing is asserted about time.
 """
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -380,6 +382,87 @@ def _record_footprint(collect, root):
     return test_bench_snapshot.record_footprint(collect, root, Patch())
 
 
+def step_costs(samples, table_every, interval):
+    """CPU seconds per sample of each step of the agent's sample, replayed in
+    this process with the agent's own pieces on the live host: what each
+    costs on average over ``samples`` samples, tables every ``table_every``.
+
+    Steps as ``Agent.sample`` and ``History.append`` take them: the system
+    collection, ``Snapshot.to_dict``, the two tables, the msgpack encoding of
+    the record; then the history's work, one step at a time: decoding the
+    payload again (``_document``), the delta from the previous record
+    (``encode.delta.delta``), applying it back and encoding the result (the
+    byte-for-byte check), compressing the frame (zlib 6, as the history
+    does), and, apart, the whole ``History.append`` (these steps plus the
+    ring and the spool write); ``self report`` is ``History.info`` and
+    /proc/self, once per sample as the agent does them. The steps are timed
+    one by one with ``time.process_time`` (this process does nothing else);
+    the sum is close to the agent's own CPU per sample without its server
+    and scheduling."""
+    import zlib
+
+    from hostdiag.encode.delta import apply, delta
+    from hostdiag.encode.wire import decode_msgpack, encode_msgpack
+    from hostdiag.sampler.system import SystemCollector
+    from hostdiag.sources.hostroot import HostRoot
+    from hostdiag.sources.problems import Problems
+    from hostdiag.sources.processes import ProcessTable
+    from hostdiag.sources.sockets import SocketTable
+    from hostdiag.store import History
+
+    root = HostRoot()
+    spool = tempfile.mkdtemp(prefix="hd-steps-", dir="/tmp")
+    costs = {}
+    clock = time.process_time
+
+    def timed(step, call, *args):
+        started = clock()
+        result = call(*args)
+        costs[step] = costs.get(step, 0.0) + clock() - started
+        return result
+
+    collector = SystemCollector(root)
+    processes = ProcessTable(root)
+    sockets = SocketTable(root)
+    history = History(spool, spool_fsync_interval_s=5.0)
+    previous = prior = None
+    try:
+        for tick in range(DEFAULT_WARMUP_SAMPLES + samples):
+            if tick == DEFAULT_WARMUP_SAMPLES:
+                costs = {}
+            with_tables = (tick + 1) % table_every == 0
+            snapshot = timed("system collection", collector.collect)
+            snapshot = timed("Snapshot.to_dict", snapshot.to_dict)
+            if with_tables:
+                problems = Problems()
+                snapshot["processes"] = timed("process table", processes.scan, problems)
+                snapshot["sockets"] = timed("socket table", sockets.collect, problems)
+            timed("self report (History.info, /proc/self)", _self_report, history, root)
+            payload = timed("encode_msgpack(snapshot)", encode_msgpack, snapshot)
+            doc = timed("history: decode the payload again", decode_msgpack, payload)
+            if previous is not None:
+                change = timed("history: delta()", delta, previous, doc, prior)
+                rebuilt = timed("history: apply() the delta", apply, change, previous, prior)
+                timed("history: encode the rebuilt record", encode_msgpack, rebuilt)
+                timed("history: zlib 6 of the delta frame", zlib.compress, encode_msgpack({"d": change}), 6)
+            timed("History.append, whole", history.append, snapshot["meta"]["wall_ns"], payload)
+            prior = dict(prior or {}, **{k: v for k, v in doc.items() if v is not None})
+            previous = doc
+            time.sleep(interval)
+    finally:
+        history.close()
+        sockets.close()
+        collector.close()
+        shutil.rmtree(spool, ignore_errors=True)
+    return {step: total / samples for step, total in costs.items()}
+
+
+def _self_report(history, root):
+    history.info()
+    root.read_proc("self", "stat")
+    root.read_proc("self", "statm")
+
+
 def floor_per_sample(floor, table_every):
     """CPU seconds of the raw reads of an average sample when the tables are
     taken every ``table_every`` samples (None: never)."""
@@ -422,10 +505,29 @@ def main(argv):
                         help="run the agent under cProfile (its sampling thread) and write the "
                              "profile to FILE; print the top functions")
     parser.add_argument("--top", type=int, default=25, help="functions printed with --profile")
+    parser.add_argument("--steps", action="store_true",
+                        help="replay the agent's sample in this process and print each step's CPU")
+    parser.add_argument("--load", action="store_true",
+                        help="hold 1,000 extra processes and 2,000 loopback connections meanwhile")
     args = parser.parse_args(argv)
-    if args.profile:
-        return profile_agent(args)
-    result = measure_agent(args.interval, args.table_every, args.samples, subscribe=args.subscribe)
+    with contextlib.ExitStack() as stack:
+        if args.load:
+            from connload import ConnLoad
+            from procload import ProcessLoad
+
+            stack.enter_context(ProcessLoad(1000))
+            stack.enter_context(ConnLoad(2000, per_child=1000))
+        if args.profile:
+            return profile_agent(args)
+        if args.steps:
+            steps = step_costs(args.samples, args.table_every, args.interval)
+            total = sum(v for k, v in steps.items() if not k.startswith("history:"))
+            for step, cost in sorted(steps.items(), key=lambda kv: -kv[1]):
+                sys.stdout.write("%8.2f ms  %5.1f%%  %s\n" % (cost * 1e3, 100 * cost / total, step))
+            sys.stdout.write("%8.2f ms          sum of the steps the agent takes (history: steps are "
+                             "parts of History.append)\n" % (total * 1e3))
+            return 0
+        result = measure_agent(args.interval, args.table_every, args.samples, subscribe=args.subscribe)
     json.dump(result, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0

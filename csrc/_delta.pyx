@@ -14,6 +14,9 @@ cdef extern from "Python.h":
     # pure twin's own recursion would raise it.
     int Py_EnterRecursiveCall(const char *where)
     void Py_LeaveRecursiveCall()
+    # NULL without an exception when the key is missing; an unhashable key
+    # raises, as dict.get does in the pure twin.
+    PyObject *PyDict_GetItemWithError(object mapping, object key) except? NULL
 
 
 cdef bint _same(object a, object b) except -1:
@@ -65,14 +68,72 @@ def same(a, b):
     return _same(a, b)
 
 
-def count_different(old, new):
-    """How many positions ``i < min(len(old), len(new))`` hold elements that
-    are not :func:`same`; both are lists."""
+def different_positions(old, new):
+    """The positions ``i < min(len(old), len(new))`` whose elements are not
+    :func:`same`, ascending; both are lists."""
     if type(old) is not list or type(new) is not list:
-        raise TypeError("count_different() compares two lists")
+        raise TypeError("different_positions() compares two lists")
     cdef Py_ssize_t i, n = min(PyList_GET_SIZE(old), PyList_GET_SIZE(new))
-    cdef Py_ssize_t count = 0
+    cdef list out = []
     for i in range(n):
         if not _same(<object>PyList_GET_ITEM(old, i), <object>PyList_GET_ITEM(new, i)):
-            count += 1
-    return count
+            out.append(i)
+    return out
+
+
+def keyed_items(list old, list new, dict old_index, list new_idents, value_change):
+    """The items and changes of the "m" form of a list delta (encode/delta.py).
+
+    ``new_idents[pos]`` is the identity of ``new[pos]``, ``old_index`` maps an
+    identity to its position in ``old``. An element whose identity ``old``
+    has and that is the same there, or that changes by a nested delta
+    (``value_change(old element, new element)`` gives ``("c", delta)``), is
+    taken from ``old``: consecutive old positions make a run, ``[start,
+    stop]``, or a lone position; any other element is ``{"v": element}``.
+    Returns ``(items, changes)``, changes as ``[new position, delta, ...]``."""
+    cdef list items = []
+    cdef list changes = []
+    cdef Py_ssize_t pos, base_pos, run_start = -1, run_stop = -1
+    cdef Py_ssize_t count = PyList_GET_SIZE(new_idents)
+    cdef PyObject *found
+    cdef bint keep
+    if PyList_GET_SIZE(new) < count:
+        raise IndexError("more identities than elements")
+    for pos in range(count):
+        found = PyDict_GetItemWithError(old_index, <object>PyList_GET_ITEM(new_idents, pos))
+        element = <object>PyList_GET_ITEM(new, pos)
+        keep = False
+        if found is not NULL:
+            base_pos = <object>found
+            if not 0 <= base_pos < PyList_GET_SIZE(old):
+                raise IndexError("old position %d outside the old list" % base_pos)
+            a = <object>PyList_GET_ITEM(old, base_pos)
+            if _same(a, element):
+                keep = True
+            else:
+                op, value = value_change(a, element)
+                if op == "c":
+                    keep = True
+                    changes.append(pos)
+                    changes.append(value)
+        if keep:
+            if run_start >= 0 and base_pos == run_stop:
+                run_stop += 1
+            else:
+                _close_run(items, run_start, run_stop)
+                run_start, run_stop = base_pos, base_pos + 1
+        else:
+            _close_run(items, run_start, run_stop)
+            run_start = run_stop = -1
+            items.append({"v": element})
+    _close_run(items, run_start, run_stop)
+    return items, changes
+
+
+cdef _close_run(list items, Py_ssize_t start, Py_ssize_t stop):
+    if start < 0 or stop <= start:
+        return
+    if stop - start == 1:
+        items.append(start)
+    else:
+        items.append([start, stop])

@@ -99,22 +99,59 @@ def test_deep_nesting_raises_recursion_error(twin):
 
 
 @pytest.mark.parametrize("old,new,expected", [
-    ([], [], 0),
-    ([1, 2, 3], [1, 2, 3], 0),
-    ([1, 2, 3], [1, 5, 3], 1),
-    ([1, 2, 3], [1.0, 2, True], 2),
-    ([{"pid": 1}, {"pid": 2}], [{"pid": 2}, {"pid": 1}], 2),
-    ([1, 2, 3, 4], [1, 9], 1),
-    ([1], [1, 2, 3], 0),
+    ([], [], []),
+    ([1, 2, 3], [1, 2, 3], []),
+    ([1, 2, 3], [1, 5, 3], [1]),
+    ([1, 2, 3], [1.0, 2, True], [0, 2]),
+    ([{"pid": 1}, {"pid": 2}], [{"pid": 2}, {"pid": 1}], [0, 1]),
+    ([1, 2, 3, 4], [1, 9], [1]),
+    ([1], [1, 2, 3], []),
 ])
-def test_count_different(twin, old, new, expected):
-    assert twin.count_different(old, new) == expected
+def test_different_positions(twin, old, new, expected):
+    assert twin.different_positions(old, new) == expected
 
 
 @pytest.mark.parametrize("old,new", [((1, 2), [1, 2]), ([1], None), ("ab", "ab")])
-def test_count_different_takes_lists_only(twin, old, new):
+def test_different_positions_takes_lists_only(twin, old, new):
     with pytest.raises(TypeError):
-        twin.count_different(old, new)
+        twin.different_positions(old, new)
+
+
+def _value_change_for_test(a, b):
+    # What encode/delta.py's _value_change gives, in short: maps change by a
+    # nested delta, anything else is replaced.
+    return ("c", {"to": b}) if type(a) is dict and type(b) is dict else ("i", b)
+
+
+@pytest.mark.parametrize("old,new,expected", [
+    # unchanged: one run
+    ([{"k": 1}, {"k": 2}, {"k": 3}], [{"k": 1}, {"k": 2}, {"k": 3}], ([[0, 3]], [])),
+    # a lone element, a new one, a removed one
+    ([{"k": 1}, {"k": 2}, {"k": 3}], [{"k": 3}, {"k": 9}, {"k": 1}], ([2, {"v": {"k": 9}}, 0], [])),
+    # a change by a nested delta stays in its run
+    ([{"k": 1, "x": 0}, {"k": 2}], [{"k": 1, "x": 5}, {"k": 2}],
+     ([[0, 2]], [0, {"to": {"k": 1, "x": 5}}])),
+    # a replacement breaks the run
+    ([{"k": 1}, 7, {"k": 3}], [{"k": 1}, 8, {"k": 3}], ([0, {"v": 8}, 2], [])),
+    # the same values of other types are not the same
+    ([{"k": 1, "x": 1}], [{"k": 1, "x": True}], ([0], [0, {"to": {"k": 1, "x": True}}])),
+])
+def test_keyed_items(twin, old, new, expected):
+    idents = {id(e): (e["k"] if type(e) is dict else "n") for e in old + new}
+    old_index = {idents[id(e)]: pos for pos, e in enumerate(old)}
+    new_idents = [idents[id(e)] for e in new]
+    assert twin.keyed_items(old, new, old_index, new_idents, _value_change_for_test) == expected
+
+
+@pytest.mark.parametrize("old_index,new_idents,error", [
+    ({1: 5}, [1], IndexError),      # an old position past the old list
+    ({1: -1}, [1], IndexError),
+    ({}, [1, 2], IndexError),       # more identities than new elements
+    ({}, [[1]], TypeError),         # an unhashable identity
+])
+def test_keyed_items_rejects_what_does_not_fit(twin, old_index, new_idents, error):
+    with pytest.raises(error):
+        twin.keyed_items([{"k": 1}], [{"k": 1}], old_index, new_idents, _value_change_for_test)
 
 
 scalars = (st.none() | st.booleans() | st.integers(min_value=-(2 ** 63), max_value=2 ** 64 - 1)
@@ -150,7 +187,7 @@ def test_twins_agree_on_generated_values(pair):
     assert compiled().same(a, b) is expected
     assert compiled().same(b, a) is expected
     if type(a) is list and type(b) is list:
-        assert compiled().count_different(a, b) == deltapure.count_different(a, b)
+        assert compiled().different_positions(a, b) == deltapure.different_positions(a, b)
 
 
 @HYPOTHESIS
@@ -217,7 +254,8 @@ def table_snapshots():
 
 def _with_pure_twin(monkeypatch):
     monkeypatch.setattr(delta_module, "_same", deltapure.same)
-    monkeypatch.setattr(delta_module, "_count_different", deltapure.count_different)
+    monkeypatch.setattr(delta_module, "_different_positions", deltapure.different_positions)
+    monkeypatch.setattr(delta_module, "_keyed_items", deltapure.keyed_items)
 
 
 def test_real_deltas_are_the_same_bytes_with_either_twin(table_snapshots, monkeypatch):
@@ -261,7 +299,7 @@ def aligned_lists(draw):
 def test_one_pass_over_aligned_lists_gives_both_candidates(pair):
     old, new = pair
     match = delta_module._keyed_match(old, new)
-    assert match is not None and match[0] == match[2]
+    assert match is not None and match[0] == match[1]
     assert delta_module._aligned_list_deltas(old, new) == (
         delta_module._keyed_list_delta(old, new, match), delta_module._positional_list_delta(old, new))
 

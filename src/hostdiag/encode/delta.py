@@ -51,7 +51,8 @@ from hostdiag.parsers import load_twin
 # (csrc/_delta.pyx) unless HOSTDIAG_PURE is set or the build lacks it.
 _twin, IMPL, IMPL_REASON = load_twin("hostdiag._delta", "hostdiag.encode.deltapure")
 _same = _twin.same
-_count_different = _twin.count_different
+_different_positions = _twin.different_positions
+_keyed_items = _twin.keyed_items
 
 # Fields that identify an element of a list of records, tried in this order.
 # The wire form does not name them: matching is the encoder's business only.
@@ -171,10 +172,10 @@ def _dict_delta(old, new, prior=None):
 
 def _identities(items, fields, columns):
     """The identity of each element of ``items`` by ``fields`` (map keys, or
-    the column names of rows of a table whose column names are ``columns``),
-    with {identity: position}; None when an element has none (not a map, not
-    a row of the table's width, a field missing or unhashable) or two share one.
-    An identity is the field's value for one field, else the tuple of values."""
+    the column names of rows of a table whose column names are ``columns``);
+    None when an element has none (not a map, not a row of the table's
+    width, a field missing). An identity is the field's value for one field,
+    else the tuple of values."""
     if columns is None:
         if set(map(type, items)) != {dict}:
             return None
@@ -185,61 +186,45 @@ def _identities(items, fields, columns):
             return None
         getter = itemgetter(*[columns.index(f) for f in fields])
     try:
-        idents = list(map(getter, items))
-        index = dict(zip(idents, range(len(idents))))
-    except (KeyError, TypeError):
+        return list(map(getter, items))
+    except KeyError:
         return None
-    if len(index) != len(idents):
-        return None
-    return idents, index
+
+
+def _unique(idents):
+    """True when the identities are hashable and no two are equal."""
+    try:
+        return len(set(idents)) == len(idents)
+    except TypeError:
+        return False
 
 
 def _keyed_match(old, new, columns=None):
-    """``(old identities, {identity: old position}, new identities)`` by the
-    first of IDENTITY_FIELDS that every element of both lists has, uniquely;
-    None when none fits. Elements are maps, or rows of a table whose column
-    names are ``columns``."""
+    """``(old identities, new identities)`` by the first of IDENTITY_FIELDS
+    that every element of both lists has, uniquely in each list; None when
+    none fits. Elements are maps, or rows of a table whose column names are
+    ``columns``."""
     if not old or not new or (columns is None and type(old[0]) is not dict):
         return None
     names = old[0] if columns is None else columns
     for fields in IDENTITY_FIELDS:
         if not all(f in names for f in fields):
             continue
-        found = _identities(old, fields, columns)
-        if found is None:
+        old_idents = _identities(old, fields, columns)
+        if old_idents is None or not _unique(old_idents):
             continue
-        matched = _identities(new, fields, columns)
-        if matched is not None:
-            return found[0], found[1], matched[0]
+        new_idents = _identities(new, fields, columns)
+        # The same identities in the same order are unique as the old ones are.
+        if new_idents is not None and (new_idents == old_idents or _unique(new_idents)):
+            return old_idents, new_idents
     return None
 
 
 def _keyed_list_delta(old, new, match):
     """The "m" form of a list delta from a :func:`_keyed_match`."""
-    _old_idents, old_index, new_idents = match
-    items = []
-    changes = []
-    run_start = run_stop = None
-    for pos, ident in enumerate(new_idents):
-        base_pos = old_index.get(ident)
-        op = None
-        element = new[pos]
-        if base_pos is not None:
-            a = old[base_pos]
-            op, value = (None, None) if _same(a, element) else _value_change(a, element)
-        if base_pos is not None and op in (None, "c"):
-            if run_start is not None and base_pos == run_stop:
-                run_stop += 1
-            else:
-                _close_run(items, run_start, run_stop)
-                run_start, run_stop = base_pos, base_pos + 1
-            if op == "c":
-                changes.extend((pos, value))
-        else:
-            _close_run(items, run_start, run_stop)
-            run_start = run_stop = None
-            items.append({"v": element})
-    _close_run(items, run_start, run_stop)
+    old_idents, new_idents = match
+    old_index = dict(zip(old_idents, range(len(old_idents))))
+    items, changes = _keyed_items(old, new, old_index, new_idents, _value_change)
     out = {"l": len(new), "m": items}
     if changes:
         out["c"] = changes
@@ -256,11 +241,9 @@ def _aligned_list_deltas(old, new):
     changes = []
     positional = {"l": count}
     run_start = 0
-    for pos in range(count):
-        a, b = old[pos], new[pos]
-        if _same(a, b):
-            continue
-        op, value = _value_change(a, b)
+    for pos in _different_positions(old, new):
+        b = new[pos]
+        op, value = _value_change(old[pos], b)
         positional.setdefault(op, []).extend((pos, value))
         if op == "c":
             changes.extend((pos, value))
@@ -276,7 +259,7 @@ def _aligned_list_deltas(old, new):
 
 
 def _close_run(items, start, stop):
-    if start is None or stop <= start:
+    if stop <= start:
         return
     if stop - start == 1:
         items.append(start)
@@ -286,11 +269,8 @@ def _close_run(items, start, stop):
 
 def _positional_list_delta(old, new):
     out = {"l": len(new)}
-    for pos in range(min(len(old), len(new))):
-        a, b = old[pos], new[pos]
-        if _same(a, b):
-            continue
-        op, value = _value_change(a, b)
+    for pos in _different_positions(old, new):
+        op, value = _value_change(old[pos], new[pos])
         out.setdefault(op, []).extend((pos, value))
     if len(new) > len(old):
         out["x"] = new[len(old):]
@@ -311,7 +291,7 @@ def _list_delta(old, new, columns=None):
         return None
     match = _keyed_match(old, new, columns)
     candidates = []
-    if match is not None and len(old) == len(new) and match[0] == match[2]:
+    if match is not None and len(old) == len(new) and match[0] == match[1]:
         candidates.extend(_aligned_list_deltas(old, new))
     elif match is not None:
         keyed = _keyed_list_delta(old, new, match)
@@ -336,7 +316,7 @@ def _positional_cannot_win(old, new, keyed):
     encode smaller than ``keyed``: it holds at least a position and a value
     (a byte each) for every position whose elements differ, in a map of at
     least "l", its length and one member's name and array header."""
-    different = _count_different(old, new)
+    different = len(_different_positions(old, new))
     return different and len(encode_msgpack(keyed)) <= 7 + 2 * different
 
 
