@@ -98,6 +98,12 @@ def process_memory(pid):
     return out
 
 
+def count_pids():
+    """Processes on the host now: other work that starts processes meanwhile
+    makes the tables larger, so each run reports it."""
+    return sum(1 for name in os.listdir("/proc") if name.isdigit())
+
+
 def dir_bytes(path):
     total = 0
     for name in glob.glob(os.path.join(path, "*")):
@@ -232,12 +238,14 @@ def measure_agent(interval, table_every, samples, warmup=DEFAULT_WARMUP_SAMPLES,
         subscriber = Subscriber(agent) if subscribe else None
         try:
             first = agent.wait_samples(warmup, START_DEADLINE_S)
+            pids0 = count_pids()
             ticks0, ns0, spool0 = process_cpu_ticks(agent.pid), process_run_ns(agent.pid), dir_bytes(agent.spool)
             wall0 = time.monotonic()
             last = agent.wait_samples(first + samples, START_DEADLINE_S + samples * interval * 4)
             ticks1, ns1, spool1 = process_cpu_ticks(agent.pid), process_run_ns(agent.pid), dir_bytes(agent.spool)
             wall1 = time.monotonic()
             memory = process_memory(agent.pid)
+            pids1 = count_pids()
             info = agent.info()
         finally:
             if subscriber is not None:
@@ -254,6 +262,7 @@ def measure_agent(interval, table_every, samples, warmup=DEFAULT_WARMUP_SAMPLES,
         "vm_hwm_bytes": memory.get("VmHWM"),
         "vm_rss_bytes": memory.get("VmRSS"),
         "spool_bytes_per_sample": (spool1 - spool0) / taken,
+        "host_pids": (pids0, pids1),
         "overruns": extra.get("overruns"),
         "missed_ticks": extra.get("missed_ticks"),
     }

@@ -103,6 +103,7 @@ def test_agent_cost(load, capsys):
                 _mb(run["vm_hwm_bytes"]), _mb(run["vm_rss_bytes"]),
                 "%d" % run["spool_bytes_per_sample"], _mb(run["spool_bytes_per_sample"] * DAY_S),
                 "%s/%s" % (run["overruns"], run["missed_ticks"]),
+                "%d-%d" % tuple(run["host_pids"]),
             ))
     if atop:
         rows.append((
@@ -110,10 +111,10 @@ def test_agent_cost(load, capsys):
             "%.2f" % (atop["cpu_s_per_sample"] * 1e3), "%.2f" % (atop["run_s_per_sample"] * 1e3),
             "%.2f" % (atop["cpu_s_per_sample"] * 100), "-", "-", "1.0",
             _mb(atop["vm_hwm_bytes"]), _mb(atop["vm_rss_bytes"]),
-            "%d" % atop["spool_bytes_per_sample"], _mb(atop["spool_bytes_per_sample"] * DAY_S), "-"))
+            "%d" % atop["spool_bytes_per_sample"], _mb(atop["spool_bytes_per_sample"] * DAY_S), "-", "-"))
     header = ("variant", "samples", "CPU ms/sample (ticks)", "CPU ms/sample (schedstat)",
               "% core at 1 s", "floor ms/sample", "÷ floor", "÷ atop", "VmHWM MB", "VmRSS MB",
-              "spool B/sample", "spool MB/day at 1 s", "overruns/missed")
+              "spool B/sample", "spool MB/day at 1 s", "overruns/missed", "host pids")
     with capsys.disabled():
         print("\n%d extra processes, %d loopback connections; agent interval %.2f s, %d samples a run"
               % (EXTRA_PROCESSES, CONNECTIONS, INTERVAL_S, SAMPLES))
