@@ -42,7 +42,17 @@ lists the maps whose order differs and :func:`with_key_order` restores it.
 The protocol never sends these.
 """
 
+from operator import itemgetter
+
 from hostdiag.encode.wire import encode_msgpack
+from hostdiag.parsers import load_twin
+
+# The comparisons made of every element of a table: compiled
+# (csrc/_delta.pyx) unless HOSTDIAG_PURE is set or the build lacks it.
+_twin, IMPL, IMPL_REASON = load_twin("hostdiag._delta", "hostdiag.encode.deltapure")
+_same = _twin.same
+_different_positions = _twin.different_positions
+_keyed_items = _twin.keyed_items
 
 # Fields that identify an element of a list of records, tried in this order.
 # The wire form does not name them: matching is the encoder's business only.
@@ -101,25 +111,6 @@ def _prior_changes(change):
     return found
 
 
-def _same(a, b):
-    """Equal and of the same types all the way down (1 == 1.0 == True are not the same)."""
-    if a is b:
-        return True
-    ta = type(a)
-    if ta is not type(b):
-        return False
-    if ta is dict:
-        if len(a) != len(b):
-            return False
-        for key, value in a.items():
-            if key not in b or not _same(value, b[key]):
-                return False
-        return True
-    if ta is list:
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
-
-
 def _value_change(old, new, columns=None):
     """How a changed value travels: ("n", diff), ("c", delta) or ("i", new).
     ``columns``: the column names when the value is the rows of a table."""
@@ -165,106 +156,110 @@ def _dict_delta(old, new, prior=None):
             continue
         if a is None and prior and type(b) is dict and type(prior.get(key)) is dict:
             sub = _dict_delta(prior[key], b) or {}
-            if len(encode_msgpack(sub)) < len(encode_msgpack(b)):
+            if _encodes_smaller(sub, b):
                 out.setdefault("p", {})[key] = sub
                 continue
         op, value = _value_change(a, b, columns if key == "rows" else None)
         out.setdefault(op, []).extend((idx, value))
-    added = {key: value for key, value in new.items() if key not in old}
-    if added:
-        out["s"] = added
+    # Every key of new that old has was met above: new has others only when
+    # it has more keys than old kept.
+    if len(new) > len(old) - len(removed):
+        out["s"] = {key: value for key, value in new.items() if key not in old}
     if removed:
         out["r"] = removed
     return out or None
 
 
-def _identity_of(fields, columns):
-    """A function giving an element's identity (None when it has none): by
-    key for map elements, by column position for rows of a table."""
+def _identities(items, fields, columns):
+    """The identity of each element of ``items`` by ``fields`` (map keys, or
+    the column names of rows of a table whose column names are ``columns``);
+    None when an element has none (not a map, not a row of the table's
+    width, a field missing). An identity is the field's value for one field,
+    else the tuple of values."""
     if columns is None:
-        def identity(element):
-            if type(element) is not dict:
-                return None
-            try:
-                ident = tuple(element[f] for f in fields)
-                hash(ident)
-            except (KeyError, TypeError):
-                return None
-            return ident
-        return identity
-    positions = [columns.index(f) for f in fields]
-    width = len(columns)
-
-    def identity(row):
-        if type(row) is not list or len(row) != width:
+        if set(map(type, items)) != {dict}:
             return None
-        ident = tuple(row[i] for i in positions)
-        try:
-            hash(ident)
-        except TypeError:
+        getter = itemgetter(*fields)
+    else:
+        width = len(columns)
+        if set(map(type, items)) != {list} or set(map(len, items)) != {width}:
             return None
-        return ident
-    return identity
+        getter = itemgetter(*[columns.index(f) for f in fields])
+    try:
+        return list(map(getter, items))
+    except KeyError:
+        return None
 
 
-def _index_by(identity, items):
-    """{identity: position} when every element has a unique identity, else None."""
-    index = {}
-    for pos, element in enumerate(items):
-        ident = identity(element)
-        if ident is None or ident in index:
-            return None
-        index[ident] = pos
-    return index
+def _unique(idents):
+    """True when the identities are hashable and no two are equal."""
+    try:
+        return len(set(idents)) == len(idents)
+    except TypeError:
+        return False
 
 
-def _keyed_list_delta(old, new, columns=None):
-    """The "m" form of a list delta, or None when no identity fits. Elements
-    are maps, or rows of a table whose column names are ``columns``."""
+def _keyed_match(old, new, columns=None):
+    """``(old identities, new identities)`` by the first of IDENTITY_FIELDS
+    that every element of both lists has, uniquely in each list; None when
+    none fits. Elements are maps, or rows of a table whose column names are
+    ``columns``."""
     if not old or not new or (columns is None and type(old[0]) is not dict):
         return None
     names = old[0] if columns is None else columns
     for fields in IDENTITY_FIELDS:
         if not all(f in names for f in fields):
             continue
-        identity = _identity_of(fields, columns)
-        old_index = _index_by(identity, old)
-        if old_index is None:
+        old_idents = _identities(old, fields, columns)
+        if old_idents is None or not _unique(old_idents):
             continue
-        if _index_by(identity, new) is not None:
-            break
-    else:
-        return None
-    items = []
-    changes = []
-    run_start = run_stop = None
-    for pos, element in enumerate(new):
-        base_pos = old_index.get(identity(element))
-        op = None
-        if base_pos is not None:
-            a = old[base_pos]
-            op, value = (None, None) if _same(a, element) else _value_change(a, element)
-        if base_pos is not None and op in (None, "c"):
-            if run_start is not None and base_pos == run_stop:
-                run_stop += 1
-            else:
-                _close_run(items, run_start, run_stop)
-                run_start, run_stop = base_pos, base_pos + 1
-            if op == "c":
-                changes.extend((pos, value))
-        else:
-            _close_run(items, run_start, run_stop)
-            run_start = run_stop = None
-            items.append({"v": element})
-    _close_run(items, run_start, run_stop)
+        new_idents = _identities(new, fields, columns)
+        # The same identities in the same order are unique as the old ones are.
+        if new_idents is not None and (new_idents == old_idents or _unique(new_idents)):
+            return old_idents, new_idents
+    return None
+
+
+def _keyed_list_delta(old, new, match):
+    """The "m" form of a list delta from a :func:`_keyed_match`."""
+    old_idents, new_idents = match
+    old_index = dict(zip(old_idents, range(len(old_idents))))
+    items, changes = _keyed_items(old, new, old_index, new_idents, _value_change)
     out = {"l": len(new), "m": items}
     if changes:
         out["c"] = changes
     return out
 
 
+def _aligned_list_deltas(old, new):
+    """Both forms of the delta between two lists of the same length whose
+    elements have the same identities in the same order, from one pass: the
+    keyed ("m") form and the positional one, as :func:`_keyed_list_delta`
+    and :func:`_positional_list_delta` would give them."""
+    count = len(new)
+    items = []
+    changes = []
+    positional = {"l": count}
+    run_start = 0
+    for pos in _different_positions(old, new):
+        b = new[pos]
+        op, value = _value_change(old[pos], b)
+        positional.setdefault(op, []).extend((pos, value))
+        if op == "c":
+            changes.extend((pos, value))
+        else:
+            _close_run(items, run_start, pos)
+            items.append({"v": b})
+            run_start = pos + 1
+    _close_run(items, run_start, count)
+    keyed = {"l": count, "m": items}
+    if changes:
+        keyed["c"] = changes
+    return keyed, positional
+
+
 def _close_run(items, start, stop):
-    if start is None or stop <= start:
+    if stop <= start:
         return
     if stop - start == 1:
         items.append(start)
@@ -274,11 +269,8 @@ def _close_run(items, start, stop):
 
 def _positional_list_delta(old, new):
     out = {"l": len(new)}
-    for pos in range(min(len(old), len(new))):
-        a, b = old[pos], new[pos]
-        if _same(a, b):
-            continue
-        op, value = _value_change(a, b)
+    for pos in _different_positions(old, new):
+        op, value = _value_change(old[pos], new[pos])
         out.setdefault(op, []).extend((pos, value))
     if len(new) > len(old):
         out["x"] = new[len(old):]
@@ -286,21 +278,74 @@ def _positional_list_delta(old, new):
 
 
 def _list_delta(old, new, columns=None):
-    """A list delta, or None when sending the list whole is not larger."""
+    """A list delta, or None when sending the list whole is not larger.
+
+    The candidates are the keyed form (when the elements have identities) and
+    the positional one (when the lengths are equal or there is no identity);
+    the smallest encoding wins, the keyed form on a tie, the whole list when
+    neither is smaller. The cost follows the changes, not the size: unchanged
+    elements cost one compiled comparison, a candidate that cannot win is not
+    built, and the whole list is encoded only when a candidate might not be
+    smaller than it."""
     if not new:
         return None
+    match = _keyed_match(old, new, columns)
     candidates = []
-    keyed = _keyed_list_delta(old, new, columns)
-    if keyed is not None:
+    if match is not None and len(old) == len(new) and match[0] == match[1]:
+        candidates.extend(_aligned_list_deltas(old, new))
+    elif match is not None:
+        keyed = _keyed_list_delta(old, new, match)
         candidates.append(keyed)
-    if len(old) == len(new) or keyed is None:
+        if len(old) == len(new) and not _positional_cannot_win(old, new, keyed):
+            candidates.append(_positional_list_delta(old, new))
+    else:
         candidates.append(_positional_list_delta(old, new))
-    best, best_size = None, len(encode_msgpack(new))
+    floor = _encoded_size_floor(new)
+    best, best_size = None, None
     for candidate in candidates:
         size = len(encode_msgpack(candidate))
-        if size < best_size:
+        if best_size is None and size >= floor:
+            best_size = len(encode_msgpack(new))
+        if best_size is None or size < best_size:
             best, best_size = candidate, size
     return best
+
+
+def _positional_cannot_win(old, new, keyed):
+    """True when the positional delta of two lists of the same length cannot
+    encode smaller than ``keyed``: it holds at least a position and a value
+    (a byte each) for every position whose elements differ, in a map of at
+    least "l", its length and one member's name and array header."""
+    different = len(_different_positions(old, new))
+    return different and len(encode_msgpack(keyed)) <= 7 + 2 * different
+
+
+def _encoded_size_floor(value):
+    """A lower bound of ``len(encode_msgpack(value))``, cheap to compute: a
+    byte for a scalar; for a map, a header byte, a byte for each key and the
+    bound of each value; for a list, a header byte and a byte for each
+    element, and a byte more for each member of an element that is a list (at
+    least a byte an item) and two for each member of one that is a map (a key
+    and a value). A list's elements are not looked into further."""
+    kind = type(value)
+    if kind is dict:
+        return 1 + len(value) + sum(map(_encoded_size_floor, value.values()))
+    if kind is not list:
+        return 1
+    size = 1 + len(value)
+    kinds = set(map(type, value))
+    if kinds == {dict}:
+        size += 2 * sum(map(len, value))
+    elif kinds <= {dict, list}:
+        size += sum(map(len, value))
+    return size
+
+
+def _encodes_smaller(change, value):
+    """``len(encode_msgpack(change)) < len(encode_msgpack(value))``, encoding
+    ``value`` only when its lower bound does not already decide it."""
+    size = len(encode_msgpack(change))
+    return size < _encoded_size_floor(value) or size < len(encode_msgpack(value))
 
 
 def _pairs(flat):
