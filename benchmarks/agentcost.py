@@ -320,7 +320,7 @@ class SampleFloor:
     def __init__(self):
         from hostdiag.sampler.system import SystemCollector
         from hostdiag.sources.hostroot import HostRoot
-        from hostdiag.sources.sockets import SocketTable
+        from hostdiag.sources.sock_diag import SocketTable
         from test_bench_processes import RawReadFloor
         from test_bench_snapshot import RawNetlink
         from test_bench_sockets import NetlinkFloor
@@ -415,8 +415,8 @@ def step_costs(samples, table_every, interval):
     from hostdiag.sampler.system import SystemCollector
     from hostdiag.sources.hostroot import HostRoot
     from hostdiag.sources.problems import Problems
-    from hostdiag.sources.processes import ProcessTable
-    from hostdiag.sources.sockets import SocketTable
+    from hostdiag.sources.proc_pid import ProcessTable
+    from hostdiag.sources.sock_diag import SocketTable
     from hostdiag.store import History
 
     root = HostRoot()

@@ -1,5 +1,5 @@
-"""The delta encoder's comparisons, compiled (``hostdiag._delta``) and pure
-(``hostdiag.encode.deltapure``), and the shortcuts that make a delta cost what
+"""The delta encoder's comparisons, compiled (``hostdiag._tablecompare``) and pure
+(``hostdiag.encode.tablecompare``), and the shortcuts that make a delta cost what
 changed rather than what the tables hold.
 
 Every table test runs over both twins; the compiled one fails (it is not
@@ -21,29 +21,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hostdiag.encode import delta as delta_module
-from hostdiag.encode import deltapure
+from hostdiag.encode import tablecompare
 from hostdiag.encode.delta import apply, delta, key_order_fixes, with_key_order
 from hostdiag.encode.wire import decode_msgpack, encode_msgpack
-from hostdiag.parsers import PURE_ENV, pure_forced
+from twinsupport import compiled_twin
 
 HYPOTHESIS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def compiled():
-    """The compiled twin; a missing extension fails the test unless HOSTDIAG_PURE is set."""
-    try:
-        import hostdiag._delta as module
-    except ImportError as exc:
-        if pure_forced():
-            pytest.skip("%s is set: the compiled twin is not built" % PURE_ENV)
-        raise AssertionError("hostdiag._delta is missing (build with `python setup.py "
-                             "build_ext --inplace`): %s" % exc)
-    return module
-
-
 @pytest.fixture(params=["compiled", "pure"])
 def twin(request):
-    return compiled() if request.param == "compiled" else deltapure
+    return compiled_twin("tablecompare") if request.param == "compiled" else tablecompare
 
 
 NAN = float("nan")
@@ -183,11 +171,11 @@ def value_and_edit(draw):
 @given(st.one_of(st.tuples(values, values), value_and_edit()))
 def test_twins_agree_on_generated_values(pair):
     a, b = pair
-    expected = deltapure.same(a, b)
-    assert compiled().same(a, b) is expected
-    assert compiled().same(b, a) is expected
+    expected = tablecompare.same(a, b)
+    assert compiled_twin("tablecompare").same(a, b) is expected
+    assert compiled_twin("tablecompare").same(b, a) is expected
     if type(a) is list and type(b) is list:
-        assert compiled().different_positions(a, b) == deltapure.different_positions(a, b)
+        assert compiled_twin("tablecompare").different_positions(a, b) == tablecompare.different_positions(a, b)
 
 
 @HYPOTHESIS
@@ -196,7 +184,7 @@ def test_same_is_equality_with_types_when_there_is_no_nan(pair):
     a, b = pair
     if "nan" in repr((a, b)):
         return
-    assert deltapure.same(a, b) is (_typed(a) == _typed(b))
+    assert tablecompare.same(a, b) is (_typed(a) == _typed(b))
 
 
 def _typed(value):
@@ -219,8 +207,8 @@ def table_snapshots():
     from hostdiag.sampler.system import SystemCollector
     from hostdiag.sources.hostroot import HostRoot
     from hostdiag.sources.problems import Problems
-    from hostdiag.sources.processes import ProcessTable
-    from hostdiag.sources.sockets import SocketTable
+    from hostdiag.sources.proc_pid import ProcessTable
+    from hostdiag.sources.sock_diag import SocketTable
 
     root = HostRoot()
     if not root.looks_like_procfs():
@@ -253,9 +241,9 @@ def table_snapshots():
 
 
 def _with_pure_twin(monkeypatch):
-    monkeypatch.setattr(delta_module, "_same", deltapure.same)
-    monkeypatch.setattr(delta_module, "_different_positions", deltapure.different_positions)
-    monkeypatch.setattr(delta_module, "_keyed_items", deltapure.keyed_items)
+    monkeypatch.setattr(delta_module, "_same", tablecompare.same)
+    monkeypatch.setattr(delta_module, "_different_positions", tablecompare.different_positions)
+    monkeypatch.setattr(delta_module, "_keyed_items", tablecompare.keyed_items)
 
 
 def test_real_deltas_are_the_same_bytes_with_either_twin(table_snapshots, monkeypatch):

@@ -271,5 +271,5 @@ def test_fixture_tree_gives_an_empty_process_table_not_an_error_storm(tree):
 def test_version_lists_every_twin_pair():
     out = diag("version").stdout.decode()
     for module in ("hostdiag._proctext", "hostdiag._rtnetlink", "hostdiag._procpid", "hostdiag._sockdiag",
-                   "hostdiag._cgroup"):
+                   "hostdiag._cgroup", "hostdiag._tablecompare"):
         assert "  %s: " % module in out, out

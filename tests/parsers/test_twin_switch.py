@@ -8,12 +8,14 @@ import sys
 
 import hostdiag
 from hostdiag import parsers
+from hostdiag.encode import delta
 
 PAIRS = {
     "hostdiag._proctext": "hostdiag.parsers.proctext",
     "hostdiag._rtnetlink": "hostdiag.parsers.rtnetlink",
     "hostdiag._procpid": "hostdiag.parsers.procpid",
     "hostdiag._cgroup": "hostdiag.parsers.cgroup",
+    "hostdiag._tablecompare": "hostdiag.encode.tablecompare",
     "hostdiag._sockdiag": "hostdiag.parsers.sockdiag",
 }
 
@@ -22,7 +24,7 @@ def test_every_pair_is_loaded_and_reported():
     assert set(parsers.TWINS) == set(PAIRS)
     live = {"hostdiag._proctext": parsers.live_proctext, "hostdiag._rtnetlink": parsers.live_rtnetlink,
             "hostdiag._procpid": parsers.live_procpid, "hostdiag._sockdiag": parsers.live_sockdiag,
-            "hostdiag._cgroup": parsers.live_cgroup}
+            "hostdiag._cgroup": parsers.live_cgroup, "hostdiag._tablecompare": delta._twin}
     for compiled, (impl, reason) in parsers.TWINS.items():
         assert live[compiled].__name__ == (compiled if impl == "compiled" else PAIRS[compiled])
         assert impl == ("pure" if parsers.pure_forced() else "compiled"), reason

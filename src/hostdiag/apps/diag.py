@@ -104,6 +104,7 @@ def version_line():
 
 def cmd_version(args, out):
     from hostdiag import parsers
+    from hostdiag.encode import delta  # noqa: F401  (registers its compiled pair in parsers.TWINS)
 
     root = host_root(args)
     try:

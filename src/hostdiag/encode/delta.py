@@ -48,8 +48,8 @@ from hostdiag.encode.wire import encode_msgpack
 from hostdiag.parsers import load_twin
 
 # The comparisons made of every element of a table: compiled
-# (csrc/_delta.pyx) unless HOSTDIAG_PURE is set or the build lacks it.
-_twin, IMPL, IMPL_REASON = load_twin("hostdiag._delta", "hostdiag.encode.deltapure")
+# (csrc/_tablecompare.pyx) unless HOSTDIAG_PURE is set or the build lacks it.
+_twin = load_twin("hostdiag._tablecompare", "hostdiag.encode.tablecompare")
 _same = _twin.same
 _different_positions = _twin.different_positions
 _keyed_items = _twin.keyed_items

@@ -38,8 +38,10 @@ def pure_forced():
     return os.environ.get(PURE_ENV, "") not in ("", "0")
 
 
-def _load_twin(compiled, pure):
-    """The live module of one twin pair, recorded in :data:`TWINS`."""
+def load_twin(compiled, pure):
+    """The live module of one twin pair, recorded in :data:`TWINS`. The pairs
+    of this layer are loaded below; a layer to the right with a pair of its own
+    (the delta encoder's table comparison) calls this same switch."""
     if pure_forced():
         module, impl, reason = importlib.import_module(pure), "pure", "forced by %s" % PURE_ENV
     else:
@@ -60,11 +62,11 @@ def implementation():
     return impls.pop() if len(impls) == 1 else "mixed"
 
 
-live_proctext = _load_twin("hostdiag._proctext", "hostdiag.parsers.proctext")
-live_rtnetlink = _load_twin("hostdiag._rtnetlink", "hostdiag.parsers.rtnetlink")
-live_procpid = _load_twin("hostdiag._procpid", "hostdiag.parsers.procpid")
-live_sockdiag = _load_twin("hostdiag._sockdiag", "hostdiag.parsers.sockdiag")
-live_cgroup = _load_twin("hostdiag._cgroup", "hostdiag.parsers.cgroup")
+live_proctext = load_twin("hostdiag._proctext", "hostdiag.parsers.proctext")
+live_rtnetlink = load_twin("hostdiag._rtnetlink", "hostdiag.parsers.rtnetlink")
+live_procpid = load_twin("hostdiag._procpid", "hostdiag.parsers.procpid")
+live_sockdiag = load_twin("hostdiag._sockdiag", "hostdiag.parsers.sockdiag")
+live_cgroup = load_twin("hostdiag._cgroup", "hostdiag.parsers.cgroup")
 
 parse_stat = live_proctext.parse_stat
 parse_keyvalue = live_proctext.parse_keyvalue

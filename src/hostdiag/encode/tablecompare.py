@@ -1,4 +1,4 @@
-"""The pure-Python twin of ``hostdiag._delta`` (csrc/_delta.pyx): the
+"""The pure-Python twin of ``hostdiag._tablecompare`` (csrc/_tablecompare.pyx): the
 comparison :mod:`hostdiag.encode.delta` makes of every element of a table,
 sample after sample. Same names, same results; tests/test_delta_twins.py
 holds the two to it."""

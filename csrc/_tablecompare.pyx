@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""The compiled twin of ``hostdiag.encode.deltapure``: the comparisons that
+"""The compiled twin of ``hostdiag.encode.tablecompare``: the comparisons that
 ``hostdiag.encode.delta`` makes of every element of a table (a thousand
 process records, several thousand socket rows) every time it is sampled.
 Same names and results as the pure twin (tests/test_delta_twins.py)."""
