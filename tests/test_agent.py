@@ -97,7 +97,9 @@ def test_info_reports_identity_retention_and_the_agent_itself(running_agent):
     assert info["interval_s"] == INTERVAL
     me = info["agent"]
     assert me["pid"] == running_agent.proc.pid
-    assert me["rss_bytes"] > 0 and me["cpu"]["utime_ticks"] >= 0
+    assert me["rss_bytes"] > 0
+    # Start-up alone (the interpreter, the imports, eight samples) costs the agent CPU ticks.
+    assert me["cpu"]["utime_ticks"] + me["cpu"]["stime_ticks"] > 0, me["cpu"]
     assert me["samples"] >= 8 and me["sample_s"]["max"] >= me["sample_s"]["avg"] > 0
     assert me["errors"] == 0
     assert me["spool"]["bytes"] > 0

@@ -384,7 +384,9 @@ def test_rates_from_two_samples_of_a_working_child(table, spawn):
     assert r["cpu_pct"] == pytest.approx(100.0 * cpu_ticks / ticks / dt)
     assert r["minflt_per_s"] >= 4096 / dt
     assert r["write_bytes_per_s"] >= (8 << 20) / dt
-    assert r["ctxsw_per_s"] is not None and r["ctxsw_per_s"] >= 0
+    switches = (b["voluntary_ctxt_switches"] + b["nonvoluntary_ctxt_switches"]
+                - a["voluntary_ctxt_switches"] - a["nonvoluntary_ctxt_switches"])
+    assert r["ctxsw_per_s"] == pytest.approx(switches / dt)
     top = top_processes(cur, rates, n=3)
     assert set(top) == {"cpu", "rss", "io", "faults"}
     assert all(len(rows) <= 3 for rows in top.values())
