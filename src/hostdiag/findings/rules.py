@@ -85,6 +85,11 @@ def _more(count):
     return "" if count <= 1 else " (%d cgroups over the limit)" % count
 
 
+def _others(count):
+    """The evidence count of cgroups over a limit: only when there are several."""
+    return count if count > 1 else None
+
+
 def _worst(values):
     """(path, value) of the largest value among the innermost cgroups of
     ``values`` ({path: value}), and how many innermost cgroups there are."""
@@ -101,11 +106,9 @@ def rule_cgroup_oom_kills(snapshot, rates, previous=None):
     path, kills, count = _worst(hit)
     row = next((r for r in cgroup_rows(snapshot) if r["path"] == path), {})
     yield finding(
-        "cgroup_oom_kill", CRIT, "%d OOM kill(s) in %s in the last %.0f s%s"
-        % (kills, label_of(snapshot, path), rates["interval_s"], _more(count)),
-        {"oom_kills": kills, "cgroups": count, "memory_max_bytes": limit_bytes(get(row, "memory", "max")),
-         "memory_current_bytes": get(row, "memory", "current"),
-         "memory_max_events": get(rates, "cgroups", path, "memory_max_events")},
+        "cgroup_oom_kill", CRIT, "%d OOM kill(s) in %s in the last %s s%s"
+        % (kills, label_of(snapshot, path), show(round(rates["interval_s"], 1)), _more(count)),
+        {"oom_kills": kills, "cgroups": _others(count), "memory_max_bytes": limit_bytes(get(row, "memory", "max"))},
         limit_text("OOM kills in one cgroup", "cgroup_oom_kills"), subject=path,
         culprits=_in_workload(snapshot, rates, path, "rss_bytes"))
 
@@ -134,7 +137,7 @@ def rule_cgroup_pids(snapshot, rates, previous=None):
     yield finding(
         "cgroup_pids", severity, title,
         {"pids_current": get(row, "pids", "current"), "pids_max": get(row, "pids", "max"),
-         "forks_refused": refused.get(path), "cgroups": count},
+         "forks_refused": refused.get(path), "cgroups": _others(count)},
         "%s, or forks refused > 0 (crit)" % limit_text("tasks", "cgroup_pids_pct", unit=" % of pids.max"),
         subject=path, culprits=_in_workload(snapshot, rates, path, "cpu_pct"))
 
@@ -152,8 +155,8 @@ def rule_cgroup_throttling(snapshot, rates, previous=None):
         "cgroup_cpu_throttled", WARN, "CPU throttled %.0f %% of periods in %s%s%s"
         % (pct, label_of(snapshot, path), " (limit %s %% of a CPU)" % show(limit) if limit is not None else "",
            _more(count)),
-        {"throttled_periods_pct": pct, "throttled_time_pct": get(per, path, "throttled_time_pct"),
-         "cpu_pct": get(per, path, "cpu_pct"), "cpu_limit_pct": limit, "cgroups": count},
+        {"throttled_periods_pct": pct, "cpu_pct": get(per, path, "cpu_pct"), "cpu_limit_pct": limit,
+         "cgroups": _others(count)},
         limit_text("throttled", "cgroup_throttled_pct", unit=" % of periods"), subject=path,
         culprits=_in_workload(snapshot, rates, path, "cpu_pct"))
 
@@ -180,7 +183,7 @@ def rule_cgroup_memory(snapshot, rates, previous=None):
         "cgroup_memory", WARN, "memory %.0f MiB of %.0f MiB (%.0f %%) in %s%s"
         % (memory["current"] / _MIB, memory["max"] / _MIB, pct, label_of(snapshot, path), _more(count)),
         {"used_pct": pct, "current_bytes": memory["current"], "max_bytes": memory["max"],
-         "file_bytes": get(memory, "stat", "file"), "cgroups": count},
+         "cgroups": _others(count)},
         limit_text("memory without cache", "cgroup_memory_pct", unit=" % of memory.max"), subject=path,
         culprits=_in_workload(snapshot, rates, path, "rss_bytes"))
 
@@ -207,7 +210,7 @@ def rule_cgroup_pressure(snapshot, rates, previous=None):
     yield finding(
         "cgroup_pressure", WARN, "%s pressure %.0f %% in %s while the host shows %.0f %%%s"
         % (resource, avg10, label_of(snapshot, path), host, _more(len(paths))),
-        {"avg10": avg10, "host_avg10": host, "cgroups": len(paths)},
+        {"avg10": avg10, "host_avg10": host, "cgroups": _others(len(paths))},
         limit_text("%s some avg10 in one cgroup" % resource, "cgroup_psi_some_avg10", unit=" %"),
         subject=path,
         culprits=_in_workload(snapshot, rates, path, "cpu_pct" if resource == "cpu" else

@@ -28,12 +28,15 @@ def workload_of(snapshot, path):
     return workload if isinstance(workload, dict) else {"kind": "other", "name": path}
 
 
-def _clip(text, width):
-    return text if len(text) <= width else text[:width - 1] + "…"
+def _clip(text, width, keep_end=False):
+    if len(text) <= width:
+        return text
+    return "…" + text[len(text) - width + 1:] if keep_end else text[:width - 1] + "…"
 
 
 def workload_label(workload, path=None, width=LABEL_WIDTH):
-    """A workload in a few words (at most ``width`` characters)."""
+    """A workload in a few words (at most ``width`` characters; a bare path
+    keeps its end, the part that tells it apart)."""
     kind = workload.get("kind")
     name = workload.get("name")
     if kind == "container":
@@ -44,6 +47,7 @@ def workload_label(workload, path=None, width=LABEL_WIDTH):
         text = "pod %s/%s" % (namespace, pod) if namespace else "pod %s" % pod
     else:
         text = str(name or path or "?")
+        return _clip(text, width, keep_end=kind == "other")
     return _clip(text, width)
 
 
