@@ -353,3 +353,15 @@ def test_findings_past_the_line_budget_are_listed_by_id(real_pair):
     shown = MAX_FINDING_LINES // 3
     assert len(block) == shown * 3 + 1
     assert block[-1] == "  (+%d more: %s)" % (12 - shown, ", ".join("rule_%d" % i for i in range(shown, 12)))
+
+
+def test_a_damaged_cgroups_section_still_renders(real_pair):
+    prev, cur = real_pair
+    cur.cgroups = {"cgroups": [None, {"path": 3}, {"path": "/z.service", "memory": "x", "pids": [], "pressure": 1,
+                                                   "cpu": {"quota_usec": 0, "period_usec": 0}}],
+                   "workloads": [], "layout": None}
+    lines = render_text(cur, {"comparable": True, "interval_s": 1.0, "cgroups": {"/z.service": None}},
+                        []).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("WORKLOADS"))
+    assert lines[start] == "WORKLOADS 3 cgroups (?)   top by cpu, memory, io, pressure"
+    assert lines[start + 1] == "         none busy"

@@ -237,3 +237,16 @@ def test_a_cgroup_finding_names_the_workload_and_its_top_process(pair):
     assert found[0]["title"] == ("CPU throttled 80 % of periods in web.service (limit 50 % of a CPU); "
                                  "web[60] 50 % CPU")
     assert [c["pid"] for c in found[0]["culprits"]] == [60]
+
+
+def test_cgroup_rules_survive_rates_without_their_snapshot(pair):
+    """Rates of cgroups the snapshot lacks (a damaged stored pair), and rows of
+    the wrong shape: findings named by path, no exception."""
+    prev, cur = pair
+    odd = {"cgroups": {"/x": {"oom_kills": 1, "forks_refused": 2, "throttled_periods_pct": 90.0}, "/y": None}}
+    found = F.evaluate(cur, odd)
+    # The pids rule reads the snapshot's rows (pids.max): none here.
+    assert [(f["id"], f["subject"]) for f in found] == [("cgroup_oom_kill", "/x"), ("cgroup_cpu_throttled", "/x")]
+    cur.cgroups = {"cgroups": [None, {"path": 3}, {"path": "/z", "memory": "x", "pids": [], "pressure": 1}],
+                   "workloads": []}
+    assert F.evaluate(cur, None) == []

@@ -85,6 +85,11 @@ def _more(count):
     return "" if count <= 1 else " (%d cgroups over the limit)" % count
 
 
+def _rounded_interval(rates):
+    interval = num(get(rates, "interval_s"))
+    return None if interval is None else round(interval, 1)
+
+
 def _others(count):
     """The evidence count of cgroups over a limit: only when there are several."""
     return count if count > 1 else None
@@ -107,7 +112,7 @@ def rule_cgroup_oom_kills(snapshot, rates, previous=None):
     row = next((r for r in cgroup_rows(snapshot) if r["path"] == path), {})
     yield finding(
         "cgroup_oom_kill", CRIT, "%d OOM kill(s) in %s in the last %s s%s"
-        % (kills, label_of(snapshot, path), show(round(rates["interval_s"], 1)), _more(count)),
+        % (kills, label_of(snapshot, path), show(_rounded_interval(rates)), _more(count)),
         {"oom_kills": kills, "cgroups": _others(count), "memory_max_bytes": limit_bytes(get(row, "memory", "max"))},
         limit_text("OOM kills in one cgroup", "cgroup_oom_kills"), subject=path,
         culprits=_in_workload(snapshot, rates, path, "rss_bytes"))
@@ -133,7 +138,7 @@ def rule_cgroup_pids(snapshot, rates, previous=None):
     else:
         path, pct, count = _worst(near)
         severity, title = WARN, "%.0f %% of pids.max in use in %s%s" % (pct, label_of(snapshot, path), _more(count))
-    row = next(r for r in cgroup_rows(snapshot) if r["path"] == path)
+    row = next((r for r in cgroup_rows(snapshot) if r["path"] == path), {})
     yield finding(
         "cgroup_pids", severity, title,
         {"pids_current": get(row, "pids", "current"), "pids_max": get(row, "pids", "max"),

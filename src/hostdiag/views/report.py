@@ -43,7 +43,7 @@ MAX_LISTENERS = 4           # full listeners shown
 CMDLINE_WIDTH = 44
 MAX_WORKLOADS = 4           # cgroups in the WORKLOADS block
 WORKLOAD_WIDTH = 28         # its name column
-PROC_WORKLOAD_WIDTH = 16    # the workload column of the process tables (taken from the command's)
+PROC_WORKLOAD_WIDTH = 16    # the workload column of the process tables (rows up to ~120 characters)
 
 # Virtual block devices that clutter the screen when idle.
 _IDLE_HIDDEN_DISK = re.compile(r"(loop|ram|zram)[0-9]+\Z")
@@ -653,7 +653,7 @@ def _processes(screen, snapshot, rates):
     proc_rates = proc_rates if isinstance(proc_rates, dict) else None
     top = top_processes({"processes": identified}, proc_rates or {}, TOP_PROCESSES)
     by_key = {process_key(r): r for r in identified}
-    # With the cgroup table, a workload column takes its width from the command's.
+    # With the cgroup table, a workload column before the command.
     workloads = isinstance(snapshot.cgroups, dict)
     for label, category, titles, fields, fmt in _TOP_TABLES:
         if category != "rss" and proc_rates is None:
@@ -672,7 +672,7 @@ def _processes(screen, snapshot, rates):
                 row.get("pid"), str(user if user is not None else "?")[:10],
                 str(row.get("comm"))[:16], " ".join("%9s" % fmt(row.get(f)) for f in fields),
                 "%-*s " % (PROC_WORKLOAD_WIDTH, _process_workload(snapshot, record)) if workloads else "",
-                _command(record, CMDLINE_WIDTH - PROC_WORKLOAD_WIDTH - 1 if workloads else CMDLINE_WIDTH)))
+                _command(record)))
 
 
 # --- the socket table ---------------------------------------------------------
