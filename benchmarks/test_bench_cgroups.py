@@ -57,7 +57,7 @@ class RecordingReader:
     def read_dir(self, directory, specs, cap):
         result = self.reader.read_dir(directory, specs, cap)
         if result is not None:
-            nlink, _, _, errors = result
+            nlink, _, _, _, errors = result
             failed = {index for index, _ in errors}
             self.files.extend(directory + b"/" + spec[0] for index, spec in enumerate(specs)
                               if index not in failed)

@@ -7,7 +7,10 @@ temporary directory and a subscriber reading every frame:
 * system counters only (tables off): bytes per full snapshot frame, per delta
   frame, and per record in the spool, hence bytes per host per day;
 * with 1,000 extra sleeping processes and the process and socket tables
-  every ``agent.table_every`` (5) samples, as the agent runs by default.
+  every ``agent.table_every`` (5) samples, as the agent runs by default;
+* with 200 extra sleeping processes, each in a cgroup of its own (200
+  services), against the same processes left in their cgroup: the cost of
+  the cgroups section.
 
 The spool's per-record sizes are read from the segment files themselves
 (header included). A day is one keyframe cycle of the history (a keyframe
@@ -257,3 +260,109 @@ def test_with_1000_extra_processes_and_tables():
     assert run.encoding["exact_fallbacks"] == 0
     if len(stored) >= DEFAULT_KEYFRAME_EVERY:
         assert day < DAY_GOAL_BYTES
+
+
+CGROUPS = 200
+
+
+class CgroupLoad:
+    """``count`` cgroups ``/hd-bench-<random>/svc-NNN.service`` in every
+    mounted hierarchy, one process of ``load`` in each (all controllers), as
+    a host running that many services; removed at exit (the processes must
+    be gone first: stop the load before)."""
+
+    def __init__(self, count, pids):
+        from hostdiag.sources.cgroups import CgroupTable
+        from hostdiag.sources.hostroot import HostRoot
+        from hostdiag.sources.problems import Problems
+
+        self.bases = [h.base for h in CgroupTable(HostRoot()).probe(Problems())]
+        self.top = "/hd-bench-%s" % os.urandom(5).hex()
+        self.count = count
+        self.pids = pids
+        self.made = []
+
+    def __enter__(self):
+        try:
+            for base in self.bases:
+                os.mkdir(base + self.top)
+                self.made.append(base + self.top)
+                for i in range(self.count):
+                    directory = "%s%s/svc-%03d.service" % (base, self.top, i)
+                    os.mkdir(directory)
+                    self.made.append(directory)
+                    if i < len(self.pids):
+                        with open(os.path.join(directory, "cgroup.procs"), "w") as f:
+                            f.write(str(self.pids[i]))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for directory in reversed(self.made):
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    os.rmdir(directory)
+                    break
+                except OSError:
+                    # The processes moved in are still exiting.
+                    assert time.monotonic() < deadline, directory
+                    time.sleep(0.05)
+        self.made = []
+
+
+def _cgroup_run(extra_cgroups):
+    sys.path.insert(0, os.path.dirname(__file__))
+    from procload import ProcessLoad
+
+    samples = max(TABLE_SAMPLES, 2 * TABLE_EVERY + 1)
+    load = ProcessLoad(CGROUPS)
+    load.start()
+    try:
+        with CgroupLoad(CGROUPS if extra_cgroups else 0, load.pids):
+            try:
+                return run_agent(samples, table_every=TABLE_EVERY)
+            finally:
+                # The cgroups can be removed once their processes are gone.
+                load.stop()
+    finally:
+        load.stop()
+
+
+def test_with_200_cgroups_and_tables():
+    """The cost of the cgroups section: the agent with 200 more processes in
+    200 cgroups of their own, against the same processes in the root cgroup."""
+    rows = []
+    days = {}
+    for extra in (False, True):
+        run = _cgroup_run(extra)
+        tables = [f for f in run.frames if f.snapshot.get("processes") is not None]
+        table_seqs = {f.seq for f in tables}
+        last = tables[-1].snapshot
+        counts = [len((f.snapshot.get("cgroups") or {}).get("cgroups") or ()) for f in tables]
+        later = []
+        cycle_has_table = False
+        for s in run.stored:
+            if s.keyframe:
+                cycle_has_table = False
+            if s.seq in table_seqs:
+                if cycle_has_table:
+                    later.append(s.size)
+                cycle_has_table = True
+        deltas = [f.frame_bytes for f in tables[1:] if not f.full]
+        days[extra] = per_day(run.stored)
+        label = "200 cgroups" if extra else "no extra cgroups"
+        rows += [
+            ("%s: cgroups in each table" % label, "%d - %d" % (min(counts), max(counts))),
+            ("%s: the cgroups section (msgpack), bytes" % label, len(encode_msgpack(last.get("cgroups")))),
+            ("%s: delta frame of a table record, bytes: median / max" % label,
+             "%d / %d" % (statistics.median(deltas), max(deltas))),
+            ("%s: spool later table records, bytes: mean / max" % label,
+             "%d / %d" % (statistics.mean(later), max(later)) if later else "-"),
+            ("%s: spool per host per day, MB" % label, "%.1f" % (days[extra] / 1e6)),
+        ]
+        assert run.encoding["exact_fallbacks"] == 0
+    show(rows)
+    assert days[True] < DAY_GOAL_BYTES

@@ -404,7 +404,7 @@ cdef Py_ssize_t _read_at(int dirfd, const char *name, Py_ssize_t cap, int *err):
 
 def read_dir(bytes directory, tuple specs, Py_ssize_t cap):
     """Read and parse the files ``specs`` of one cgroup ``directory``: None when
-    it is gone, else (nlink, values, malformed, errors); see the pure twin."""
+    it is gone, else (nlink, inode, values, malformed, errors); see the pure twin."""
     cdef int dirfd = openat(AT_FDCWD, directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     cdef int err = 0
     cdef struct_stat st
@@ -432,4 +432,4 @@ def read_dir(bytes directory, tuple specs, Py_ssize_t cap):
             values.append(value)
     finally:
         close(dirfd)
-    return st.st_nlink, values, malformed, errors
+    return st.st_nlink, st.st_ino, values, malformed, errors

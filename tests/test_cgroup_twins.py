@@ -103,7 +103,8 @@ def test_same_errors_and_caps(compiled, tmp_path):
     path = os.fsencode(str(tmp_path))
     for cap in (1, 2, 199999, 200000, 1 << 20):
         assert compiled.read_dir(path, specs, cap) == pure.read_dir(path, specs, cap), cap
-    nlink, values, malformed, errors = compiled.read_dir(path, specs, 200000)
-    assert (nlink, values[1], malformed, sorted(e for _, e in errors)) == (3, 7, [(0, 1)], sorted([2, 21]))
+    nlink, inode, values, malformed, errors = compiled.read_dir(path, specs, 200000)
+    assert (nlink, inode, values[1], malformed, sorted(e for _, e in errors)) == (
+        3, os.stat(path).st_ino, 7, [(0, 1)], sorted([2, 21]))
     assert compiled.read_dir(path + b"/gone", specs, 10) is None is pure.read_dir(path + b"/gone", specs, 10)
     assert compiled.read_dir(path + b"/small", specs, 10) is None is pure.read_dir(path + b"/small", specs, 10)

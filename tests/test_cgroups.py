@@ -8,10 +8,8 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
-from contextlib import contextmanager
 
 import pytest
 
@@ -23,10 +21,10 @@ from hostdiag.sources.hostroot import HostRoot
 from hostdiag.sources.problems import Problems
 from hostdiag.sources.workloads import WorkloadResolver
 
+from cgroupscenes import BURNER, DEADLINE_S, FORK_LOOP, HOG, bases, child, made_cgroup
+from cgroupscenes import go as _go, join as _join, write as _write
+
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
-# How long a test waits for the kernel to show what a process does (a throttled
-# period, an OOM kill); polled, so a fast machine does not wait.
-DEADLINE_S = 30
 
 if os.geteuid() != 0:
     pytest.skip("making cgroups needs root", allow_module_level=True)
@@ -40,90 +38,6 @@ def live():
     if not table.hierarchies:
         pytest.skip("no cgroup hierarchy mounted: %s" % problems.all())
     return table
-
-
-def _bases(table, wanted):
-    """{controller: hierarchy mount directory} for the controllers in ``wanted``
-    ("unified" names the cgroup2 tree)."""
-    found = {}
-    for hierarchy in table.hierarchies:
-        if hierarchy.kind == "cgroup2":
-            if "unified" in wanted:
-                found["unified"] = hierarchy.base
-        else:
-            for controller in hierarchy.controllers:
-                if controller in wanted:
-                    found[controller] = hierarchy.base
-    return found
-
-
-@contextmanager
-def made_cgroup(table, controllers, suffix=""):
-    """A new cgroup ``/hd-test-<random><suffix>`` in each hierarchy holding one of
-    ``controllers``: yields (cgroup path, {controller: directory}). Removed at
-    exit (deepest first), after the processes in it are gone."""
-    name = "/hd-test-%s%s" % (uuid.uuid4().hex[:10], suffix)
-    dirs = {c: base + name for c, base in _bases(table, controllers).items()}
-    missing = set(controllers) - set(dirs)
-    if missing:
-        pytest.skip("this host mounts no hierarchy for %s" % sorted(missing))
-    made = []
-    try:
-        for directory in dict.fromkeys(dirs.values()):
-            os.mkdir(directory)
-            made.append(directory)
-        yield name, dirs
-    finally:
-        for directory in made:
-            for sub, _, _ in sorted(os.walk(directory), key=lambda w: -len(w[0])):
-                _kill_all(sub)
-                os.rmdir(sub)
-
-
-def _kill_all(directory):
-    """Kill what is left in a cgroup (a failed test's children, orphans of a
-    fork loop) and wait until it is empty, so that it can be removed."""
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        with open(os.path.join(directory, "cgroup.procs")) as handle:
-            pids = [int(line) for line in handle if line.strip()]
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        assert time.monotonic() < deadline, "processes %s stay in %s" % (pids, directory)
-        time.sleep(0.01)
-
-
-def _write(path, value):
-    with open(path, "w") as handle:
-        handle.write(str(value))
-
-
-@contextmanager
-def child(code):
-    """A Python child that waits for a line on stdin before running ``code``."""
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()\n" + code],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-
-
-def _join(proc, dirs):
-    for directory in set(dirs.values()):
-        _write(os.path.join(directory, "cgroup.procs"), proc.pid)
-
-
-def _go(proc):
-    proc.stdin.write(b"go\n")
-    proc.stdin.flush()
 
 
 def _row(table, path):
@@ -165,7 +79,7 @@ def test_cpu_burner_under_a_quota_is_throttled(live):
     with made_cgroup(live, ("cpu", "cpuacct")) as (path, dirs):
         _write(os.path.join(dirs["cpu"], "cpu.cfs_period_us"), 10000)
         _write(os.path.join(dirs["cpu"], "cpu.cfs_quota_us"), 1000)
-        with child("while True: pass") as burner:
+        with child(BURNER) as burner:
             _join(burner, dirs)
             before = _row(live, path)[0]["cpu"]
             _go(burner)
@@ -179,7 +93,7 @@ def test_cpu_burner_under_a_quota_is_throttled(live):
 def test_memory_hog_over_its_limit_is_oom_killed(live):
     with made_cgroup(live, ("memory",)) as (path, dirs):
         _write(os.path.join(dirs["memory"], "memory.limit_in_bytes"), 48 << 20)
-        with child("b = b'x' * (512 << 20)") as hog:
+        with child(HOG) as hog:
             _join(hog, dirs)
             _go(hog)
             hog.wait(timeout=DEADLINE_S)
@@ -190,22 +104,7 @@ def test_memory_hog_over_its_limit_is_oom_killed(live):
 
 
 def test_fork_loop_under_pids_max_is_refused(live):
-    code = ("import os\n"
-            "r, w = os.pipe()\n"
-            "refused = 0\n"
-            "for _ in range(20):\n"
-            "    try:\n"
-            "        pid = os.fork()\n"
-            "    except BlockingIOError:\n"
-            "        refused += 1\n"
-            "        continue\n"
-            "    if pid == 0:\n"
-            "        os.close(w); os.read(r, 1); os._exit(0)\n"
-            "print(refused, flush=True)\n"
-            "sys.stdin.readline()\n"
-            "os.close(w)\n"
-            "for _ in range(20 - refused):\n"
-            "    os.wait()\n")
+    code = FORK_LOOP
     with made_cgroup(live, ("pids",)) as (path, dirs):
         _write(os.path.join(dirs["pids"], "pids.max"), 5)
         with child(code) as loop:
@@ -221,7 +120,7 @@ def test_fork_loop_under_pids_max_is_refused(live):
 
 def test_unified_tree_gives_usage_and_pressure(live):
     with made_cgroup(live, ("unified",), suffix="-v2") as (path, dirs):
-        with child("while True: pass") as burner:
+        with child(BURNER) as burner:
             _join(burner, dirs)
             _go(burner)
             row = _poll(live, path, lambda r: (r["cpu"]["usage_usec"] or 0) > 20000)
@@ -247,7 +146,7 @@ class VanishingReader:
 
 def test_a_cgroup_removed_mid_sample_is_skipped_and_counted(live):
     name = "/hd-test-%s" % uuid.uuid4().hex[:10]
-    dirs = [base + name for base in _bases(live, ("cpu", "memory")).values()]
+    dirs = [base + name for base in bases(live, ("cpu", "memory")).values()]
     for directory in dirs:
         os.mkdir(directory)
     try:

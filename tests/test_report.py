@@ -221,7 +221,37 @@ def busy_pair(real_pair):
     owners.update({str(500 + i): [{"pid": 2000 + i, "comm": "acceptor"}] for i in range(10)})
     prev.sockets = _sockets_section(rows_before, listeners, {})
     cur.sockets = _sockets_section(rows_after, listeners, owners)
+    # 200 services, each process in one; a third throttled, one with an OOM kill.
+    units = ["/system.slice/svc-%03d.service" % i for i in range(200)]
+    for records in (before, after):
+        for record in records:
+            record["cgroup"] = units[record["pid"] % 200]
+    prev.cgroups = _cgroups_section(units, dt, busy=False)
+    cur.cgroups = _cgroups_section(units, dt, busy=True)
     return prev, cur
+
+
+def _cgroups_section(units, dt, busy):
+    rows = []
+    for i, path in enumerate(["/", "/system.slice"] + units):
+        used = int(dt * 1e6 * (i % 7) / 10) if busy else 0
+        rows.append({
+            "path": path, "inode": 100 + i,
+            "cpu": {"usage_usec": 10**6 + used, "user_usec": 0, "system_usec": 0,
+                    "nr_periods": 100 + (10 if busy else 0), "nr_throttled": 5 + (8 if busy and i % 3 == 0 else 0),
+                    "throttled_usec": 0, "quota_usec": 50000 if i % 3 == 0 else "max", "period_usec": 100000},
+            "memory": {"current": (200 + i % 30) << 20, "max": 256 << 20 if i > 1 else "max", "high": "max",
+                       "swap_current": 0, "swap_max": "max",
+                       "events": {"oom": 0, "oom_kill": 1 if busy and i == 7 else 0, "high": 0, "max": 0},
+                       "stat": {"anon": 0, "file": 0, "kernel": 0, "sock": 0, "shmem": 0, "pgmajfault": 0}},
+            "io": {"8:0": {"rbytes": (i * 4096 if busy else 0), "wbytes": 0, "dbytes": 0, "rios": 0, "wios": 0,
+                           "dios": 0}},
+            "pids": {"current": 3, "max": 100, "events_max": 0},
+            "pressure": None})
+    workloads = {r["path"]: {"kind": "slice" if r["path"].endswith(".slice") else "unit" if r["path"] != "/"
+                             else "other", "name": r["path"].rsplit("/", 1)[-1] or "/"} for r in rows}
+    return {"layout": "unified", "hierarchies": [], "cgroups": rows, "vanished": 0, "omitted": 0,
+            "max_depth": 5, "max_cgroups": 2000, "workloads": workloads}
 
 
 def test_busy_tables_fit_one_screen(busy_pair):
@@ -230,8 +260,15 @@ def test_busy_tables_fit_one_screen(busy_pair):
     findings = evaluate(cur, rates, prev)
     text = render_text(cur, rates, findings)
     lines = text.splitlines()
-    for label in ("PROCS", "PROC CPU", "PROC MEM", "PROC IO", "PROC FLT", "SOCKETS", "CONNS", "LISTEN"):
+    for label in ("WORKLOADS", "PROCS", "PROC CPU", "PROC MEM", "PROC IO", "PROC FLT", "SOCKETS", "CONNS",
+                  "LISTEN"):
         assert any(line.startswith(label) for line in lines), label
+    start = next(i for i, line in enumerate(lines) if line.startswith("WORKLOADS"))
+    assert lines[start] == "WORKLOADS 202 cgroups (unified)   top by cpu, memory, io, pressure"
+    workload_rows = [line for line in lines[start + 1:start + 7] if line.startswith("         svc-")]
+    assert len(workload_rows) == 4
+    assert re.match(r"         svc-\d{3}\.service +cpu +60\.0% \(limit 50%, throttled 80\.0%\) +"
+                    r"mem \d+\.\dMiB of 256\.0MiB +io [\d.]+KiB/s +pids 3 of 100", workload_rows[0]), workload_rows[0]
     procs = next(line for line in lines if line.startswith("PROCS"))
     assert "3.0k processes  6.0k threads" in procs and "D 20" in procs and "Z 30" in procs
     assert "vanished 3  denied 1" in procs
@@ -249,6 +286,7 @@ def test_busy_tables_fit_one_screen(busy_pair):
         assert len(rows) == 5, label
     cpu_rows = lines[next(i for i, line in enumerate(lines) if line.startswith("PROC CPU")) + 1]
     assert "app" in cpu_rows and "worker --id" in cpu_rows
+    assert re.search(r" svc-\d{3}\.service  worker --id", cpu_rows), cpu_rows
     conns = next(i for i, line in enumerate(lines) if line.startswith("CONNS"))
     assert lines[conns + 1].startswith(" retrans ") and "frontend[3000]" in lines[conns + 1]
     assert sum(1 for line in lines[conns + 1:] if "->" in line) == 9
@@ -301,3 +339,29 @@ def test_tables_absent_or_odd(real_pair):
         for rates in (None, derive_rates(prev, cur)):
             text = render_text(odd, rates, evaluate(odd, rates))
             assert "PROCS" in text and "SOCKETS" in text
+
+
+def test_findings_past_the_line_budget_are_listed_by_id(real_pair):
+    from hostdiag.views.report import MAX_FINDING_LINES
+    prev, cur = real_pair
+    findings = [{"id": "rule_%d" % i, "severity": "warn", "title": "finding %d" % i, "threshold": "x > 1",
+                 "evidence": {"value": i}, "subject": None,
+                 "culprits": [{"kind": "process", "pid": p, "comm": "c"} for p in (1, 2)]} for i in range(12)]
+    lines = render_text(cur, None, findings).splitlines()
+    end = next(i for i, line in enumerate(lines) if line.startswith("LOAD"))
+    block = lines[2:end]
+    shown = MAX_FINDING_LINES // 3
+    assert len(block) == shown * 3 + 1
+    assert block[-1] == "  (+%d more: %s)" % (12 - shown, ", ".join("rule_%d" % i for i in range(shown, 12)))
+
+
+def test_a_damaged_cgroups_section_still_renders(real_pair):
+    prev, cur = real_pair
+    cur.cgroups = {"cgroups": [None, {"path": 3}, {"path": "/z.service", "memory": "x", "pids": [], "pressure": 1,
+                                                   "cpu": {"quota_usec": 0, "period_usec": 0}}],
+                   "workloads": [], "layout": None}
+    lines = render_text(cur, {"comparable": True, "interval_s": 1.0, "cgroups": {"/z.service": None}},
+                        []).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("WORKLOADS"))
+    assert lines[start] == "WORKLOADS 3 cgroups (?)   top by cpu, memory, io, pressure"
+    assert lines[start + 1] == "         none busy"

@@ -22,16 +22,29 @@ def test_tables_come_before_the_system_counters_that_date_the_snapshot():
     own = [p for p in snapshot.processes["processes"] if p["pid"] == os.getpid()]
     assert own, "this test's own process is missing from the table"
     assert snapshot.sockets["source"]
+    assert snapshot.cgroups["cgroups"], "no cgroup row on a host with cgroups mounted"
+
+
+def test_the_cgroup_table_names_the_workload_of_every_row_and_process():
+    with Sampler(HostRoot()) as sampler:
+        snapshot = sampler.sample()
+    section = snapshot.cgroups
+    workloads = section["workloads"]
+    own = next(p for p in snapshot.processes["processes"] if p["pid"] == os.getpid())
+    assert own["cgroup"] in workloads
+    assert {row["path"] for row in section["cgroups"]} <= set(workloads)
+    assert workloads["/"]["kind"] == "other" and workloads["/"]["name"] == "/"
+    assert {w["kind"] for w in workloads.values()} <= {"unit", "scope", "slice", "user", "container", "pod", "other"}
 
 
 def test_without_tables_the_sections_are_none():
     with Sampler(HostRoot()) as sampler:
         snapshot = sampler.sample(tables=False)
-        assert (snapshot.processes, snapshot.sockets, sampler.table_seconds) == (None, None, None)
+        assert (snapshot.processes, snapshot.sockets, snapshot.cgroups, sampler.table_seconds) == (None,) * 4
         assert snapshot.cpu is not None
     with Sampler(HostRoot(), tables=False) as sampler:
         snapshot = sampler.sample()
-        assert (snapshot.processes, snapshot.sockets) == (None, None)
+        assert (snapshot.processes, snapshot.sockets, snapshot.cgroups) == (None, None, None)
         sampler.add_socket_owners(snapshot, [1])  # no socket table: nothing to look up
         assert snapshot.sockets is None
 

@@ -239,3 +239,41 @@ def listener(backlog, backlog_max=128, owners=None):
         prev.sockets = sockets_section([], [calm])
         cur.sockets = sockets_section([], [calm, full], owners=owners)
     return edit
+
+
+WORKLOAD_PATH = "/system.slice/web.service"
+
+
+def cgroup_row(path=WORKLOAD_PATH, inode=11, usage=0, periods=0, throttled=0, quota=50000, oom_kill=0,
+               current=100 << 20, limit=256 << 20, file=0, pids=3, pids_max=100, refused=0, psi=None):
+    """A cgroup row as the cgroup table gives it (v2 names)."""
+    line = lambda avg10: {"avg10": avg10, "avg60": 0.0, "avg300": 0.0, "total_us": 1000}
+    return {"path": path, "inode": inode,
+            "cpu": {"usage_usec": usage, "user_usec": usage, "system_usec": 0, "nr_periods": periods,
+                    "nr_throttled": throttled, "throttled_usec": throttled * 1000, "quota_usec": quota,
+                    "period_usec": 100000},
+            "memory": {"current": current, "max": limit, "high": "max", "swap_current": 0, "swap_max": "max",
+                       "events": {"oom": oom_kill, "oom_kill": oom_kill, "high": 0, "max": oom_kill},
+                       "stat": {"anon": current - file, "file": file, "kernel": 0, "sock": 0, "shmem": 0,
+                                "pgmajfault": 0}},
+            "io": {}, "pids": {"current": pids, "max": pids_max, "events_max": refused},
+            "pressure": {r: {"some": line((psi or {}).get(r, 0.0)), "full": line(0.0)}
+                         for r in ("cpu", "memory", "io")}}
+
+
+def cgroups_section(rows):
+    return {"layout": "unified", "hierarchies": [], "cgroups": rows, "vanished": 0, "omitted": 0,
+            "max_depth": 5, "max_cgroups": 2000,
+            "workloads": {r["path"]: {"kind": "unit", "name": r["path"].rsplit("/", 1)[-1]} for r in rows}}
+
+
+def cgroup(before=None, after=None):
+    """Edit: both snapshots get the root cgroup and the web.service row, with
+    the fields ``before`` in prev and ``after`` in cur; a process of the
+    service (pid 60) in both process tables."""
+    def edit(prev, cur):
+        prev.cgroups = cgroups_section([cgroup_row("/"), cgroup_row(**(before or {}))])
+        cur.cgroups = cgroups_section([cgroup_row("/"), cgroup_row(**(after or {}))])
+        worker = dict(proc(60, comm="web"), cgroup=WORKLOAD_PATH)
+        table([worker], [dict(worker, utime=150)])(prev, cur)
+    return edit

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from findingedits import (
-    available, conntrack, d_state, disk, fs, kernel, kmsg, link, listener, load, one_cpu_ticks,
+    WORKLOAD_PATH, available, cgroup, conntrack, d_state, disk, fs, kernel, kmsg, link, listener, load, one_cpu_ticks,
     oom_since_boot, proto, psi, retrans, softnet, total_ticks, vmstat, zombies,
 )
 from hostdiag import findings as F
@@ -23,7 +23,21 @@ DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "findings.md"
 
 # (rule, id, severity, subject, edit past the threshold, edit just under it,
 #  needs two snapshots: rates or the previous snapshot)
+W = WORKLOAD_PATH
 CASES = [
+    (R.rule_cgroup_oom_kills, "cgroup_oom_kill", "crit", W, cgroup({}, {"oom_kill": 1}), cgroup({}, {}), True),
+    (R.rule_cgroup_oom_kills, "cgroup_oom_kill", "crit", W, cgroup({}, {"oom_kill": 2}),
+     cgroup({"oom_kill": 3}, {"oom_kill": 3}), True),      # since boot only: quiet
+    (R.rule_cgroup_pids, "cgroup_pids", "warn", W, cgroup({}, {"pids": 91}), cgroup({}, {"pids": 90}), False),
+    (R.rule_cgroup_pids, "cgroup_pids", "crit", W, cgroup({}, {"refused": 4}),
+     cgroup({"refused": 4}, {"refused": 4}), False),
+    (R.rule_cgroup_throttling, "cgroup_cpu_throttled", "warn", W,
+     cgroup({}, {"usage": 500000, "periods": 10, "throttled": 3}),
+     cgroup({}, {"usage": 500000, "periods": 10, "throttled": 2}), True),
+    (R.rule_cgroup_memory, "cgroup_memory", "warn", W, cgroup({}, {"current": 240 << 20}),
+     cgroup({}, {"current": 250 << 20, "file": 100 << 20}), False),     # page cache is not counted
+    (R.rule_cgroup_pressure, "cgroup_pressure", "warn", W, cgroup({}, {"psi": {"memory": 25.0}}),
+     cgroup({}, {"psi": {"memory": 15.0}}), False),
     (R.rule_load, "load_high", "warn", None, load(2.1), load(1.9), False),
     (R.rule_cpu_states, "cpu_busy", "warn", None, total_ticks(user=95, idle=5),
      total_ticks(user=85, idle=15), True),
@@ -214,3 +228,25 @@ def test_docs_name_every_rule_and_every_rule_has_cases():
     rule_ids = re.findall(r"^\| `(\w+)` \| (?:gauge|rates|two snapshots) \|", DOCS.read_text(), re.M)
     assert sorted(rule_ids) == sorted({case[1] for case in CASES})
     assert set(F.RULES) == {case[0] for case in CASES}
+
+
+def test_a_cgroup_finding_names_the_workload_and_its_top_process(pair):
+    prev, cur = pair
+    cgroup({}, {"usage": 500000, "periods": 10, "throttled": 8})(prev, cur)
+    found = F.evaluate(cur, derive_rates(prev, cur), prev)
+    assert found[0]["title"] == ("CPU throttled 80 % of periods in web.service (limit 50 % of a CPU); "
+                                 "web[60] 50 % CPU")
+    assert [c["pid"] for c in found[0]["culprits"]] == [60]
+
+
+def test_cgroup_rules_survive_rates_without_their_snapshot(pair):
+    """Rates of cgroups the snapshot lacks (a damaged stored pair), and rows of
+    the wrong shape: findings named by path, no exception."""
+    prev, cur = pair
+    odd = {"cgroups": {"/x": {"oom_kills": 1, "forks_refused": 2, "throttled_periods_pct": 90.0}, "/y": None}}
+    found = F.evaluate(cur, odd)
+    # The pids rule reads the snapshot's rows (pids.max): none here.
+    assert [(f["id"], f["subject"]) for f in found] == [("cgroup_oom_kill", "/x"), ("cgroup_cpu_throttled", "/x")]
+    cur.cgroups = {"cgroups": [None, {"path": 3}, {"path": "/z", "memory": "x", "pids": [], "pressure": 1}],
+                   "workloads": []}
+    assert F.evaluate(cur, None) == []

@@ -70,8 +70,8 @@ def live(request, loopback_connection):
     with SystemCollector(root, use_netlink=request.param) as system, \
             TableCollector(root, netlink=request.param) as tables:
         problems = Problems()
-        processes, sockets = tables.collect(problems)
-        return attach(system.collect(), processes, sockets, problems)
+        taken = tables.collect_all(problems)
+        return attach(system.collect(), taken.processes, taken.sockets, problems, cgroups=taken.cgroups)
 
 
 def test_live_processes_carry_exactly_the_declared_fields(live):
@@ -98,6 +98,14 @@ def test_live_links_disks_and_filesystems_carry_exactly_the_declared_fields(live
     assert "lo" in [link["name"] for link in live.network["links"]]
     _check(R.DISK, live.disks)
     _check(R.FILESYSTEM, live.filesystems)
+
+
+def test_live_cgroups_and_workloads_carry_exactly_the_declared_fields(live):
+    rows = live.cgroups["cgroups"]
+    _check(R.CGROUP, rows)
+    assert "/" in [row["path"] for row in rows]
+    assert all(isinstance(row["inode"], int) for row in rows)
+    _check(R.WORKLOAD, list(live.cgroups["workloads"].values()))
 
 
 @pytest.mark.parametrize("tree", sorted(p.name for p in FIXTURES.iterdir() if (p / "proc" / "diskstats").exists()))

@@ -76,8 +76,16 @@ percent, 0–100; every leaf may be ``None``)::
                     for every TCP row of the second one
                     (:mod:`hostdiag.derive.socket_rates`); None for a
                     connection new in the interval or without tcp_info
+    cgroups         None unless both snapshots have a cgroups section, else
+                    {cgroup path: cgroup rates} for every cgroup of the second
+                    one (:mod:`hostdiag.derive.cgroup_rates`): cpu_pct,
+                    throttled_time_pct, throttled_periods_pct, oom_kills,
+                    memory_max_events, major_faults_per_s, read_bytes_per_s,
+                    write_bytes_per_s, forks_refused, pressure; all None for a
+                    cgroup new in the interval (path and inode)
 """
 
+from hostdiag.derive.cgroup_rates import cgroup_rates
 from hostdiag.derive.process_rates import process_rates
 from hostdiag.derive.socket_rates import socket_rates
 
@@ -213,6 +221,7 @@ def derive_rates(prev, cur):
         "pressure": _pressure(prev.pressure, cur.pressure, rate_dt),
         "processes": _processes(prev, cur, rate_dt),
         "sockets": _sockets(prev.sockets, cur.sockets, rate_dt),
+        "cgroups": _cgroups(prev.cgroups, cur.cgroups, rate_dt),
     }
 
 
@@ -379,3 +388,9 @@ def _sockets(a, b, dt):
         return None
     # socket_rates takes a number: 0 makes every rate None, as for a bad interval.
     return socket_rates(a, b, dt if dt is not None else 0)
+
+
+def _cgroups(a, b, dt):
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return None
+    return cgroup_rates(a, b, dt)

@@ -17,6 +17,7 @@ import heapq
 from hostdiag.derive.process_rates import process_key
 from hostdiag.derive.socket_rates import listeners_overflowing, top_connections
 from hostdiag.findings.values import get, num, rounded, show
+from hostdiag.findings.workloads import in_cgroup
 
 # Processes or connections named per finding, and connections ranked per
 # measure (the report shows the same ranking).
@@ -70,13 +71,16 @@ _MEASURES = {
 }
 
 
-def top_culprits(snapshot, rates, measure, n=CULPRITS):
+def top_culprits(snapshot, rates, measure, n=CULPRITS, cgroup=None):
     """The ``n`` processes with the largest ``measure`` (a key of
     :data:`_MEASURES`) above zero, as process culprits; empty without a
-    process table (or without rates, for a rate)."""
+    process table (or without rates, for a rate). With ``cgroup`` (a path),
+    only the processes in that cgroup or below it."""
     read = _MEASURES[measure]
     ranked = []
     for record in process_records(snapshot):
+        if cgroup is not None and not in_cgroup(record, cgroup):
+            continue
         value = num(read(record, _process_rates(rates, record)))
         if value is not None and value > 0:
             ranked.append((value, -record["pid"], record))

@@ -14,6 +14,16 @@ from hostdiag.findings.values import num, show
 Threshold = namedtuple("Threshold", "name value unit why")
 
 TABLE = (
+    Threshold("cgroup_oom_kills", 0, "kills in one cgroup",
+              "the OOM killer killed inside a workload's memory limit: a process of it is gone"),
+    Threshold("cgroup_pids_pct", 90.0, "% of pids.max",
+              "the next forks of the workload will fail (EAGAIN); refused forks are crit"),
+    Threshold("cgroup_throttled_pct", 25.0, "% of CFS periods",
+              "the workload ran out of its CPU quota in a quarter of the periods: latency"),
+    Threshold("cgroup_memory_pct", 90.0, "% of memory.max, without page cache",
+              "reclaim inside the limit, then the OOM killer"),
+    Threshold("cgroup_psi_some_avg10", 20.0, "% (cpu, memory or io, in one cgroup)",
+              "a workload stalls a fifth of the time while the host as a whole does not"),
     Threshold("load1_per_cpu", 2.0, "1-minute load average / CPUs",
               "more runnable or D tasks than CPUs can serve, twice over"),
     Threshold("cpu_busy_pct", 90.0, "% of all CPU time",

@@ -166,4 +166,35 @@ FILESYSTEM = Record("filesystem", (
     ("readonly", "bool", "", "mounted read-only (statvfs); null with a recorded root"),
 ))
 
-RECORDS = (PROCESS, TCP_SOCKET_ROW, LISTENER, LINK, DISK, FILESYSTEM)
+CGROUP = Record("cgroup", (
+    ("path", "str", "", "the cgroup path as the host sees it (`/system.slice/nginx.service`)"),
+    ("inode", "int", "", "the cgroup directory's inode; with `path`, the identity: a cgroup made again is new"),
+    ("cpu", "object", "µs; counts",
+     "`usage_usec`, `user_usec`, `system_usec`, `throttled_usec` (µs); `nr_periods`, `nr_throttled` "
+     "(CFS periods); `quota_usec`, `period_usec` (µs, `\"max\"` without a quota); null without the controller"),
+    ("memory", "object", "bytes; counts",
+     "`current`, `max`, `high`, `swap_current`, `swap_max` (bytes or `\"max\"`); `events` "
+     "{`oom`, `oom_kill`, `high`, `max`} (counts); `stat` {`anon`, `file`, `kernel`, `sock`, `shmem` (bytes), "
+     "`pgmajfault`}"),
+    ("io", "object", "bytes; I/Os",
+     "{\"MAJ:MIN\": {`rbytes`, `wbytes`, `dbytes` (bytes), `rios`, `wios`, `dios` (I/Os)}}"),
+    ("pids", "object", "tasks", "`current`, `max` (or `\"max\"`), `events_max` (forks refused at the limit)"),
+    ("pressure", "object", "µs; percent",
+     "{`cpu`, `memory`, `io`} each {`some`, `full`} as `/proc/pressure`; null outside the cgroup2 tree"),
+))
+
+WORKLOAD = Record("workload", (
+    ("kind", "str", "", "`unit`, `scope`, `slice`, `user`, `container`, `pod` or `other`"),
+    ("name", "str", "", "the unit, the container's or pod's name (from the host's disk), or the path; "
+                        "null for a container or pod whose name is not on disk"),
+    ("id", "str", "", "the container's 64-hex id or the pod's UID"),
+    ("short_id", "str", "", "the id's first 12 characters"),
+    ("runtime", "str", "", "`docker`, `containerd`, `cri-o`, `podman`, `lxc`, `cri` (Kubernetes, runtime unsaid)"),
+    ("pod_uid", "str", "", "the Kubernetes pod's UID"),
+    ("qos", "str", "", "the pod's QoS class: `guaranteed`, `burstable`, `besteffort`"),
+    ("namespace", "str", "", "the pod's Kubernetes namespace"),
+    ("unit", "str", "", "the innermost systemd unit or scope on the path"),
+    ("uid", "int", "", "the user of `user@UID.service` or `user-UID.slice` on the path"),
+))
+
+RECORDS = (PROCESS, TCP_SOCKET_ROW, LISTENER, LINK, DISK, FILESYSTEM, CGROUP, WORKLOAD)

@@ -82,9 +82,10 @@ class Snapshot:
     filesystems: Optional[List[Dict[str, Any]]] = None      # records.FILESYSTEM
     network: Optional[Dict[str, Any]] = None
     kernel: Optional[Dict[str, Any]] = None
-    # The process and socket tables; None in a system-only snapshot.
+    # The process, socket and cgroup tables; None in a system-only snapshot.
     processes: Optional[Dict[str, Any]] = None
     sockets: Optional[Dict[str, Any]] = None
+    cgroups: Optional[Dict[str, Any]] = None     # records.CGROUP rows, records.WORKLOAD
 
     def to_dict(self):
         """Plain data (dicts, lists, str, int, float, bool, None) for the encoders."""

@@ -276,9 +276,11 @@ def read_dir(directory, specs, cap):
     """Read and parse the files ``specs`` of one cgroup ``directory`` (bytes).
 
     ``specs`` is a tuple of (file name bytes, kind, keys). Returns None when
-    the directory is gone (ENOENT, ENOTDIR), else ``(nlink, values,
+    the directory is gone (ENOENT, ENOTDIR), else ``(nlink, inode, values,
     malformed, errors)``: the directory's link count (2 + its subdirectories
-    on cgroupfs and most filesystems, so 2 means a leaf), one value per spec
+    on cgroupfs and most filesystems, so 2 means a leaf), its inode number (a
+    cgroup removed and created again under the same path gets a new one; on
+    cgroup2 it is the cgroup id), one value per spec
     (None for a file that could not be read), [(spec index, lines skipped)]
     and [(spec index, errno)] (EFBIG: larger than ``cap`` bytes). Other
     failures to open the directory raise OSError.
@@ -291,7 +293,7 @@ def read_dir(directory, specs, cap):
     malformed = []
     errors = []
     try:
-        nlink = os.fstat(dirfd).st_nlink
+        stat = os.fstat(dirfd)
         for index, (name, kind, keys) in enumerate(specs):
             try:
                 data = _read_at(dirfd, name, cap)
@@ -305,4 +307,4 @@ def read_dir(directory, specs, cap):
             values.append(value)
     finally:
         os.close(dirfd)
-    return nlink, values, malformed, errors
+    return stat.st_nlink, stat.st_ino, values, malformed, errors

@@ -1,4 +1,4 @@
-"""Builds samples: the system counters plus, when due, the process and socket tables.
+"""Builds samples: the system counters plus, when due, the process, socket and cgroup tables.
 
 :class:`Sampler` is the one way a snapshot is taken, by `diag` and by the
 agent alike: a :class:`~hostdiag.sampler.system.SystemCollector` for the
@@ -13,6 +13,7 @@ import time
 
 from hostdiag.sampler.system import SystemCollector
 from hostdiag.sampler.tables import TableCollector, add_errors, attach
+from hostdiag.sources.cgroups import DEFAULT_MAX_CGROUPS, DEFAULT_MAX_DEPTH
 from hostdiag.sources.problems import Problems
 
 
@@ -22,28 +23,33 @@ class Sampler:
     Use as a context manager or call :meth:`close`.
 
     ``netlink=False`` reads links and sockets from /proc/net; ``tables=False``
-    never takes the process and socket tables (their sections stay None).
+    never takes the process, socket and cgroup tables (their sections stay
+    None); ``cgroup_depth`` and ``max_cgroups`` bound the cgroup walk
+    (:class:`~hostdiag.sampler.tables.TableCollector`).
     After each :meth:`sample`, ``table_seconds`` is how long the tables took
     (None when they were not taken).
     """
 
-    def __init__(self, root, netlink=True, tables=True):
+    def __init__(self, root, netlink=True, tables=True, cgroup_depth=DEFAULT_MAX_DEPTH,
+                 max_cgroups=DEFAULT_MAX_CGROUPS):
         self.system = SystemCollector(root, use_netlink=netlink)
-        self.tables = TableCollector(root, netlink=netlink) if tables else None
+        self.tables = (TableCollector(root, netlink=netlink, cgroup_depth=cgroup_depth, max_cgroups=max_cgroups)
+                       if tables else None)
         self.table_seconds = None
 
     def sample(self, tables=True, kmsg=False):
-        """One :class:`~hostdiag.model.Snapshot`; with the process and socket
-        tables when ``tables`` and the sampler has them; the kernel's new
+        """One :class:`~hostdiag.model.Snapshot`; with the process, socket and
+        cgroup tables when ``tables`` and the sampler has them; the kernel's new
         /dev/kmsg lines when ``kmsg``."""
         self.table_seconds = None
         if not tables or self.tables is None:
             return self.system.collect(kmsg=kmsg)
         problems = Problems()
         started = time.monotonic()
-        processes, sockets = self.tables.collect(problems)
+        taken = self.tables.collect_all(problems)
         self.table_seconds = time.monotonic() - started
-        return attach(self.system.collect(kmsg=kmsg), processes, sockets, problems)
+        return attach(self.system.collect(kmsg=kmsg), taken.processes, taken.sockets, problems,
+                      cgroups=taken.cgroups)
 
     def add_socket_owners(self, snapshot, inodes):
         """Set ``snapshot.sockets["owners"]`` to the processes holding the

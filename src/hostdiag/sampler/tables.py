@@ -1,47 +1,84 @@
-"""The process and socket tables of a snapshot, next to :mod:`hostdiag.sampler.system`
-(:class:`hostdiag.sampler.Sampler` puts the two together).
+"""The process, socket and cgroup tables of a snapshot, next to
+:mod:`hostdiag.sampler.system` (:class:`hostdiag.sampler.Sampler` puts the two together).
 
-:class:`TableCollector` holds one :class:`~hostdiag.sources.proc_pid.ProcessTable`
-and one :class:`~hostdiag.sources.sock_diag.SocketTable` for a host root and keeps
-them between samples: the process table's cache of per-process facts, and the
+:class:`TableCollector` holds one :class:`~hostdiag.sources.proc_pid.ProcessTable`,
+one :class:`~hostdiag.sources.sock_diag.SocketTable`, one
+:class:`~hostdiag.sources.cgroups.CgroupTable` and one
+:class:`~hostdiag.sources.workloads.WorkloadResolver` for a host root and keeps
+them between samples: the process table's cache of per-process facts, the
 socket table's open sock_diag socket (the socket table itself chooses netlink
-for a live root and /proc/net/tcp* otherwise).
+for a live root and /proc/net/tcp* otherwise), the cgroup hierarchies found
+and the workload names read from disk.
 
 Timing: a snapshot's rates are dated by ``meta.mono_ns``, taken when the system
 collection starts. :meth:`TableCollector.collect` is meant to run right
 before that collection, and it scans the processes last, so that the process counters
 (CPU ticks, I/O bytes, faults) are read just before ``meta.mono_ns`` in both
 snapshots of a pair: the scan's offset from it is the same twice and cancels
-out of the per-process rates. The socket dump comes first; retransmits per
-second are less sensitive to a few milliseconds.
+out of the per-process rates. The socket dump comes first, then the cgroup
+walk; retransmits and cgroup rates per second are less sensitive to a few
+milliseconds (the cgroup walk of a few hundred groups takes tens of them, the
+same in both samples of a pair).
+
+The cgroups section carries, beside the table's own keys, ``workloads``:
+``{cgroup path: workload}`` (records.WORKLOAD) for every cgroup row and every
+process's cgroup, so that a view or a finding names what a path runs.
 """
 
+from collections import namedtuple
+
 from hostdiag.model import ErrorRecord
+from hostdiag.sources.cgroups import DEFAULT_MAX_CGROUPS, DEFAULT_MAX_DEPTH, CgroupTable
 from hostdiag.sources.hostroot import UNAVAILABLE
 from hostdiag.sources.proc_pid import ProcessTable
 from hostdiag.sources.proc_pid_fd import map_pids
 from hostdiag.sources.sock_diag import SocketTable
+from hostdiag.sources.workloads import WorkloadResolver
+
+# The three table sections of one sample; any may be None.
+Tables = namedtuple("Tables", "processes sockets cgroups")
 
 
 class TableCollector:
-    """The processes and sockets sections of one :class:`HostRoot`, sample after
-    sample. Use as a context manager or call :meth:`close`.
+    """The processes, sockets and cgroups sections of one :class:`HostRoot`,
+    sample after sample. Use as a context manager or call :meth:`close`.
 
     ``netlink=False`` makes the socket table read /proc/net instead of
-    sock_diag; ``fd_counts`` is passed to the process table.
+    sock_diag; ``fd_counts`` is passed to the process table;
+    ``cgroup_depth`` and ``max_cgroups`` bound the cgroup walk (levels below
+    each hierarchy's root, rows per sample).
     """
 
-    def __init__(self, root, netlink=True, fd_counts="auto"):
+    def __init__(self, root, netlink=True, fd_counts="auto", cgroup_depth=DEFAULT_MAX_DEPTH,
+                 max_cgroups=DEFAULT_MAX_CGROUPS):
         self.root = root
         self.processes = ProcessTable(root, fd_counts=fd_counts)
         self.sockets = SocketTable(root, netlink=netlink)
+        self.cgroups = CgroupTable(root, max_depth=cgroup_depth, max_cgroups=max_cgroups)
+        self.workloads = WorkloadResolver(root)
 
     def collect(self, problems):
-        """``(processes section, sockets section)``; either is None when its
-        source could not be read at all, with the reason in ``problems``."""
+        """``(processes section, sockets section)`` without the cgroup table;
+        either is None when its source could not be read at all, with the
+        reason in ``problems``."""
         sockets = _table("sockets", self.sockets.collect, problems)
         processes = _table("processes", self.processes.scan, problems)
         return processes, sockets
+
+    def collect_all(self, problems):
+        """:class:`Tables`: the processes, sockets and cgroups sections, in
+        the order the module docstring gives; the cgroups section with its
+        ``workloads``."""
+        sockets = _table("sockets", self.sockets.collect, problems)
+        cgroups = _table("cgroups", self.cgroups.collect, problems)
+        processes = _table("processes", self.processes.scan, problems)
+        if cgroups is not None:
+            paths = [row["path"] for row in cgroups["cgroups"]]
+            if processes is not None:
+                paths.extend(p["cgroup"] for p in processes["processes"])
+            cgroups["workloads"] = _table("workloads",
+                                          lambda found: self.workloads.resolve_all(paths, found), problems)
+        return Tables(processes, sockets, cgroups)
 
     def owners(self, inodes, problems):
         """``{str(inode): [{"pid", "comm"}]}`` for the socket inodes given (the
@@ -71,11 +108,12 @@ def _table(section, take, problems):
         return None
 
 
-def attach(snapshot, processes, sockets, problems):
+def attach(snapshot, processes, sockets, problems, cgroups=None):
     """Put the table sections into ``snapshot`` and the tables' problems into
     its ``meta.errors`` (after the system collection's own)."""
     snapshot.processes = processes
     snapshot.sockets = sockets
+    snapshot.cgroups = cgroups
     add_errors(snapshot, problems)
     return snapshot
 

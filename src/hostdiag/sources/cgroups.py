@@ -13,6 +13,8 @@ A row is one cgroup path as the host sees it (the mount's own root joined with
 the path under the mount point), with the fields of every hierarchy that holds
 that path. Units (docs/cgroups.md has the full table):
 
+``inode``     the directory's inode (the first hierarchy read): with the path,
+              the identity of a cgroup, new when it is removed and made again
 ``cpu``       usage_usec, user_usec, system_usec, nr_periods, nr_throttled,
               throttled_usec (µs; v1's ns and USER_HZ ticks are converted),
               quota_usec (µs or "max"), period_usec (µs)
@@ -322,7 +324,7 @@ class Hierarchy:
 
 
 def _empty_row(path):
-    return {"path": path, "cpu": None, "memory": None, "io": None, "pids": None, "pressure": None}
+    return {"path": path, "inode": None, "cpu": None, "memory": None, "io": None, "pids": None, "pressure": None}
 
 
 class CgroupTable:
@@ -459,7 +461,7 @@ class CgroupTable:
                     problems.add(SOURCE, os.fsdecode(directory), error_kind(exc), exc.strerror or str(exc))
                     continue
                 if result is not None:
-                    nlink, values, bad_lines, errors = result
+                    nlink, inode, values, bad_lines, errors = result
                     skip = ()
                     if errors:
                         if self._errors(hierarchy, directory, path, errors, absent, problems):
@@ -471,6 +473,8 @@ class CgroupTable:
                     gone.add(path)
                     vanished += 1
                     continue
+                if row["inode"] is None:
+                    row["inode"] = inode
                 if skip:
                     for index, (handler, value) in enumerate(zip(hierarchy.handlers, values)):
                         if index not in skip:

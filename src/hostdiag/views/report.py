@@ -1,7 +1,9 @@
 """The one-screen text report, after Brendan Gregg's "Linux performance
 analysis in 60 seconds": findings first, then load, CPU, pressure, memory,
-disks, filesystems, the process table (counts by state, D-state and zombie
-processes by name, top processes by CPU, memory, I/O and faults), links, TCP,
+disks, filesystems, the workloads (the top cgroups by CPU, memory, I/O and
+pressure, with their limits and throttling), the process table (counts by
+state, D-state and zombie processes by name, top processes by CPU, memory,
+I/O and faults, each with its workload), links, TCP,
 the socket table (TCP states, top connections, full listeners) and kernel,
 each one or a few lines; every list is capped so that a busy host still fits
 on about one screen.
@@ -23,8 +25,10 @@ from hostdiag.findings import (
     filesystem_usage,
     socket_inodes_named,
 )
+from hostdiag.findings.workloads import cgroup_rows, cpu_limit_pct, limit_bytes, workload_label, workload_of
 
 MAX_FINDINGS = 12
+MAX_FINDING_LINES = 24      # lines of findings in full; the ids of the rest on one more line
 MAX_ERRORS_SHOWN = 3
 BUSIEST_CPUS = 4
 MAX_DISKS = 6
@@ -37,6 +41,9 @@ MAX_NAMED_PROCESSES = 5     # D-state and zombie processes named, each
 TOP_PROCESSES = 5           # rows per top-process table
 MAX_LISTENERS = 4           # full listeners shown
 CMDLINE_WIDTH = 44
+MAX_WORKLOADS = 4           # cgroups in the WORKLOADS block
+WORKLOAD_WIDTH = 28         # its name column
+PROC_WORKLOAD_WIDTH = 16    # the workload column of the process tables (rows up to ~120 characters)
 
 # Virtual block devices that clutter the screen when idle.
 _IDLE_HIDDEN_DISK = re.compile(r"(loop|ram|zram)[0-9]+\Z")
@@ -133,6 +140,7 @@ def render_text(snapshot, rates, findings, color=False):
     _memory(screen, snapshot, live_rates)
     _disks(screen, snapshot, live_rates)
     _filesystems(screen, snapshot)
+    _workloads(screen, snapshot, live_rates)
     _processes(screen, snapshot, live_rates)
     _links(screen, snapshot, live_rates)
     _tcp(screen, snapshot, live_rates)
@@ -181,39 +189,54 @@ def _evidence_value(key, value):
     return human_count(value)
 
 
+def _finding_lines(screen, finding):
+    """The lines of one finding: severity and title (with its rule when it
+    fits), the evidence, then the culprits beyond the first."""
+    lines = []
+    severity = finding.get("severity", "")
+    label = screen.paint("%-4s" % severity.upper(), _SEVERITY_COLOR.get(severity))
+    rule = "[%s: %s]" % (finding.get("id"), finding.get("threshold"))
+    title = str(finding.get("title"))
+    line = ""
+    if 8 + len(title) + 2 + len(rule) <= LINE_WIDTH + 20:
+        lines.append("  %s  %s  %s" % (label, title, rule))
+    else:
+        # A long title (one naming a connection) keeps its rule for the next line.
+        lines.append("  %s  %s" % (label, title))
+        line = rule
+    for key, value in (finding.get("evidence") or {}).items():
+        item = "%s %s" % (key, _evidence_value(key, value))
+        if line and len(line) + 2 + len(item) > LINE_WIDTH:
+            lines.append("        " + line)
+            line = ""
+        line = "%s  %s" % (line, item) if line else item
+    if line:
+        lines.append("        " + line)
+    culprits = [c for c in finding.get("culprits") or () if isinstance(c, dict)]
+    # The title names the first culprit: a line only for more.
+    if len(culprits) > 1:
+        text = "who: " + "; ".join(culprit_text(c) for c in culprits)
+        lines.append("        " + (text if len(text) <= LINE_WIDTH else text[:LINE_WIDTH - 3] + "..."))
+    return lines
+
+
 def _findings(screen, findings):
     if not findings:
         screen.add("FINDINGS", "none")
         return
     screen.add("FINDINGS", "%d" % len(findings))
+    used = shown = 0
     for finding in findings[:MAX_FINDINGS]:
-        severity = finding.get("severity", "")
-        label = screen.paint("%-4s" % severity.upper(), _SEVERITY_COLOR.get(severity))
-        rule = "[%s: %s]" % (finding.get("id"), finding.get("threshold"))
-        title = str(finding.get("title"))
-        line = ""
-        if 8 + len(title) + 2 + len(rule) <= LINE_WIDTH + 20:
-            screen.lines.append("  %s  %s  %s" % (label, title, rule))
-        else:
-            # A long title (one naming a connection) keeps its rule for the next line.
-            screen.lines.append("  %s  %s" % (label, title))
-            line = rule
-        for key, value in (finding.get("evidence") or {}).items():
-            item = "%s %s" % (key, _evidence_value(key, value))
-            if line and len(line) + 2 + len(item) > LINE_WIDTH:
-                screen.lines.append("        " + line)
-                line = ""
-            line = "%s  %s" % (line, item) if line else item
-        if line:
-            screen.lines.append("        " + line)
-        culprits = [c for c in finding.get("culprits") or () if isinstance(c, dict)]
-        # The title names the first culprit: a line only for more.
-        if len(culprits) > 1:
-            text = "who: " + "; ".join(culprit_text(c) for c in culprits)
-            screen.lines.append("        " + (text if len(text) <= LINE_WIDTH
-                                             else text[:LINE_WIDTH - 3] + "..."))
-    if len(findings) > MAX_FINDINGS:
-        screen.lines.append("  (+%d more)" % (len(findings) - MAX_FINDINGS))
+        lines = _finding_lines(screen, finding)
+        if shown and used + len(lines) > MAX_FINDING_LINES:
+            break
+        screen.lines.extend(lines)
+        used += len(lines)
+        shown += 1
+    rest = findings[shown:]
+    if rest:
+        screen.lines.append(_listed("  (+%d more: " % len(rest), [str(f.get("id")) for f in rest],
+                                    len(rest)) + ")")
 
 
 def _load(screen, snapshot):
@@ -450,6 +473,101 @@ def _kernel(screen, snapshot):
             screen.add("", "[%s] %s" % (line.get("level"), str(line.get("message"))[:LINE_WIDTH - 20]))
 
 
+# --- the workloads (cgroup table) ---------------------------------------------
+
+# (measure, rows picked by it): the WORKLOADS block shows the union, in this order.
+_WORKLOAD_PICKS = (("cpu", 2), ("memory", 2), ("io", 1), ("pressure", 1))
+
+
+def _workload_rows(snapshot, rates):
+    """[(label, row, its rates)] of the cgroups that are workloads: not the
+    root, not a slice (the sum of its children), and one path per workload
+    (a container's own sub-cgroups are the container)."""
+    per = _get(rates, "cgroups")
+    per = per if isinstance(per, dict) else {}
+    seen = set()
+    rows = []
+    for row in sorted(cgroup_rows(snapshot), key=lambda r: r["path"]):
+        workload = workload_of(snapshot, row["path"])
+        identity = (workload.get("kind"), workload.get("name"), workload.get("id"))
+        if row["path"] == "/" or workload.get("kind") == "slice" or identity in seen:
+            continue
+        seen.add(identity)
+        rows.append((workload_label(workload, row["path"], WORKLOAD_WIDTH), row, per.get(row["path"]) or {}))
+    return rows
+
+
+def _workload_measure(measure, row, r):
+    if measure == "cpu":
+        return _num(r.get("cpu_pct"))
+    if measure == "memory":
+        return _num(_get(row, "memory", "current"))
+    if measure == "io":
+        read, write = _num(r.get("read_bytes_per_s")), _num(r.get("write_bytes_per_s"))
+        return None if read is None and write is None else (read or 0) + (write or 0)
+    return max((_num(_get(row, "pressure", res, "some", "avg10")) or 0 for res in ("cpu", "memory", "io")),
+               default=None)
+
+
+def _workload_line(label, row, r):
+    limit = cpu_limit_pct(row)
+    cpu = "cpu %5s%%" % _pct(r.get("cpu_pct")) if _num(r.get("cpu_pct")) is not None else "cpu     -"
+    if limit is not None:
+        cpu += " (limit %.0f%%, throttled %s%%)" % (limit, _pct(r.get("throttled_periods_pct")))
+    memory_max = limit_bytes(_get(row, "memory", "max"))
+    mem = "mem %s%s" % (human_bytes(_get(row, "memory", "current")),
+                        " of %s" % human_bytes(memory_max) if memory_max else "")
+    io = _workload_measure("io", row, r)
+    parts = ["%-*s" % (WORKLOAD_WIDTH, label), "%-40s" % cpu, "%-24s" % mem,
+             "io %s" % human_bytes(io, "/s")]
+    psi = _workload_measure("pressure", row, r)
+    if _get(row, "pressure") is not None:
+        parts.append("psi %s%%" % _pct(psi))
+    pids, pids_max = _get(row, "pids", "current"), _num(_get(row, "pids", "max"))
+    if pids_max is not None:
+        parts.append("pids %s of %s" % (human_count(pids), human_count(pids_max)))
+    oom = _num(r.get("oom_kills"))
+    if oom:
+        parts.append("OOM kills %d" % oom)
+    return " ".join(parts)
+
+
+def _workloads(screen, snapshot, rates):
+    section = snapshot.cgroups
+    if not isinstance(section, dict):
+        screen.add("WORKLOADS", " - (no cgroup table)")
+        return
+    rows = _workload_rows(snapshot, rates)
+    chosen = []
+    for measure, count in _WORKLOAD_PICKS:
+        if measure in ("cpu", "io") and rates is None:
+            continue
+        ranked = sorted((item for item in rows if (_workload_measure(measure, item[1], item[2]) or 0) > 0),
+                        key=lambda item: (-_workload_measure(measure, item[1], item[2]), item[1]["path"]))
+        for item in ranked[:count]:
+            if item not in chosen and len(chosen) < MAX_WORKLOADS:
+                chosen.append(item)
+    omitted = _num(section.get("omitted")) or 0
+    screen.add("WORKLOADS", " %d cgroups (%s)%s   top by cpu, memory, io, pressure" % (
+        len(section.get("cgroups") or ()), section.get("layout") or "?",
+        ", %s not read (max_cgroups)" % human_count(omitted) if omitted else ""))
+    if not chosen:
+        screen.add("", "none busy")
+    for label, row, r in chosen:
+        line = _workload_line(label, row, r)
+        throttled = _num(r.get("throttled_periods_pct"))
+        screen.add("", screen.paint(line, _YELLOW) if throttled and throttled > 25 else line)
+
+
+def _process_workload(snapshot, record):
+    """The short workload name of a process record, "-" for the root cgroup
+    or an unknown one."""
+    path = record.get("cgroup")
+    if not isinstance(path, str) or path == "/":
+        return "-"
+    return workload_label(workload_of(snapshot, path), path, PROC_WORKLOAD_WIDTH)
+
+
 # --- the process table --------------------------------------------------------
 
 # ps STAT letters, in the order the counts are shown; others follow.
@@ -535,6 +653,8 @@ def _processes(screen, snapshot, rates):
     proc_rates = proc_rates if isinstance(proc_rates, dict) else None
     top = top_processes({"processes": identified}, proc_rates or {}, TOP_PROCESSES)
     by_key = {process_key(r): r for r in identified}
+    # With the cgroup table, a workload column before the command.
+    workloads = isinstance(snapshot.cgroups, dict)
     for label, category, titles, fields, fmt in _TOP_TABLES:
         if category != "rss" and proc_rates is None:
             continue
@@ -542,14 +662,16 @@ def _processes(screen, snapshot, rates):
         if not rows:
             screen.add(label, "none above zero")
             continue
-        screen.add(label, "%7s %-10s %-16s %s  command" % (
-            "pid", "user", "comm", " ".join("%9s" % t for t in titles)))
+        screen.add(label, "%7s %-10s %-16s %s  %scommand" % (
+            "pid", "user", "comm", " ".join("%9s" % t for t in titles),
+            "%-*s " % (PROC_WORKLOAD_WIDTH, "workload") if workloads else ""))
         for row in rows:
             record = by_key.get(process_key(row)) or {}
             user = row.get("user") if row.get("user") is not None else record.get("uid")
-            screen.add("", "%7s %-10s %-16s %s  %s" % (
+            screen.add("", "%7s %-10s %-16s %s  %s%s" % (
                 row.get("pid"), str(user if user is not None else "?")[:10],
                 str(row.get("comm"))[:16], " ".join("%9s" % fmt(row.get(f)) for f in fields),
+                "%-*s " % (PROC_WORKLOAD_WIDTH, _process_workload(snapshot, record)) if workloads else "",
                 _command(record)))
 
 
