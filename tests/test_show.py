@@ -87,9 +87,11 @@ def test_show_at_a_time_picks_the_record_at_or_before_it(world, capsys, source):
     lines = out.splitlines()
     assert "seq 9 at" in lines[0]
     assert lines[1].startswith("rates    from seq 8 at")
-    assert lines[2].startswith("hostdiag  ")
+    # This agent takes no tables (table_every 3600): the header says so.
+    assert lines[2] == "tables   none: no record near this one has the process and socket tables"
+    assert lines[3].startswith("hostdiag  ")
     # Consecutive records of a 0.2 s agent: the measured interval jitters around it.
-    assert re.search(r"interval 0\.[1-3][0-9] s", lines[2]), lines[2]
+    assert re.search(r"interval 0\.[1-3][0-9] s", lines[3]), lines[3]
     assert any(line.startswith("FINDINGS") for line in lines)
     assert any(line.startswith("CPU %") for line in lines)
 
@@ -398,6 +400,22 @@ def test_process_and_socket_changes_from_table_records():
 def test_table_records_without_tables():
     history = _FakeHistory([_snapshot(3), _snapshot(4, tables_seq=2)])
     assert table_records(history, history.records[4]) == (None, None)
+
+
+def test_nearest_tables_before_or_after_whichever_is_closer():
+    from hostdiag.apps.history_readers import nearest_tables
+
+    def every_10(rec):
+        rec.snapshot["agent"]["table_every"] = 10
+        return rec
+
+    procs = [_process(1, "init", 100, 10 << 20)]
+    history = _FakeHistory([every_10(r) for r in (
+        _snapshot(10, procs), _snapshot(20, procs, tables_seq=10), _snapshot(22, tables_seq=20),
+        _snapshot(28, tables_seq=20), _snapshot(30, procs, tables_seq=20))])
+    assert [r.seq for r in nearest_tables(history, history.records[22])] == [20, 10]
+    assert [r.seq for r in nearest_tables(history, history.records[28])] == [30, 20]
+    assert [r.seq for r in nearest_tables(history, history.records[20])] == [20, 10]
 
 
 def test_render_diff_with_process_and_socket_tables():

@@ -24,7 +24,8 @@ import sys
 import time
 
 from hostdiag.apps.common import EXIT_OK, ArgumentParser, CommandFailed, UsageError, run_command
-from hostdiag.apps.history_readers import add_source_options, find_moment, open_history, table_records
+from hostdiag.apps.history_readers import (add_source_options, find_moment, open_history, table_records,
+                                           time_gaps)
 from hostdiag.apps.timespec import parse_span, parse_time
 from hostdiag.derive.diff import DIFF_TOP, diff_moments
 from hostdiag.findings import filesystem_usage
@@ -49,10 +50,17 @@ def compute_diff(history, moment_a, moment_b, top=DIFF_TOP):
                            table_records(history, moment_b.record), filesystem_usage, top)}
 
 
-def history_document(history):
+def history_document(history, from_ns=None, to_ns=None):
+    """Boots, seq gaps, what is kept and, when ``from_ns`` is given, the time
+    gaps from ``from_ns`` to ``to_ns`` (default now)."""
     boots = history.boots(counts=True) if history.kind == "agent" else history.boots()
-    return {"source": history.describe(), "boots": boots, "gaps": history.gaps(),
-            "retention": history.retention()}
+    document = {"source": history.describe(), "boots": boots, "gaps": history.gaps(),
+                "retention": history.retention()}
+    if from_ns is not None:
+        to_ns = time.time_ns() if to_ns is None else to_ns
+        gaps, interval = time_gaps(history, from_ns, to_ns)
+        document.update(time_gaps=gaps, interval_s=interval, from_ns=from_ns, to_ns=to_ns)
+    return document
 
 
 def _window(text):
@@ -76,6 +84,10 @@ def _emit(text):
     sys.stdout.write(text)
     sys.stdout.flush()
 
+
+#: How far back `diag history` reads records for time gaps by default: each
+#: record is read (the agent sends it whole), so an hour at 10 s is 360.
+DEFAULT_GAPS_FROM = " -1h"
 
 _RELATIVE_ARG = re.compile(r"^-[0-9.]")
 
@@ -175,14 +187,24 @@ def main_history(argv):
     """`diag history`: the exit code."""
     def build():
         parser = ArgumentParser(prog="diag history", description="What history is kept: boots, ranges, gaps.")
+        parser.add_argument("--from", dest="since", default=DEFAULT_GAPS_FROM, metavar="TIME",
+                            help="look for time gaps from TIME on (default %s; every record from then is read)"
+                            % DEFAULT_GAPS_FROM.strip())
+        parser.add_argument("--to", dest="until", default="now", metavar="TIME", help="... up to TIME (default now)")
         parser.add_argument("--format", choices=("text", "json"), default="text")
         add_source_options(parser)
         return parser
 
+    def check(args):
+        now = time.time_ns()
+        args.from_ns, args.to_ns = _time("--from", args.since, now), _time("--to", args.until, now)
+        if args.from_ns > args.to_ns:
+            raise UsageError("--from (%s) is after --to (%s)" % (format_time(args.from_ns), format_time(args.to_ns)))
+
     def act(args, history):
-        document = history_document(history)
+        document = history_document(history, args.from_ns, args.to_ns)
         if args.format == "json":
             return _json(document)
         return render_history(document)
 
-    return _run("diag history", argv, build, act)
+    return _run("diag history", argv, build, act, check)
