@@ -379,11 +379,12 @@ class Moment:
         self.tables, tables_previous = tables
         if self.tables is record:
             self.tables = tables_previous = None
-        self.snapshot = _typed(Snapshot, _with_tables(record, self.tables))
-        self.previous_snapshot = _typed(Snapshot, previous) if previous is not None else None
+        self.snapshot = typed_snapshot(Snapshot, _with_tables(record, self.tables))
+        self.previous_snapshot = typed_snapshot(Snapshot, previous) if previous is not None else None
         self.rates = derive_rates(self.previous_snapshot, self.snapshot) if self.previous_snapshot else None
         if self.tables is not None and tables_previous is not None and self.rates is not None:
-            table_rates = derive_rates(_typed(Snapshot, tables_previous), _typed(Snapshot, self.tables))
+            table_rates = derive_rates(typed_snapshot(Snapshot, tables_previous),
+                                       typed_snapshot(Snapshot, self.tables))
             self.rates = dict(self.rates, processes=table_rates["processes"], sockets=table_rates["sockets"])
         self.findings = evaluate(self.snapshot, self.rates, self.previous_snapshot)
 
@@ -407,7 +408,8 @@ def _with_tables(record, tables):
     return Rec(record.boot_id, record.seq, record.wall_ns, snapshot)
 
 
-def _typed(snapshot_class, record):
+def typed_snapshot(snapshot_class, record):
+    """``record``'s snapshot as ``snapshot_class``; CommandFailed naming the record."""
     try:
         return snapshot_class.from_dict(record.snapshot)
     except ValueError as exc:

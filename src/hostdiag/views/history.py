@@ -80,7 +80,8 @@ def kept_text(retention):
         if retention.get("spool_bytes") is None:
             parts.append("no spool")
         else:
-            spool = "spool %s of %s" % (size_text(retention.get("spool_used_bytes")), size_text(retention["spool_bytes"]))
+            spool = "spool %s of %s" % (size_text(retention.get("spool_used_bytes")),
+                                        size_text(retention["spool_bytes"]))
             age = _age_limit(retention.get("spool_age_s"))
             parts.append(spool + (", %s" % age if age else ""))
     else:
