@@ -25,6 +25,7 @@ DELEGATED = {
     "show": ("hostdiag.apps.history", "main_show"),
     "diff": ("hostdiag.apps.history", "main_diff"),
     "history": ("hostdiag.apps.history", "main_history"),
+    "top": ("hostdiag.apps.top", "main_top"),
     "service": ("hostdiag.apps.service", "main_service"),
 }
 
@@ -47,6 +48,7 @@ COMMAND_SUMMARIES = (
     ("show", "the report for a past moment, from an agent or a collector store"),
     ("diff", "what changed between two moments"),
     ("history", "what history is kept: ranges, gaps and boots"),
+    ("top", "the host live, full screen: findings, CPU, memory, disks, network, processes"),
     ("service", "install or remove the agent as a systemd service (--dry-run, --root DIR)"),
 )
 
