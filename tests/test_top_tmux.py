@@ -179,3 +179,60 @@ def test_the_live_screen_needs_a_terminal(capsys):
     assert main_top(["--interval", "0"]) == 2
     assert main_top(["--agent", "unix:/nonexistent/agent.sock", "--once"]) == 1
     assert "cannot reach the agent" in capsys.readouterr().err
+
+
+# -- diag replay -----------------------------------------------------------------
+
+def test_new_finding_index_finds_where_a_finding_starts():
+    from hostdiag.apps.replay import new_finding_index
+
+    ids = [{"a"}, {"a"}, {"a", "b"}, {"b"}, {"b"}, {"c"}]
+    def ids_of(i):
+        return ids[i]
+    assert new_finding_index(ids_of, 1, len(ids), 1) == 2
+    assert new_finding_index(ids_of, 3, len(ids), 1) == 5
+    assert new_finding_index(ids_of, 4, -1, -1) == 2
+    assert new_finding_index(ids_of, 1, -1, -1) == 0  # the first sample's findings are all new
+    assert new_finding_index(lambda i: set(), 0, 6, 1) is None
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_replay_under_tmux_steps_jumps_and_quits():
+    workdir = tempfile.mkdtemp(prefix="hdp-", dir="/tmp")
+    agent = AgentProcess(workdir)
+    pane = None
+    try:
+        agent.start().wait_ready().close()
+        agent.wait_newest(10)
+        with agent.client() as client:
+            records = list(client.range(from_seq=1))
+        first, last = records[0], records[-1]
+        pane = Pane("exec env PYTHONPATH=%s %s -m hostdiag replay --agent %s --from %d --to %d"
+                    % (SRC, sys.executable, agent.address, first.wall_ns, last.wall_ns))
+        count = len(records)
+
+        def at(position):
+            return lambda s: len(s) > 2 and s[2].startswith("seq %d (%d/%d) " % (records[position - 1].seq,
+                                                                                 position, count))
+        lines = pane.wait_screen(at(1), "the first sample")
+        assert "  replay 20" in lines[0] and lines[2].endswith(" start of the range")
+        pane.keys(".")
+        lines = pane.wait_screen(at(2), "one sample forward")
+        step = (records[1].wall_ns - records[0].wall_ns) / 1e9
+        # A loaded host may stall the 0.2 s agent: the step is then also called a gap.
+        assert re.search(r" \+%.1fs( GAP: .*)?$" % step, lines[2]), lines[2]
+        pane.keys("Right")
+        pane.wait_screen(at(3), "one more with the arrow key")
+        pane.keys(",")
+        pane.wait_screen(at(2), "one back")
+        pane.keys("]")
+        pane.wait_screen(at(count), "a minute forward: the range is shorter, so its end")
+        pane.keys("[")
+        pane.wait_screen(at(1), "a minute back: its start")
+        pane.keys("q")
+        wait_for(lambda: not pane.alive(), "the session to end after q", deadline_s=30)
+    finally:
+        if pane is not None:
+            pane.kill()
+        agent.kill()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -26,6 +26,7 @@ DELEGATED = {
     "diff": ("hostdiag.apps.history", "main_diff"),
     "history": ("hostdiag.apps.history", "main_history"),
     "top": ("hostdiag.apps.top", "main_top"),
+    "replay": ("hostdiag.apps.replay", "main_replay"),
     "service": ("hostdiag.apps.service", "main_service"),
 }
 
@@ -49,6 +50,7 @@ COMMAND_SUMMARIES = (
     ("diff", "what changed between two moments"),
     ("history", "what history is kept: ranges, gaps and boots"),
     ("top", "the host live, full screen: findings, CPU, memory, disks, network, processes"),
+    ("replay", "step through history on the top screen, a sample or a minute at a time"),
     ("service", "install or remove the agent as a systemd service (--dry-run, --root DIR)"),
 )
 

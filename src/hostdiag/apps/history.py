@@ -145,7 +145,7 @@ def _seconds(option):
 _window = _seconds("--window")
 
 
-def _time(option, text, now_ns):
+def time_option(option, text, now_ns):
     try:
         return parse_time(text, now_ns)
     except ValueError as exc:
@@ -164,7 +164,7 @@ DEFAULT_GAPS_FROM = " -1h"
 _RELATIVE_ARG = re.compile(r"^-[0-9.]")
 
 
-def _protect_relative(argv):
+def protect_relative(argv):
     """argparse reads "-10m" as an unknown option; with a leading space it
     reads it as a value (argparse never takes an argument containing a space
     for an option), and parse_time strips the space."""
@@ -177,7 +177,7 @@ def _run(prog, argv, build, act, check=None):
     def body():
         from hostdiag.transport.protocol import ProtocolError
 
-        args = build().parse_args(_protect_relative(argv))
+        args = build().parse_args(protect_relative(argv))
         if check is not None:
             check(args)
         history = open_history(args)
@@ -211,7 +211,7 @@ def main_show(argv):
         return parser
 
     def check(args):
-        args.asked_ns = _time("--at", args.at, time.time_ns())
+        args.asked_ns = time_option("--at", args.at, time.time_ns())
 
     def act(args, history):
         moment = find_moment(history, args.asked_ns, args.window)
@@ -237,7 +237,7 @@ def main_diff(argv):
 
     def check(args):
         now = time.time_ns()
-        args.asked_a, args.asked_b = _time("A", args.a, now), _time("B", args.b, now)
+        args.asked_a, args.asked_b = time_option("A", args.a, now), time_option("B", args.b, now)
         if args.asked_a > args.asked_b:
             raise UsageError("A (%s, %s) is after B (%s, %s): give the earlier moment first"
                              % (args.a.strip(), format_time(args.asked_a), args.b.strip(), format_time(args.asked_b)))
@@ -281,7 +281,7 @@ def main_history(argv):
 
     def check(args):
         now = time.time_ns()
-        args.from_ns, args.to_ns = _time("--from", args.since, now), _time("--to", args.until, now)
+        args.from_ns, args.to_ns = time_option("--from", args.since, now), time_option("--to", args.until, now)
         if args.from_ns > args.to_ns:
             raise UsageError("--from (%s) is after --to (%s)" % (format_time(args.from_ns), format_time(args.to_ns)))
         if not args.metric and (args.plot or args.svg or args.every is not None or args.format == "csv"):

@@ -29,7 +29,7 @@ CAUSES = {
     "clock_jump": "the wall clock moved",
     "corrupt": "records damaged on disk, skipped",
     "not_kept": "records taken but not kept (retention or a full disk)",
-    "unknown": "no sample taken; the agent was stalled, stopped or suspended",
+    "unknown": "no sample taken (agent stalled, stopped or suspended)",
 }
 
 

@@ -185,16 +185,17 @@ def _clock(ns):
 def _header(frame, state):
     snapshot = frame.get("snapshot") or {}
     meta = snapshot.get("meta") or {}
-    status = "PAUSED" if state.paused else "every %gs" % state.interval_s
+    status = frame.get("status") or ("PAUSED" if state.paused else "every %gs" % state.interval_s)
     line = "hostdiag top  %s  %s  %s  %s" % (meta.get("hostname") or "?", _clock(meta.get("wall_ns")), status,
                                               frame.get("source") or "")
     load = _get(snapshot, "cpu", "loadavg") or {}
     uptime = _num(_get(snapshot, "cpu", "uptime", "uptime_s"))
     second = "load %s %s %s  up %s" % (load.get("load1", "-"), load.get("load5", "-"), load.get("load15", "-"),
                                        "-" if uptime is None else _uptime(uptime))
+    lines = [line, second]
     if frame.get("note"):
-        second += "  " + frame["note"]
-    return [line, second]
+        lines.append(frame["note"])
+    return lines
 
 
 def _uptime(seconds):
@@ -270,10 +271,15 @@ def _process_line(row):
         "-" if row["threads"] is None else row["threads"], row["command"])
 
 
-def render_screen(frame, state, width=80, height=24):
+#: The keys of the live screen, after the sort and filter on the key line.
+LIVE_HINTS = "c m i f sort  / filter  space pause  +- every  q quit"
+
+
+def render_screen(frame, state, width=80, height=24, hints=None):
     """The lines of the screen for ``frame`` ({"snapshot", "rates",
-    "findings", "source", "note"}; rates None before the second sample) and
-    ``state``: at most ``height`` lines, none wider than ``width``."""
+    "findings", "source", "note", "status" (instead of the interval)}; rates None before the second sample) and
+    ``state``: at most ``height`` lines, none wider than ``width``. ``hints``:
+    the keys to list (default :data:`LIVE_HINTS`)."""
     snapshot, rates = frame.get("snapshot") or {}, frame.get("rates")
     lines = _header(frame, state)
     lines += _findings(frame.get("findings") or [])
@@ -283,8 +289,8 @@ def render_screen(frame, state, width=80, height=24):
     if state.typing is not None:
         keys = "filter: %s_   (Enter keep, Esc drop)" % state.typing
     else:
-        keys = "sort %s  filter %s  | c m i f sort  / filter  space pause  +- every  q quit" % (
-            name, repr(state.filter) if state.filter else "none")
+        keys = "sort %s  filter %s  | %s" % (name, repr(state.filter) if state.filter else "none",
+                                            hints or LIVE_HINTS)
     lines.append("")
     lines.append(keys)
     if _get(snapshot, "processes") is None:
@@ -302,10 +308,13 @@ def render_screen(frame, state, width=80, height=24):
 KEY_POLL_MS = 100
 
 
-def run_screen(fetch, state, first_note="sampling..."):
+def run_screen(fetch, state, first_note="sampling...", navigate=None, hints=None):
     """Draw ``fetch()`` (a frame, see :func:`render_screen`) every
     ``state.interval_s`` until q; keys change ``state`` between frames.
-    ``fetch`` is not called while paused."""
+    ``fetch`` is not called while paused. ``navigate(key)``, when given, sees
+    each key first; when it returns True the key was its own and the frame
+    is fetched again at once (the replay's moves). ``hints``: the key line
+    to show instead of the live one."""
     import curses
     import locale
 
@@ -322,14 +331,16 @@ def run_screen(fetch, state, first_note="sampling..."):
                 due = time.monotonic() + state.interval_s
             height, width = screen.getmaxyx()
             screen.erase()
-            for row, line in enumerate(render_screen(frame, state, width - 1, height)):
+            for row, line in enumerate(render_screen(frame, state, width - 1, height, hints)):
                 try:
                     screen.addstr(row, 0, line)
                 except curses.error:
                     continue  # a line of wide characters longer than the row: the row stays as drawn so far
             screen.refresh()
             key = screen.getch()
-            if key != -1:
+            if key != -1 and state.typing is None and navigate is not None and navigate(key):
+                due = time.monotonic()
+            elif key != -1:
                 before = state.interval_s
                 handle_key(state, key)
                 if state.interval_s != before:
