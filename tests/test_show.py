@@ -24,6 +24,8 @@ from hostdiag.apps.history import compute_diff, main_diff, main_history, main_sh
 from hostdiag.apps.history_readers import Rec, find_moment, table_records
 from hostdiag.apps.timespec import NS, parse_span, parse_time
 from hostdiag.derive.diff import counter_changes, finding_changes, process_changes, process_view, socket_changes
+from hostdiag.store.sqlite import CollectorStore
+from hostdiag.views.timefmt import format_time
 from agentproc import AgentProcess, CollectorProcess, write_toml
 
 RECORDS = 16
@@ -463,3 +465,33 @@ def test_compute_diff_on_real_records(world):
     assert diff["b"]["previous"]["seq"] <= 11
     assert diff["tables_seq"] == [None, None]
     assert time.time_ns() > diff["b"]["record"]["wall_ns"]
+
+
+def test_store_ranges_gaps_and_replay_agree_with_the_agent(world, capsys):
+    from hostdiag.apps.replay import main_replay
+
+    records = world["records"]
+    span = ["--from", str(records[1].wall_ns), "--to", str(records[RECORDS].wall_ns)]
+    documents = []
+    for source in (agent_args, store_args):
+        assert main_history([*source(world), "--metric", "memory.meminfo.MemAvailable", "--every", "1",
+                             *span, "--format", "json"]) == 0
+        documents.append(json.loads(capsys.readouterr().out)["metrics"])
+    assert documents[0] == documents[1]
+    assert documents[0][0]["summary"]["samples"] == RECORDS
+
+    # The store was filled once: 10 s after its newest record the report is
+    # of that record, and says nothing was sampled since.
+    with CollectorStore(world["store"], readonly=True) as store:
+        (boot,) = store.boots("web1")
+    later = str(boot["last_wall_ns"] + 10 * NS)
+    code, out, _ = run(capsys, main_show, ["--at", later, *store_args(world)])
+    assert code == 0
+    lines = out.splitlines()
+    assert " seq %d at %s " % (boot["last_seq"], format_time(boot["last_wall_ns"])) in lines[0]
+    assert lines[2] == ("GAP      no sample since %s (10.0s before the asked time): the agent is down or "
+                        "stalled; this is the newest record" % format_time(boot["last_wall_ns"]))
+
+    assert main_replay([*store_args(world), "--once", *span, "--at", str(records[5].wall_ns)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("seq 5 (5/%d) " % RECORDS), lines[2]
