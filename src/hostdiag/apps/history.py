@@ -159,7 +159,7 @@ def _emit(text):
 
 #: How far back `diag history` reads records for time gaps by default: each
 #: record is read (the agent sends it whole), so an hour at 10 s is 360.
-DEFAULT_GAPS_FROM = " -1h"
+DEFAULT_GAPS_FROM = "-1h"
 
 _RELATIVE_ARG = re.compile(r"^-[0-9.]")
 
@@ -260,9 +260,10 @@ def main_history(argv):
     def build():
         parser = ArgumentParser(prog="diag history", description="What history is kept: boots, ranges, gaps.")
         parser.add_argument("--from", dest="since", default=DEFAULT_GAPS_FROM, metavar="TIME",
-                            help="look for time gaps from TIME on (default %s; every record from then is read)"
-                            % DEFAULT_GAPS_FROM.strip())
-        parser.add_argument("--to", dest="until", default="now", metavar="TIME", help="... up to TIME (default now)")
+                            help="the range read for time gaps or --metric rows starts at TIME (default %s; "
+                            "every record from then is read)" % DEFAULT_GAPS_FROM)
+        parser.add_argument("--to", dest="until", default="now", metavar="TIME",
+                            help="... and ends at TIME (default now)")
         parser.add_argument("--metric", action="append", metavar="PATH",
                             help="print this metric over the range instead, as a table (repeat for more). "
                             "PATH is dotted: rates.cpu.total.busy_pct, rates.disks.vda.util_pct, "

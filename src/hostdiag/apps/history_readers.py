@@ -3,8 +3,11 @@
 (:class:`StoreHistory`), and the moments they find in it.
 
 Both readers answer the same questions: ``boots()``, ``gaps()``,
-``retention()``, ``get(boot_id, seq)`` and ``at_or_before(wall_ns)``, each
-record as a :data:`Rec`. :func:`open_history` picks the reader the options
+``retention()``, ``get(boot_id, seq)``, ``at_or_before(wall_ns)``,
+``next_after(record)`` and ``records_between(from_ns, to_ns)``, each record
+as a :data:`Rec`. Time gaps (:func:`time_gaps`, :func:`gap_around`) and the
+nearest record with the process table (:func:`nearest_tables`) are found
+through them. :func:`open_history` picks the reader the options
 name, first that applies: ``--store DIR`` (with ``--host H`` unless the store
 has one host); ``--host H`` alone (the store of ``collector.store`` in the
 settings); ``--agent ADDRESS`` (``unix:PATH``, ``tcp:HOST:PORT`` with

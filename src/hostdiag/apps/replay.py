@@ -153,7 +153,7 @@ def build_parser():
     parser = ArgumentParser(prog="diag replay", description="Step through history on the diag top screen. Keys: "
                             ", . one sample, [ ] a minute, p n the previous/next finding, c m i f sort, / filter, "
                             "q quit.")
-    parser.add_argument("--from", dest="since", default=" -30m", metavar="TIME",
+    parser.add_argument("--from", dest="since", default="-30m", metavar="TIME",
                         help="the start of the range (default -30m); ISO-8601, epoch seconds or relative")
     parser.add_argument("--to", dest="until", default="now", metavar="TIME", help="its end (default now)")
     parser.add_argument("--at", metavar="TIME", help="start at the sample at or before TIME (default: the first)")

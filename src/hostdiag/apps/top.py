@@ -22,6 +22,8 @@ from hostdiag.apps.common import EXIT_OK, ArgumentParser, UsageError, add_root_o
 from hostdiag.views.top import INTERVALS, SORTS, TopState, render_screen, run_screen
 
 DEFAULT_INTERVAL_S = 1.0
+
+#: Lines of the --once screen by default: one 80x40 terminal.
 ONCE_HEIGHT = 40
 
 
