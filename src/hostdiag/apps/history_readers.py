@@ -271,11 +271,15 @@ class StoreHistory:
         return _first_of_next_boot(self, record)
 
     def records_between(self, from_ns, to_ns):
-        """As :meth:`AgentHistory.records_between`."""
+        """As :meth:`AgentHistory.records_between`. Reading starts at the
+        record at or before ``from_ns``, not at the boot's first: after a
+        wall clock stepped back across ``from_ns``, records of the range
+        taken before the step are left out."""
         for boot in self.boots():
             if boot["last_wall_ns"] is None or boot["last_wall_ns"] < from_ns or boot["first_wall_ns"] > to_ns:
                 continue
-            for found in self.store.range(self.host, boot["boot_id"]):
+            start = self.store.at_or_before(self.host, from_ns, boot_id=boot["boot_id"])
+            for found in self.store.range(self.host, boot["boot_id"], from_seq=None if start is None else start.seq):
                 if from_ns <= found.wall_ns <= to_ns:
                     yield self._rec(found)
 
