@@ -24,6 +24,8 @@ from hostdiag.apps.history import compute_diff, main_diff, main_history, main_sh
 from hostdiag.apps.history_readers import Rec, find_moment, table_records
 from hostdiag.apps.timespec import NS, parse_span, parse_time
 from hostdiag.derive.diff import counter_changes, finding_changes, process_changes, process_view, socket_changes
+from hostdiag.store.sqlite import CollectorStore
+from hostdiag.views.timefmt import format_time
 from agentproc import AgentProcess, CollectorProcess, write_toml
 
 RECORDS = 16
@@ -87,9 +89,11 @@ def test_show_at_a_time_picks_the_record_at_or_before_it(world, capsys, source):
     lines = out.splitlines()
     assert "seq 9 at" in lines[0]
     assert lines[1].startswith("rates    from seq 8 at")
-    assert lines[2].startswith("hostdiag  ")
+    # This agent takes no tables (table_every 3600): the header says so.
+    assert lines[2] == "tables   none: no record near this one has the process and socket tables"
+    assert lines[3].startswith("hostdiag  ")
     # Consecutive records of a 0.2 s agent: the measured interval jitters around it.
-    assert re.search(r"interval 0\.[1-3][0-9] s", lines[2]), lines[2]
+    assert re.search(r"interval 0\.[1-3][0-9] s", lines[3]), lines[3]
     assert any(line.startswith("FINDINGS") for line in lines)
     assert any(line.startswith("CPU %") for line in lines)
 
@@ -400,6 +404,22 @@ def test_table_records_without_tables():
     assert table_records(history, history.records[4]) == (None, None)
 
 
+def test_nearest_tables_before_or_after_whichever_is_closer():
+    from hostdiag.apps.history_readers import nearest_tables
+
+    def every_10(rec):
+        rec.snapshot["agent"]["table_every"] = 10
+        return rec
+
+    procs = [_process(1, "init", 100, 10 << 20)]
+    history = _FakeHistory([every_10(r) for r in (
+        _snapshot(10, procs), _snapshot(20, procs, tables_seq=10), _snapshot(22, tables_seq=20),
+        _snapshot(28, tables_seq=20), _snapshot(30, procs, tables_seq=20))])
+    assert [r.seq for r in nearest_tables(history, history.records[22])] == [20, 10]
+    assert [r.seq for r in nearest_tables(history, history.records[28])] == [30, 20]
+    assert [r.seq for r in nearest_tables(history, history.records[20])] == [20, 10]
+
+
 def test_render_diff_with_process_and_socket_tables():
     from hostdiag.views.diff import render_diff
 
@@ -445,3 +465,33 @@ def test_compute_diff_on_real_records(world):
     assert diff["b"]["previous"]["seq"] <= 11
     assert diff["tables_seq"] == [None, None]
     assert time.time_ns() > diff["b"]["record"]["wall_ns"]
+
+
+def test_store_ranges_gaps_and_replay_agree_with_the_agent(world, capsys):
+    from hostdiag.apps.replay import main_replay
+
+    records = world["records"]
+    span = ["--from", str(records[1].wall_ns), "--to", str(records[RECORDS].wall_ns)]
+    documents = []
+    for source in (agent_args, store_args):
+        assert main_history([*source(world), "--metric", "memory.meminfo.MemAvailable", "--every", "1",
+                             *span, "--format", "json"]) == 0
+        documents.append(json.loads(capsys.readouterr().out)["metrics"])
+    assert documents[0] == documents[1]
+    assert documents[0][0]["summary"]["samples"] == RECORDS
+
+    # The store was filled once: 10 s after its newest record the report is
+    # of that record, and says nothing was sampled since.
+    with CollectorStore(world["store"], readonly=True) as store:
+        (boot,) = store.boots("web1")
+    later = str(boot["last_wall_ns"] + 10 * NS)
+    code, out, _ = run(capsys, main_show, ["--at", later, *store_args(world)])
+    assert code == 0
+    lines = out.splitlines()
+    assert " seq %d at %s " % (boot["last_seq"], format_time(boot["last_wall_ns"])) in lines[0]
+    assert lines[2] == ("GAP      no sample since %s (10.0s before the asked time): the agent is down or "
+                        "stalled; this is the newest record" % format_time(boot["last_wall_ns"]))
+
+    assert main_replay([*store_args(world), "--once", *span, "--at", str(records[5].wall_ns)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("seq 5 (5/%d) " % RECORDS), lines[2]

@@ -25,6 +25,8 @@ DELEGATED = {
     "show": ("hostdiag.apps.history", "main_show"),
     "diff": ("hostdiag.apps.history", "main_diff"),
     "history": ("hostdiag.apps.history", "main_history"),
+    "top": ("hostdiag.apps.top", "main_top"),
+    "replay": ("hostdiag.apps.replay", "main_replay"),
     "service": ("hostdiag.apps.service", "main_service"),
 }
 
@@ -47,6 +49,8 @@ COMMAND_SUMMARIES = (
     ("show", "the report for a past moment, from an agent or a collector store"),
     ("diff", "what changed between two moments"),
     ("history", "what history is kept: ranges, gaps and boots"),
+    ("top", "the host live, full screen: findings, CPU, memory, disks, network, processes"),
+    ("replay", "step through history on the top screen, a sample or a minute at a time"),
     ("service", "install or remove the agent as a systemd service (--dry-run, --root DIR)"),
 )
 

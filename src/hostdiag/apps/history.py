@@ -4,6 +4,7 @@ agent's socket or from a collector's store.
     diag show --at TIME [--window N]      the `diag` report of a past moment
     diag diff A B                         what changed between two moments
     diag history                          what is kept: boots, ranges, gaps
+    diag history --metric PATH            one metric over a range, a row per bucket
 
 A moment is the record nearest at or before TIME, and the record N seconds
 before it (default: the record just before it) for the rates; the report is
@@ -22,14 +23,20 @@ import os
 import re
 import sys
 import time
+from math import ceil
 
 from hostdiag.apps.common import EXIT_OK, ArgumentParser, CommandFailed, UsageError, run_command
-from hostdiag.apps.history_readers import add_source_options, find_moment, open_history, table_records
-from hostdiag.apps.timespec import parse_span, parse_time
+from hostdiag.apps.history_readers import (add_source_options, find_moment, open_history, table_records,
+                                           time_gaps, typed_snapshot)
+from hostdiag.apps.timespec import NS, parse_span, parse_time
+from hostdiag.derive.buckets import (MAX_BUCKETS, RATES_PREFIX, bucket_count, bucketize, metric_value,
+                                     numeric_paths)
+from hostdiag.derive.buckets import summary as bucket_summary
 from hostdiag.derive.diff import DIFF_TOP, diff_moments
 from hostdiag.findings import filesystem_usage
 from hostdiag.views.diff import render_diff
 from hostdiag.views.history import render_history, render_show
+from hostdiag.views.plot import render_range_csv, render_range_plot, render_range_svg, render_range_table
 from hostdiag.views.timefmt import format_time
 
 
@@ -49,23 +56,96 @@ def compute_diff(history, moment_a, moment_b, top=DIFF_TOP):
                            table_records(history, moment_b.record), filesystem_usage, top)}
 
 
-def history_document(history):
+def history_document(history, from_ns=None, to_ns=None):
+    """Boots, seq gaps, what is kept and, when ``from_ns`` is given, the time
+    gaps from ``from_ns`` to ``to_ns`` (default now)."""
     boots = history.boots(counts=True) if history.kind == "agent" else history.boots()
-    return {"source": history.describe(), "boots": boots, "gaps": history.gaps(),
-            "retention": history.retention()}
+    document = {"source": history.describe(), "boots": boots, "gaps": history.gaps(),
+                "retention": history.retention()}
+    if from_ns is not None:
+        to_ns = time.time_ns() if to_ns is None else to_ns
+        gaps, interval = time_gaps(history, from_ns, to_ns)
+        document.update(time_gaps=gaps, interval_s=interval, from_ns=from_ns, to_ns=to_ns)
+    return document
 
 
-def _window(text):
+#: Rows of a --metric table when --every is not given.
+DEFAULT_ROWS = 60
+
+
+def range_document(history, paths, from_ns, to_ns, every_s):
+    """Each metric path over the records kept from ``from_ns`` to ``to_ns``,
+    in buckets of ``every_s`` seconds (derive.buckets). Rates, when a path
+    asks for them, are those between consecutive records of one boot. Every
+    record is read once. UsageError naming a path no record has a number at."""
+    from hostdiag.derive.rates import derive_rates
+    from hostdiag.model.snapshot import Snapshot
+
+    want_rates = any(path.startswith(RATES_PREFIX) for path in paths)
+    samples = {path: [] for path in paths}
+    previous = previous_typed = None
+    last = last_rates = None
+    for record in history.records_between(from_ns, to_ns):
+        rates = None
+        if want_rates:
+            typed = typed_snapshot(Snapshot, record)
+            if previous is not None and previous.boot_id == record.boot_id:
+                rates = derive_rates(previous_typed, typed)
+            previous, previous_typed = record, typed
+        for path in paths:
+            samples[path].append((record.wall_ns, metric_value(record.snapshot, rates, path)))
+        last, last_rates = record, rates if rates is not None else last_rates
+    if last is None:
+        raise CommandFailed("%s keeps nothing from %s to %s" % (history.label(), format_time(from_ns),
+                                                               format_time(to_ns)))
+    metrics = []
+    for path in paths:
+        if all(value is None for _, value in samples[path]):
+            raise UsageError(_no_metric(path, last.snapshot, last_rates))
+        buckets = bucketize(samples[path], from_ns, to_ns, every_s)
+        metrics.append({"path": path, "buckets": buckets, "summary": bucket_summary(buckets)})
+    return {"source": history.describe(), "from_ns": from_ns, "to_ns": to_ns, "every_s": every_s,
+            "metrics": metrics}
+
+
+def _no_metric(path, snapshot, rates):
+    """The one-line error for a path with no number, with close paths."""
+    if path.startswith(RATES_PREFIX):
+        known = [RATES_PREFIX + p for p in numeric_paths(rates or {})]
+    else:
+        known = numeric_paths(snapshot)
+    leaf = path.rsplit(".", 1)[-1].lower()
+    close = [p for p in known if p.lower().endswith("." + leaf) or p.lower() == leaf][:4]
+    hint = ("; did you mean %s?" % ", ".join(close)) if close else (
+        "; paths look like rates.cpu.total.busy_pct or memory.meminfo.MemAvailable")
+    return "--metric %s: no record in the range has a number there%s" % (path, hint)
+
+
+def _write_file(path, text):
     try:
-        value = parse_span(text)
-    except ValueError:
-        raise UsageError("--window: must be seconds or a duration like 30s or 5m, got %r" % text) from None
-    if value <= 0:
-        raise UsageError("--window: must be more than 0 seconds, got %r" % text)
-    return value
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        raise CommandFailed("--svg %s: %s" % (path, exc.strerror or exc)) from None
 
 
-def _time(option, text, now_ns):
+def _seconds(option):
+    """An argparse type: seconds more than 0 for ``option``, errors naming it."""
+    def read(text):
+        try:
+            value = parse_span(text)
+        except ValueError:
+            raise UsageError("%s: must be seconds or a duration like 30s or 5m, got %r" % (option, text)) from None
+        if value <= 0:
+            raise UsageError("%s: must be more than 0 seconds, got %r" % (option, text))
+        return value
+    return read
+
+
+_window = _seconds("--window")
+
+
+def time_option(option, text, now_ns):
     try:
         return parse_time(text, now_ns)
     except ValueError as exc:
@@ -77,10 +157,14 @@ def _emit(text):
     sys.stdout.flush()
 
 
+#: How far back `diag history` reads records for time gaps by default: each
+#: record is read (the agent sends it whole), so an hour at 10 s is 360.
+DEFAULT_GAPS_FROM = "-1h"
+
 _RELATIVE_ARG = re.compile(r"^-[0-9.]")
 
 
-def _protect_relative(argv):
+def protect_relative(argv):
     """argparse reads "-10m" as an unknown option; with a leading space it
     reads it as a value (argparse never takes an argument containing a space
     for an option), and parse_time strips the space."""
@@ -93,7 +177,7 @@ def _run(prog, argv, build, act, check=None):
     def body():
         from hostdiag.transport.protocol import ProtocolError
 
-        args = build().parse_args(_protect_relative(argv))
+        args = build().parse_args(protect_relative(argv))
         if check is not None:
             check(args)
         history = open_history(args)
@@ -127,7 +211,7 @@ def main_show(argv):
         return parser
 
     def check(args):
-        args.asked_ns = _time("--at", args.at, time.time_ns())
+        args.asked_ns = time_option("--at", args.at, time.time_ns())
 
     def act(args, history):
         moment = find_moment(history, args.asked_ns, args.window)
@@ -153,7 +237,7 @@ def main_diff(argv):
 
     def check(args):
         now = time.time_ns()
-        args.asked_a, args.asked_b = _time("A", args.a, now), _time("B", args.b, now)
+        args.asked_a, args.asked_b = time_option("A", args.a, now), time_option("B", args.b, now)
         if args.asked_a > args.asked_b:
             raise UsageError("A (%s, %s) is after B (%s, %s): give the earlier moment first"
                              % (args.a.strip(), format_time(args.asked_a), args.b.strip(), format_time(args.asked_b)))
@@ -175,14 +259,54 @@ def main_history(argv):
     """`diag history`: the exit code."""
     def build():
         parser = ArgumentParser(prog="diag history", description="What history is kept: boots, ranges, gaps.")
-        parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument("--from", dest="since", default=DEFAULT_GAPS_FROM, metavar="TIME",
+                            help="the range read for time gaps or --metric rows starts at TIME (default %s; "
+                            "every record from then is read)" % DEFAULT_GAPS_FROM)
+        parser.add_argument("--to", dest="until", default="now", metavar="TIME",
+                            help="... and ends at TIME (default now)")
+        parser.add_argument("--metric", action="append", metavar="PATH",
+                            help="print this metric over the range instead, as a table (repeat for more). "
+                            "PATH is dotted: rates.cpu.total.busy_pct, rates.disks.vda.util_pct, "
+                            "rates.network.links.eth0.rx_bits_per_s (the rates between records), or a key "
+                            "of the snapshot: memory.meminfo.MemAvailable, pressure.cpu.some.avg10; "
+                            "a list element by its name (disks.vda.sectors_read) or index")
+        parser.add_argument("--every", type=_seconds("--every"), default=None, metavar="N",
+                            help="one row per N seconds or a duration like 1m (default: about %d rows)"
+                            % DEFAULT_ROWS)
+        parser.add_argument("--plot", action="store_true", help="with --metric: Unicode sparklines, not a table")
+        parser.add_argument("--svg", metavar="FILE", help="with --metric: also write a line chart to FILE (SVG)")
+        parser.add_argument("--format", choices=("text", "json", "csv"), default="text",
+                            help="csv only with --metric")
         add_source_options(parser)
         return parser
 
+    def check(args):
+        now = time.time_ns()
+        args.from_ns, args.to_ns = time_option("--from", args.since, now), time_option("--to", args.until, now)
+        if args.from_ns > args.to_ns:
+            raise UsageError("--from (%s) is after --to (%s)" % (format_time(args.from_ns), format_time(args.to_ns)))
+        if not args.metric and (args.plot or args.svg or args.every is not None or args.format == "csv"):
+            raise UsageError("--every, --plot, --svg and --format csv go with --metric PATH")
+        if args.metric:
+            span_s = (args.to_ns - args.from_ns) / NS
+            args.every_s = args.every if args.every is not None else max(1.0, float(ceil(span_s / DEFAULT_ROWS)))
+            if bucket_count(args.from_ns, args.to_ns, args.every_s) > MAX_BUCKETS:
+                raise UsageError("--every %gs makes more than %d rows from %s to %s: give a wider one"
+                                 % (args.every_s, MAX_BUCKETS, format_time(args.from_ns), format_time(args.to_ns)))
+
     def act(args, history):
-        document = history_document(history)
+        if args.metric:
+            document = range_document(history, args.metric, args.from_ns, args.to_ns, args.every_s)
+            if args.svg:
+                _write_file(args.svg, render_range_svg(document))
+            if args.format == "json":
+                return _json(document)
+            if args.format == "csv":
+                return render_range_csv(document)
+            return render_range_plot(document) if args.plot else render_range_table(document)
+        document = history_document(history, args.from_ns, args.to_ns)
         if args.format == "json":
             return _json(document)
         return render_history(document)
 
-    return _run("diag history", argv, build, act)
+    return _run("diag history", argv, build, act, check)

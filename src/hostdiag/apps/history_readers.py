@@ -3,8 +3,11 @@
 (:class:`StoreHistory`), and the moments they find in it.
 
 Both readers answer the same questions: ``boots()``, ``gaps()``,
-``retention()``, ``get(boot_id, seq)`` and ``at_or_before(wall_ns)``, each
-record as a :data:`Rec`. :func:`open_history` picks the reader the options
+``retention()``, ``get(boot_id, seq)``, ``at_or_before(wall_ns)``,
+``next_after(record)`` and ``records_between(from_ns, to_ns)``, each record
+as a :data:`Rec`. Time gaps (:func:`time_gaps`, :func:`gap_around`) and the
+nearest record with the process table (:func:`nearest_tables`) are found
+through them. :func:`open_history` picks the reader the options
 name, first that applies: ``--store DIR`` (with ``--host H`` unless the store
 has one host); ``--host H`` alone (the store of ``collector.store`` in the
 settings); ``--agent ADDRESS`` (``unix:PATH``, ``tcp:HOST:PORT`` with
@@ -120,7 +123,16 @@ class AgentHistory:
         return out
 
     def retention(self):
-        return self.info.get("retention")
+        """The limits (``ring_records``, ``ring_bytes``, ``spool_bytes``,
+        ``spool_age_s``) and what is used of them (``ring_used_records``,
+        ``ring_used_bytes``, ``spool_used_bytes``), None where unknown."""
+        limits = self.info.get("retention")
+        if not isinstance(limits, dict):
+            return None
+        ring = self.info.get("ring") or {}
+        spool = self.info.get("spool") or {}
+        return dict(limits, ring_used_records=ring.get("records"), ring_used_bytes=ring.get("bytes"),
+                    spool_used_bytes=spool.get("bytes"))
 
     def _page(self, **request):
         from hostdiag.transport.protocol import Error, ProtocolError
@@ -162,6 +174,24 @@ class AgentHistory:
             if found is not None:
                 return found
         return None
+
+    def next_after(self, record):
+        """The first record of ``record``'s boot after it, else the first of
+        the next boot kept; None when ``record`` is the newest."""
+        page = self._page(from_seq=record.seq + 1, boot_id=record.boot_id, limit=1)
+        if page is not None and page.records:
+            found = page.records[0]
+            return Rec(found.boot_id or record.boot_id, found.seq, found.wall_ns, found.snapshot)
+        return _first_of_next_boot(self, record)
+
+    def records_between(self, from_ns, to_ns):
+        """Every kept record with from_ns <= wall_ns <= to_ns, boot by boot
+        (oldest boot first), seq ascending; read page by page."""
+        for boot in self.boots():
+            if boot["last_wall_ns"] is None or boot["last_wall_ns"] < from_ns or boot["first_wall_ns"] > to_ns:
+                continue
+            for found in self.client.range(from_ns=from_ns, to_ns=to_ns, boot_id=boot["boot_id"]):
+                yield Rec(found.boot_id or boot["boot_id"], found.seq, found.wall_ns, found.snapshot)
 
     def _last_at_or_below(self, boot_id, upper, lower, wall_ns):
         """The highest-seq record in lower..upper with wall_ns <= ``wall_ns``:
@@ -233,6 +263,25 @@ class StoreHistory:
 
     def at_or_before(self, wall_ns, boot_id=None, before_seq=None):
         return self._rec(self.store.at_or_before(self.host, wall_ns, boot_id=boot_id, before_seq=before_seq))
+
+    def next_after(self, record):
+        """As :meth:`AgentHistory.next_after`."""
+        for found in self.store.range(self.host, record.boot_id, from_seq=record.seq + 1):
+            return self._rec(found)
+        return _first_of_next_boot(self, record)
+
+    def records_between(self, from_ns, to_ns):
+        """As :meth:`AgentHistory.records_between`. Reading starts at the
+        record at or before ``from_ns``, not at the boot's first: after a
+        wall clock stepped back across ``from_ns``, records of the range
+        taken before the step are left out."""
+        for boot in self.boots():
+            if boot["last_wall_ns"] is None or boot["last_wall_ns"] < from_ns or boot["first_wall_ns"] > to_ns:
+                continue
+            start = self.store.at_or_before(self.host, from_ns, boot_id=boot["boot_id"])
+            for found in self.store.range(self.host, boot["boot_id"], from_seq=None if start is None else start.seq):
+                if from_ns <= found.wall_ns <= to_ns:
+                    yield self._rec(found)
 
 
 def add_source_options(parser):
@@ -316,9 +365,15 @@ def connect_agent(address, token_file, tls_ca, spool_dir):
 
 class Moment:
     """The record at or before ``asked_ns``, the one ``window_s`` before it
-    (None: the record before it), the rates between them and the findings."""
+    (None: the record before it), the rates between them and the findings.
 
-    def __init__(self, asked_ns, record, previous, window_s):
+    ``tables``: the record whose process and socket tables are shown (the
+    record itself, else the nearest one that has them, else None);
+    ``gap``: the gap (:func:`hostdiag.derive.gaps.find_gaps`) that holds
+    ``asked_ns``, or {"since_ns", "seconds"} when nothing was sampled since
+    the record and it is over two intervals old, else None."""
+
+    def __init__(self, asked_ns, record, previous, window_s, tables=(None, None), gap=None):
         from hostdiag.derive.rates import derive_rates
         from hostdiag.model.snapshot import Snapshot
         from hostdiag.findings import evaluate
@@ -327,19 +382,41 @@ class Moment:
         self.record = record
         self.previous = previous
         self.window_s = window_s
-        self.snapshot = _typed(Snapshot, record)
-        self.previous_snapshot = _typed(Snapshot, previous) if previous is not None else None
+        self.gap = gap
+        self.tables, tables_previous = tables
+        if self.tables is record:
+            self.tables = tables_previous = None
+        self.snapshot = typed_snapshot(Snapshot, _with_tables(record, self.tables))
+        self.previous_snapshot = typed_snapshot(Snapshot, previous) if previous is not None else None
         self.rates = derive_rates(self.previous_snapshot, self.snapshot) if self.previous_snapshot else None
+        if self.tables is not None and tables_previous is not None and self.rates is not None:
+            table_rates = derive_rates(typed_snapshot(Snapshot, tables_previous),
+                                       typed_snapshot(Snapshot, self.tables))
+            self.rates = dict(self.rates, processes=table_rates["processes"], sockets=table_rates["sockets"])
         self.findings = evaluate(self.snapshot, self.rates, self.previous_snapshot)
 
     def summary(self):
         out = {"asked_ns": self.asked_ns, "asked": format_time(self.asked_ns),
                "record": _record_summary(self.record), "previous": _record_summary(self.previous),
-               "window_s": self.window_s}
+               "window_s": self.window_s, "tables": _record_summary(self.tables), "gap": self.gap}
         return out
 
 
-def _typed(snapshot_class, record):
+_TABLES = ("processes", "sockets")
+
+
+def _with_tables(record, tables):
+    """``record``'s snapshot with the process and socket tables of ``tables``."""
+    if tables is None:
+        return record
+    snapshot = dict(record.snapshot)
+    for name in _TABLES:
+        snapshot[name] = tables.snapshot.get(name)
+    return Rec(record.boot_id, record.seq, record.wall_ns, snapshot)
+
+
+def typed_snapshot(snapshot_class, record):
+    """``record``'s snapshot as ``snapshot_class``; CommandFailed naming the record."""
     try:
         return snapshot_class.from_dict(record.snapshot)
     except ValueError as exc:
@@ -370,7 +447,96 @@ def find_moment(history, asked_ns, window_s=None):
     else:
         previous = history.at_or_before(record.wall_ns - int(window_s * NS), boot_id=record.boot_id,
                                         before_seq=record.seq)
-    return Moment(asked_ns, record, previous, window_s)
+    return Moment(asked_ns, record, previous, window_s, nearest_tables(history, record),
+                  gap_around(history, record, asked_ns))
+
+
+def record_interval(history, record):
+    """The sampling interval (seconds) the agent had when it took ``record``,
+    else the one its agent reports now, else None."""
+    value = (record.snapshot.get("agent") or {}).get("interval_s")
+    if isinstance(value, (int, float)) and value > 0:
+        return float(value)
+    return history.interval_s
+
+
+def record_point(record):
+    """The :class:`hostdiag.derive.gaps.Point` of a record."""
+    from hostdiag.derive.gaps import Point
+
+    meta = record.snapshot.get("meta") or {}
+    started = (record.snapshot.get("agent") or {}).get("started_wall_ns")
+    mono = meta.get("mono_ns")
+    return Point(record.boot_id, record.seq, record.wall_ns, mono if isinstance(mono, int) else None,
+                 started if isinstance(started, int) else None)
+
+
+def _first_of_next_boot(history, record):
+    boots = history.boots()
+    later = False
+    for boot in boots:
+        if later and boot["first_seq"] is not None:
+            found = history.get(boot["boot_id"], boot["first_seq"])
+            if found is not None:
+                return found
+        later = later or boot["boot_id"] == record.boot_id
+    return None
+
+
+def gap_around(history, record, asked_ns):
+    """The gap holding ``asked_ns``, ``record`` being the record at or before
+    it (see :class:`Moment`), or None when ``asked_ns`` is within two
+    intervals of ``record`` or no interval is known."""
+    from hostdiag.derive.gaps import GAP_INTERVALS, find_gaps
+
+    interval = record_interval(history, record)
+    if interval is None or asked_ns - record.wall_ns <= GAP_INTERVALS * interval * NS:
+        return None
+    following = history.next_after(record)
+    if following is None:
+        return {"since_ns": record.wall_ns, "seconds": (asked_ns - record.wall_ns) / NS}
+    for gap in find_gaps([record_point(record), record_point(following)], interval, _seq_reasons(history)):
+        return gap
+    return None
+
+
+def _seq_reasons(history):
+    """{(boot_id, first missing seq): reason} of the seq gaps the history names."""
+    return {(g["boot_id"], g["from_seq"]): g.get("reason") or "not_kept" for g in (history.gaps() or ())}
+
+
+def time_gaps(history, from_ns, to_ns):
+    """(the gaps (:func:`hostdiag.derive.gaps.find_gaps`) between the records
+    kept from ``from_ns`` to ``to_ns``, the sampling interval in seconds they
+    were judged by: the agent's, else the typical step); every record read once."""
+    from hostdiag.derive.gaps import find_gaps, typical_interval
+
+    points = [record_point(record) for record in history.records_between(from_ns, to_ns)]
+    interval = history.interval_s or typical_interval(points)
+    return find_gaps(points, interval, _seq_reasons(history)), interval
+
+
+def _has_tables(record):
+    return record is not None and any(record.snapshot.get(name) is not None for name in _TABLES)
+
+
+def nearest_tables(history, record):
+    """(the record with process/socket tables nearest in time to ``record``,
+    the one with tables before that for their rates) of the same boot; either
+    may be None. The one before is found through ``agent.tables_seq``; the
+    one after is tried at ``agent.table_every`` records after that."""
+    if _has_tables(record):
+        return table_records(history, record)
+    before, before_previous = table_records(history, record)
+    every = (record.snapshot.get("agent") or {}).get("table_every")
+    if before is None or not isinstance(every, int) or every < 1:
+        return before, before_previous
+    after = history.get(record.boot_id, before.seq + every)
+    if not _has_tables(after) or after.seq <= record.seq:
+        return before, before_previous
+    if after.wall_ns - record.wall_ns < record.wall_ns - before.wall_ns:
+        return after, before
+    return before, before_previous
 
 
 def table_records(history, record):

@@ -1,6 +1,7 @@
 """The history commands as text: `diag show` (a past moment's report under
 a header naming the record) and `diag history` (boots, gaps, what is kept)."""
 
+from hostdiag.derive.gaps import CAUSES
 from hostdiag.views.report import render_text
 from hostdiag.views.timefmt import NS, format_span, format_time
 
@@ -11,17 +12,83 @@ def short_boot(boot_id):
 
 
 def render_show(label, moment, color=False):
-    """The report of ``moment`` (its snapshot, rates and findings) under two
-    lines: which record of the history ``label`` names, and the rates' base."""
+    """The report of ``moment`` (its snapshot, rates and findings) under the
+    lines that say which record of the history ``label`` it is, the rates'
+    base, the gap the asked time falls in and where the tables come from."""
     record, previous = moment.record, moment.previous
-    line = "history  %s  record %s seq %d at %s (asked %s, %s before)" % (
+    lines = ["history  %s  record %s seq %d at %s (asked %s, %s before)" % (
         label, short_boot(record.boot_id), record.seq, format_time(record.wall_ns),
-        format_time(moment.asked_ns), format_span((moment.asked_ns - record.wall_ns) / NS))
+        format_time(moment.asked_ns), format_span((moment.asked_ns - record.wall_ns) / NS))]
     if previous is None:
-        rates_line = "rates    none: no earlier record of this boot is kept"
+        lines.append("rates    none: no earlier record of this boot is kept")
     else:
-        rates_line = "rates    from seq %d at %s" % (previous.seq, format_time(previous.wall_ns))
-    return line + "\n" + rates_line + "\n" + render_text(moment.snapshot, moment.rates, moment.findings, color=color)
+        lines.append("rates    from seq %d at %s" % (previous.seq, format_time(previous.wall_ns)))
+    gap = moment.gap
+    if gap is not None and "since_ns" in gap:
+        lines.append("GAP      no sample since %s (%s before the asked time): the agent is down or stalled; "
+                     "this is the newest record" % (format_time(gap["since_ns"]), format_span(gap["seconds"])))
+    elif gap is not None:
+        lines.append("GAP      the asked time is inside a gap: no sample from %s to %s (%s, %s); this is the "
+                     "record before it" % (format_time(gap["start_ns"]), format_time(gap["end_ns"]),
+                                           format_span(gap["seconds"]), gap_cause(gap)))
+    tables = moment.tables
+    if tables is not None:
+        lines.append("tables   processes and sockets from seq %d, %s %s this record" % (
+            tables.seq, format_span(abs(tables.wall_ns - record.wall_ns) / NS),
+            "before" if tables.wall_ns <= record.wall_ns else "after"))
+    elif record.snapshot.get("processes") is None and record.snapshot.get("sockets") is None:
+        lines.append("tables   none: no record near this one has the process and socket tables")
+    return "\n".join(lines) + "\n" + render_text(moment.snapshot, moment.rates, moment.findings, color=color)
+
+
+def gap_cause(gap):
+    """The cause of a gap (derive.gaps) in words."""
+    return CAUSES.get(gap.get("cause"), gap.get("cause") or "cause unknown")
+
+
+def size_text(value):
+    """1536 -> "1.5 KiB", 64 << 20 -> "64 MiB"; None -> "?"."""
+    if value is None:
+        return "?"
+    value = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return ("%d %s" if value == int(value) or unit == "B" else "%.1f %s") % (value, unit)
+
+
+def _age_limit(seconds):
+    if seconds is None:
+        return None
+    days = seconds / 86400
+    if days >= 1 and days == int(days):
+        return "%d day%s" % (days, "" if days == 1 else "s")
+    return format_span(seconds)
+
+
+def kept_text(retention):
+    """What is kept against the limits, in human units:
+    ``ring 41 MiB of 64 MiB, 1200 of 100000 records; spool 3.2 GiB of 4 GiB, 30 days``."""
+    parts = []
+    if "ring_bytes" in retention:
+        ring = "ring %s of %s" % (size_text(retention.get("ring_used_bytes")), size_text(retention["ring_bytes"]))
+        if retention.get("ring_records") is not None:
+            ring += ", %s of %s records" % ("?" if retention.get("ring_used_records") is None
+                                            else retention["ring_used_records"], retention["ring_records"])
+        parts.append(ring)
+        if retention.get("spool_bytes") is None:
+            parts.append("no spool")
+        else:
+            spool = "spool %s of %s" % (size_text(retention.get("spool_used_bytes")),
+                                        size_text(retention["spool_bytes"]))
+            age = _age_limit(retention.get("spool_age_s"))
+            parts.append(spool + (", %s" % age if age else ""))
+    else:
+        store = "store %s of %s" % (size_text(retention.get("stored_bytes")), size_text(retention.get("host_bytes")))
+        age = _age_limit(retention.get("host_age_s"))
+        parts.append(store + (", %s" % age if age else ""))
+    return "; ".join(parts)
 
 
 def render_history(document):
@@ -54,7 +121,23 @@ def render_history(document):
             lines.append("  %s  seq %s..%s%s  %s" % (gap["boot_id"], gap["from_seq"],
                                                      "end" if gap["to_seq"] is None else gap["to_seq"], size,
                                                      gap.get("reason") or ""))
+    time_gaps = document.get("time_gaps")
+    if time_gaps is not None:
+        lines.append("TIME GAPS  %d  (no sample for more than %s, or the clock went back; from %s to %s)" % (
+            len(time_gaps), "two intervals" if document.get("interval_s") is None
+            else format_span(2 * document["interval_s"]), format_time(document["from_ns"]),
+            format_time(document["to_ns"])))
+        for gap in time_gaps:
+            missing = "" if gap["from_seq"] is None else ", seq %d..%d missing" % (gap["from_seq"], gap["to_seq"])
+            if gap["next_boot_id"] == gap["boot_id"]:
+                around = "%s seq %d..%d" % (short_boot(gap["boot_id"]), gap["after_seq"], gap["before_seq"])
+            else:
+                around = "%s seq %d .. %s seq %d" % (short_boot(gap["boot_id"]), gap["after_seq"],
+                                                    short_boot(gap["next_boot_id"]), gap["before_seq"])
+            lines.append("  %s .. %s  %s  %s%s: %s" % (
+                format_time(gap["start_ns"]), format_time(gap["end_ns"]), format_span(gap["seconds"]),
+                around, missing, gap_cause(gap)))
     retention = document.get("retention")
     if retention:
-        lines.append("KEPT   " + "  ".join("%s %s" % (k, v) for k, v in retention.items() if v is not None))
+        lines.append("KEPT   " + kept_text(retention))
     return "\n".join(lines) + "\n"
