@@ -12,7 +12,7 @@ collection that overruns its budget is logged and counted; ticks whose time
 has passed are skipped (and counted), never taken late in a burst, so samples
 never pile up and the schedule never drifts. The process and socket tables
 are taken on every ``agent.table_every``-th tick (the Nth, 2Nth...); the
-records between have ``processes`` and ``sockets`` null, and
+records between have ``processes``, ``sockets`` and ``cgroups`` null, and
 ``agent.tables_seq`` names the newest record that has them.
 
 Exit codes (:mod:`hostdiag.apps.common`): 0 stopped by a signal; 1 could not
