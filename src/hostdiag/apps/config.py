@@ -380,7 +380,7 @@ class _Agents(_Kind):
                 raise _Invalid("must be a table, got %s" % _shown(table), where)
             for key in table:
                 if key not in _AGENT_KEYS:
-                    raise _Invalid("unknown key%s" % _did_you_mean(key, _AGENT_KEYS), "%s.%s" % (where, key))
+                    raise _Invalid("unknown key%s" % _did_you_mean(key, _AGENT_KEYS), "%s.%s" % (where, _named(key)))
             name = table.get("name")
             if not isinstance(name, str) or not _AGENT_NAME.match(name):
                 raise _Invalid("must be 1 to 64 letters, digits, '.', '_' or '-' (it names a directory), got %s"
@@ -535,6 +535,16 @@ SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
 _BY_ENV = {s.env: s for s in SETTINGS}
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.\-\[\]]+")
+
+
+def _named(name):
+    """An unknown name as the message shows it: as written when it is plain,
+    else quoted with its control characters and blanks escaped, so that the
+    message stays one readable line that names exactly what was written."""
+    return name if _PLAIN_NAME.fullmatch(name) else repr(name)
+
+
 def _did_you_mean(word, choices):
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return ", did you mean %s?" % close[0] if close else ""
@@ -623,14 +633,15 @@ def _from_file(path, values, sources):
     source = "file %s" % path
     for section, table in document.items():
         if section not in SECTIONS:
-            raise ConfigError("%s: unknown section%s (%s)" % (section, _did_you_mean(section, SECTIONS), source))
+            raise ConfigError("%s: unknown section%s (%s)"
+                              % (_named(section), _did_you_mean(section, SECTIONS), source))
         if not isinstance(table, dict):
             raise ConfigError("%s: must be a table, got %s (%s)" % (section, _shown(table), source))
         for key, raw in table.items():
             name = "%s.%s" % (section, key)
             setting = _BY_NAME.get(name)
             if setting is None:
-                raise ConfigError("%s: unknown key%s (%s)" % (name, _did_you_mean(name, _BY_NAME), source))
+                raise ConfigError("%s: unknown key%s (%s)" % (_named(name), _did_you_mean(name, _BY_NAME), source))
             _apply(setting, setting.kind.from_toml, raw, source, values, sources)
 
 
@@ -642,7 +653,7 @@ def _from_env(env, values, sources):
         if setting is None:
             # Only names in our sections are ours to reject (HOSTDIAG_CONFIG, _PURE, _DEBUG are not settings).
             if any(var.startswith(ENV_PREFIX + section.upper() + "_") for section in SECTIONS):
-                raise ConfigError("%s: unknown environment variable%s" % (var, _did_you_mean(var, _BY_ENV)))
+                raise ConfigError("%s: unknown environment variable%s" % (_named(var), _did_you_mean(var, _BY_ENV)))
             continue
         _apply(setting, setting.kind.from_text, env[var], "env %s" % var, values, sources)
 
@@ -653,7 +664,7 @@ def _from_overrides(overrides, values, sources):
             continue  # an option not given on the command line
         setting = _BY_NAME.get(name)
         if setting is None:
-            raise ConfigError("%s: unknown key%s (command line)" % (name, _did_you_mean(name, _BY_NAME)))
+            raise ConfigError("%s: unknown key%s (command line)" % (_named(name), _did_you_mean(name, _BY_NAME)))
         convert = setting.kind.from_text if isinstance(raw, str) else setting.kind.from_toml
         _apply(setting, convert, raw, "command line", values, sources)
 
