@@ -13,7 +13,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-DEFAULT_EXAMPLES = 100
+DEFAULT_EXAMPLES = 200
 FUZZ_EXAMPLES_ENV = "HOSTDIAG_FUZZ_EXAMPLES"
 
 

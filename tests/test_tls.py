@@ -230,3 +230,9 @@ def test_a_collector_agent_client_certificate_needs_its_key():
     agents = '[{name = "web1", address = "tcp:h:1", token_file = "/t", tls_cert = "/c.pem"}]'
     with pytest.raises(ConfigError, match=r"collector\.agents\[0\]\.tls_key: is required when tls_cert is set"):
         load_config(None, {"HOSTDIAG_COLLECTOR_AGENTS": agents})
+
+
+def test_a_client_ca_file_that_cannot_be_loaded_is_named(mtls_agent, tmp_path):
+    missing = str(tmp_path / "no-ca.pem")
+    with pytest.raises(ValueError, match="cannot load the CA file %s" % missing):
+        AgentClient.connect(mtls_agent.address, token=TOKEN, cafile=missing)

@@ -149,9 +149,10 @@ class AgentClient:
                 sock.close()
                 raise
         else:
+            # Before the connection: a CA file that cannot be loaded leaves no socket open.
+            context = (ssl_context or client_tls_context(cafile)) if kind == "tls" else None
             sock = socket.create_connection((where, port), timeout=timeout)
-            if kind == "tls":
-                context = ssl_context or client_tls_context(cafile)
+            if context is not None:
                 try:
                     sock = context.wrap_socket(sock, server_hostname=where)
                 except BaseException:
