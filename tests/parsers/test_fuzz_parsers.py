@@ -255,6 +255,14 @@ REPLACEMENTS = st.one_of(
 
 @st.composite
 def near_valid(draw, sample):
+    """``sample`` with one to three edits, each to one line or to the whole."""
+    for _ in range(draw(st.integers(1, 3))):
+        sample = draw(_edited(sample))
+    return sample
+
+
+@st.composite
+def _edited(draw, sample):
     lines = sample.split(b"\n")
     index = draw(st.integers(0, max(0, len(lines) - 1)))
     line = lines[index]
