@@ -1,6 +1,7 @@
 """A secret given to a process on its command line or in its environment
 appears in none of hostdiag's outputs: the report as text, JSON and msgpack,
-the agent's protocol and spool, and the collector's store.
+the agent's protocol and spool, the collector's store, and /metrics (text and
+OpenMetrics).
 
 The process under test spins (so that it is in the text report's top CPU
 table) with a command line holding a harmless marker and then ``--pwd SECRET``,
@@ -9,13 +10,19 @@ marker must be there (so the process's command line really is in it, and the
 check cannot pass on an output that lacks it) and neither secret may be, in the
 decoded documents, and in the raw bytes of msgpack. (The spool and the store
 compress their records: their bytes would hide the marker and a secret alike,
-so they are read back through `diag show`.)
+so they are read back through `diag show`.) /metrics names a process by its
+pid and comm only, never its command line: there the process's comm is the
+check, a second marker, the name of the symbolic link to Python it is started
+through.
 """
 
 import json
+import os
 import secrets
+import socket
 import subprocess
 import sys
+import urllib.request
 
 import msgpack
 import pytest
@@ -28,33 +35,39 @@ SPIN = "while 1:0"
 
 
 @pytest.fixture(scope="module")
-def secret_process():
+def secret_process(tmp_path_factory):
     # Short enough for the text report's command column; "Zq" and "Qx" make a
     # chance match in megabytes of output unlikely.
     argv_secret = "Zq" + secrets.token_hex(3)
     env_secret = "hd-env-" + secrets.token_hex(12)
     marker = "Qx" + secrets.token_hex(2)
+    # The kernel names a process (comm) after the file it executes, here a link to Python.
+    comm = "Qy" + secrets.token_hex(2)
+    executable = tmp_path_factory.mktemp("secret-process") / comm
+    os.symlink(sys.executable, executable)
     env = clean_env({"DB_PASSWORD": env_secret, "API_TOKEN": env_secret})
-    child = subprocess.Popen([sys.executable, "-c", SPIN, marker, "--pwd", argv_secret],
-                             env=env)
+    child = subprocess.Popen(["python", "-c", SPIN, marker, "--pwd", argv_secret],
+                             executable=str(executable), env=env)
     try:
         def executed():
             with open("/proc/%d/cmdline" % child.pid, "rb") as cmdline:
                 return argv_secret.encode() in cmdline.read()
         wait_for(executed, "the child to exec")  # from then on the secret is there to leak
-        yield {"pid": child.pid, "marker": marker, "secrets": (argv_secret, env_secret)}
+        yield {"pid": child.pid, "marker": marker, "comm": comm, "secrets": (argv_secret, env_secret)}
     finally:
         child.kill()
         child.wait()
 
 
-def _check(name, text, process):
-    """``text``: what one output holds, as str or bytes."""
+def _check(name, text, process, marker_key="marker"):
+    """``text``: what one output holds, as str or bytes; it must hold
+    ``process[marker_key]``."""
     if isinstance(text, bytes):
-        marker, found = process["marker"].encode(), [s.encode() for s in process["secrets"]]
+        marker, found = process[marker_key].encode(), [s.encode() for s in process["secrets"]]
     else:
-        marker, found = process["marker"], list(process["secrets"])
-    assert marker in text, "%s does not hold the process's command line: the check would prove nothing" % name
+        marker, found = process[marker_key], list(process["secrets"])
+    assert marker in text, "%s does not hold the process's %s: the check would prove nothing" % (
+        name, "command line" if marker_key == "marker" else marker_key)
     leaked = [s for s in found if s in text]
     assert not leaked, "%s leaks %s" % (name, leaked)
 
@@ -112,3 +125,42 @@ def test_protocol_spool_and_collector_store(workdir, secret_process):
         _check("the spool (diag show --at, after a restart)", json.dumps(spooled), secret_process)
     finally:
         agent.stop()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _scrape(port, accept):
+    request = urllib.request.Request("http://127.0.0.1:%d/metrics" % port, headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.read()
+
+
+def test_metrics_text_and_openmetrics(workdir, secret_process):
+    port = _free_port()
+    agent = AgentProcess(workdir, agent={"interval": 1.0, "table_every": 1, "budget": 1.0},
+                         metrics={"enabled": True, "listen": "127.0.0.1:%d" % port})
+    agent.start()
+    try:
+        agent.wait_ready().close()
+        # The top processes are ranked by the last interval's CPU: the spinning
+        # process is among them once the agent has two samples of its table.
+        label = ('pid="%d",comm="%s"' % (secret_process["pid"], secret_process["comm"])).encode()
+
+        for name, accept in (("text format", "text/plain"),
+                             ("OpenMetrics", "application/openmetrics-text; version=1.0.0")):
+            def scraped():
+                try:
+                    body = _scrape(port, accept)
+                except OSError:
+                    return None
+                return body if label in body else None
+            body = wait_for(scraped, "/metrics (%s) to list the process" % name, deadline_s=120, step_s=0.5,
+                            on_fail=agent.log_tail)
+            _check("/metrics, " + name, body, secret_process, "comm")
+        assert body.rstrip().endswith(b"# EOF")  # the last one was OpenMetrics indeed
+    finally:
+        assert agent.stop() == 0, agent.log_tail()

@@ -26,7 +26,6 @@ import os
 import queue
 import signal
 import socket
-import ssl
 import sys
 import time
 
@@ -143,15 +142,13 @@ def read_self_usage(self_root):
         return None
 
 
-def load_tls(cert, key):
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+def load_tls(cert, key, client_ca):
+    from hostdiag.transport.listeners import server_tls_context
+
     try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        raise StartError("tcp.tls_cert/tcp.tls_key: cannot load %s and %s: %s"
-                         % (cert, key, getattr(exc, "strerror", None) or exc)) from None
-    return context
+        return server_tls_context(cert, key, client_ca)
+    except ValueError as exc:
+        raise StartError(str(exc)) from None
 
 
 def socket_directory_mode(socket_mode):
@@ -221,7 +218,8 @@ def listeners_from(config):
     listeners = [Listener("unix", path=server.unix_path, mode=server.unix_mode, group=server.unix_group)]
     if config.tcp.enabled:
         host, port = parse_host_port(config.tcp.listen)
-        context = load_tls(config.tcp.tls_cert, config.tcp.tls_key) if config.tcp.tls_cert else None
+        context = (load_tls(config.tcp.tls_cert, config.tcp.tls_key, config.tcp.tls_client_ca)
+                   if config.tcp.tls_cert else None)
         listeners.append(Listener("tcp", host=host, port=port, ssl_context=context,
                                   token=read_token(config.tcp.token_file, "tcp.token_file")))
     return listeners

@@ -135,7 +135,8 @@ class Puller(threading.Thread):
         super().__init__(name="hostdiag-pull-%s" % entry.name, daemon=True)
         self.entry = entry
         self.agent_name = entry.name
-        self.address = client_address(entry.address, entry.tls_ca)
+        self.address = client_address(entry.address, entry.tls_ca, entry.tls_cert)
+        self.ssl_context = self._tls_context() if self.address.startswith("tls://") else None
         self.token = token
         self.collector = collector
         self.status = AgentStatus(entry.name, entry.address)
@@ -197,11 +198,22 @@ class Puller(threading.Thread):
                 # Already closed or never connected: the read is not blocked then.
                 pass
 
+    def _tls_context(self):
+        """The TLS settings for this agent, loaded once at start: a file that
+        cannot be read is a usage error then, not a reconnect loop."""
+        from hostdiag.apps.common import UsageError
+        from hostdiag.transport.client import client_tls_context
+
+        try:
+            return client_tls_context(self.entry.tls_ca, self.entry.tls_cert, self.entry.tls_key)
+        except ValueError as exc:
+            raise UsageError("collector.agents (%s): %s" % (self.entry.name, exc)) from None
+
     def _connect(self):
         from hostdiag.transport.client import AgentClient
 
         return AgentClient.connect(self.address, token=self.token, timeout=CONNECT_TIMEOUT_S,
-                                   cafile=self.entry.tls_ca)
+                                   ssl_context=self.ssl_context)
 
     def _drop_client(self):
         with self._client_lock:

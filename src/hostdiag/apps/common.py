@@ -84,15 +84,16 @@ def read_token(path, key):
     return token
 
 
-def client_address(address, tls_ca=None):
+def client_address(address, tls_ca=None, tls_cert=None):
     """The transport client's address for an agent address as the settings
     and options spell it: ``unix:PATH`` and ``/PATH`` as they are,
-    ``tcp:HOST:PORT`` and ``tcp://HOST:PORT`` as ``tls://`` when a CA is given
-    (``tls_ca``), else as ``tcp://``."""
+    ``tcp:HOST:PORT`` and ``tcp://HOST:PORT`` as ``tls://`` when a CA
+    (``tls_ca``) or a client certificate (``tls_cert``) is given, else as
+    ``tcp://``."""
     if address.startswith("tcp://"):
         address = "tcp:" + address[len("tcp://"):]
     if address.startswith("tcp:"):
-        return ("tls://" if tls_ca else "tcp://") + address[len("tcp:"):]
+        return ("tls://" if tls_ca or tls_cert else "tcp://") + address[len("tcp:"):]
     return address
 
 

@@ -345,15 +345,17 @@ class _HostPort(_Kind):
         return "port 1 to 65535"
 
 
-AgentEntry = namedtuple("AgentEntry", "name address token_file tls_ca")
+AgentEntry = namedtuple("AgentEntry", "name address token_file tls_ca tls_cert tls_key",
+                        defaults=(None, None))
 AgentEntry.__doc__ = """One agent a collector pulls from (see ``collector.agents``)."""
 
 _AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_AGENT_KEYS = ("name", "address", "token_file", "tls_ca")
+_AGENT_KEYS = ("name", "address", "token_file", "tls_ca", "tls_cert", "tls_key")
 
 
 class _Agents(_Kind):
-    """An array of tables: [[collector.agents]] name, address, token_file, tls_ca.
+    """An array of tables: [[collector.agents]] name, address, token_file, tls_ca,
+    tls_cert, tls_key.
     In the environment or on the command line: the same array in TOML syntax."""
 
     name = "array of agents"
@@ -378,7 +380,7 @@ class _Agents(_Kind):
                 raise _Invalid("must be a table, got %s" % _shown(table), where)
             for key in table:
                 if key not in _AGENT_KEYS:
-                    raise _Invalid("unknown key%s" % _did_you_mean(key, _AGENT_KEYS), "%s.%s" % (where, key))
+                    raise _Invalid("unknown key%s" % _did_you_mean(key, _AGENT_KEYS), "%s.%s" % (where, _named(key)))
             name = table.get("name")
             if not isinstance(name, str) or not _AGENT_NAME.match(name):
                 raise _Invalid("must be 1 to 64 letters, digits, '.', '_' or '-' (it names a directory), got %s"
@@ -391,16 +393,21 @@ class _Agents(_Kind):
             except ValueError as exc:
                 raise _Invalid(str(exc), where + ".address") from None
             paths = {}
-            for key in ("token_file", "tls_ca"):
+            for key in ("token_file", "tls_ca", "tls_cert", "tls_key"):
                 try:
                     paths[key] = _Path(nullable=True).check(table.get(key))
                 except _Invalid as exc:
                     raise _Invalid(str(exc), "%s.%s" % (where, key)) from None
             if address[0] == "tcp" and paths["token_file"] is None:
                 raise _Invalid("is required for a tcp: address", where + ".token_file")
-            if address[0] == "unix" and paths["tls_ca"] is not None:
-                raise _Invalid("applies to tcp: addresses only", where + ".tls_ca")
-            entries.append(AgentEntry(name, table["address"], paths["token_file"], paths["tls_ca"]))
+            for key in ("tls_ca", "tls_cert", "tls_key"):
+                if address[0] == "unix" and paths[key] is not None:
+                    raise _Invalid("applies to tcp: addresses only", "%s.%s" % (where, key))
+            if (paths["tls_cert"] is None) != (paths["tls_key"] is None):
+                missing, other = ("tls_key", "tls_cert") if paths["tls_key"] is None else ("tls_cert", "tls_key")
+                raise _Invalid("is required when %s is set" % other, "%s.%s" % (where, missing))
+            entries.append(AgentEntry(name, table["address"], paths["token_file"], paths["tls_ca"],
+                                      paths["tls_cert"], paths["tls_key"]))
         return tuple(entries)
 
     def show(self, value):
@@ -489,6 +496,9 @@ SETTINGS = (
             "TLS certificate chain (PEM); with tcp.tls_key, TCP is TLS only."),
     Setting("tcp.tls_key", _Path(nullable=True), None,
             "TLS private key (PEM) for tcp.tls_cert."),
+    Setting("tcp.tls_client_ca", _Path(nullable=True), None,
+            "CA certificates (PEM); when set, a TCP client must show a certificate one of them signed "
+            "(mutual TLS), as well as the token. Needs tcp.tls_cert."),
     Setting("metrics.enabled", _Bool(), False,
             "Serve Prometheus /metrics over HTTP (docs/metrics.md)."),
     Setting("metrics.listen", _HostPort(), "127.0.0.1:9781",
@@ -505,7 +515,8 @@ SETTINGS = (
             "Directory of the collector's store of raw snapshots, per agent."),
     Setting("collector.agents", _Agents(), (),
             "Agents to pull from, [[collector.agents]] tables: name (a directory name), address "
-            "(\"unix:/path\" or \"tcp:host:port\"), token_file (required for tcp), tls_ca (optional, tcp)."),
+            "(\"unix:/path\" or \"tcp:host:port\"), token_file (required for tcp), tls_ca (optional, tcp), tls_cert and tls_key (a client "
+            "certificate for an agent with tcp.tls_client_ca)."),
     Setting("collector.poll_interval", _Duration(0.1, 3600), 5.0,
             "Records are pulled as the agents take them (a subscription), not polled. This is the "
             "first wait before reconnecting to an agent after a failure (doubling up to 60 s, with "
@@ -522,6 +533,16 @@ SETTINGS = (
 _BY_NAME = {s.name: s for s in SETTINGS}
 SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
 _BY_ENV = {s.env: s for s in SETTINGS}
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.\-\[\]]+")
+
+
+def _named(name):
+    """An unknown name as the message shows it: as written when it is plain,
+    else quoted with its control characters and blanks escaped, so that the
+    message stays one readable line that names exactly what was written."""
+    return name if _PLAIN_NAME.fullmatch(name) else repr(name)
 
 
 def _did_you_mean(word, choices):
@@ -612,14 +633,15 @@ def _from_file(path, values, sources):
     source = "file %s" % path
     for section, table in document.items():
         if section not in SECTIONS:
-            raise ConfigError("%s: unknown section%s (%s)" % (section, _did_you_mean(section, SECTIONS), source))
+            raise ConfigError("%s: unknown section%s (%s)"
+                              % (_named(section), _did_you_mean(section, SECTIONS), source))
         if not isinstance(table, dict):
             raise ConfigError("%s: must be a table, got %s (%s)" % (section, _shown(table), source))
         for key, raw in table.items():
             name = "%s.%s" % (section, key)
             setting = _BY_NAME.get(name)
             if setting is None:
-                raise ConfigError("%s: unknown key%s (%s)" % (name, _did_you_mean(name, _BY_NAME), source))
+                raise ConfigError("%s: unknown key%s (%s)" % (_named(name), _did_you_mean(name, _BY_NAME), source))
             _apply(setting, setting.kind.from_toml, raw, source, values, sources)
 
 
@@ -631,7 +653,7 @@ def _from_env(env, values, sources):
         if setting is None:
             # Only names in our sections are ours to reject (HOSTDIAG_CONFIG, _PURE, _DEBUG are not settings).
             if any(var.startswith(ENV_PREFIX + section.upper() + "_") for section in SECTIONS):
-                raise ConfigError("%s: unknown environment variable%s" % (var, _did_you_mean(var, _BY_ENV)))
+                raise ConfigError("%s: unknown environment variable%s" % (_named(var), _did_you_mean(var, _BY_ENV)))
             continue
         _apply(setting, setting.kind.from_text, env[var], "env %s" % var, values, sources)
 
@@ -642,7 +664,7 @@ def _from_overrides(overrides, values, sources):
             continue  # an option not given on the command line
         setting = _BY_NAME.get(name)
         if setting is None:
-            raise ConfigError("%s: unknown key%s (command line)" % (name, _did_you_mean(name, _BY_NAME)))
+            raise ConfigError("%s: unknown key%s (command line)" % (_named(name), _did_you_mean(name, _BY_NAME)))
         convert = setting.kind.from_text if isinstance(raw, str) else setting.kind.from_toml
         _apply(setting, convert, raw, "command line", values, sources)
 
@@ -666,6 +688,9 @@ def _check_together(values, sources):
         missing = "tcp.tls_key" if values["tcp.tls_key"] is None else "tcp.tls_cert"
         other = "tcp.tls_cert" if missing == "tcp.tls_key" else "tcp.tls_key"
         _raise(missing, "is required when %s is set" % other, sources[other])
+    if values["tcp.tls_client_ca"] is not None and values["tcp.tls_cert"] is None:
+        _raise("tcp.tls_cert", "is required when tcp.tls_client_ca is set (client certificates need TLS)",
+               sources["tcp.tls_client_ca"])
 
 
 def _check_metrics(values, sources):

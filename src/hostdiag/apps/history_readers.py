@@ -11,7 +11,8 @@ through them. :func:`open_history` picks the reader the options
 name, first that applies: ``--store DIR`` (with ``--host H`` unless the store
 has one host); ``--host H`` alone (the store of ``collector.store`` in the
 settings); ``--agent ADDRESS`` (``unix:PATH``, ``tcp:HOST:PORT`` with
-``--token-file``, and ``--tls-ca`` for TLS); the agent socket of the
+``--token-file``, and ``--tls-ca`` for TLS, ``--tls-cert``/``--tls-key`` for
+an agent that asks for a client certificate); the agent socket of the
 settings (``--config`` or $HOSTDIAG_CONFIG); else ``unix:/run/hostdiag/agent.sock``.
 """
 
@@ -293,6 +294,9 @@ def add_source_options(parser):
                        help="settings: the agent's socket (server.unix_path), the store (collector.store)")
     group.add_argument("--token-file", metavar="FILE", help="token for a tcp: agent")
     group.add_argument("--tls-ca", metavar="FILE", help="CA to check a TLS agent's certificate")
+    group.add_argument("--tls-cert", metavar="FILE",
+                       help="client certificate (PEM) for an agent that asks for one (tcp.tls_client_ca)")
+    group.add_argument("--tls-key", metavar="FILE", help="private key (PEM) of --tls-cert (default: in --tls-cert)")
     group.add_argument("--store", metavar="DIR", help="a collector's store instead of an agent")
     group.add_argument("--host", metavar="NAME", help="the host in the store (agent name, hostname or agent id)")
     group.add_argument("--spool", metavar="DIR",
@@ -338,16 +342,25 @@ def open_history(args):
         address = "unix:" + config.server.unix_path
         if spool_dir is None and os.path.isdir(config.spool.dir):
             spool_dir = config.spool.dir  # the same settings' agent: its spool, if it is on this host
-    return connect_agent(client_address(address, args.tls_ca), args.token_file, args.tls_ca, spool_dir)
+    if args.tls_key and not args.tls_cert:
+        raise UsageError("--tls-key: needs --tls-cert")
+    return connect_agent(client_address(address, args.tls_ca, args.tls_cert), args.token_file,
+                         args.tls_ca, spool_dir, args.tls_cert, args.tls_key)
 
 
-def connect_agent(address, token_file, tls_ca, spool_dir):
-    from hostdiag.transport.client import AgentClient
+def connect_agent(address, token_file, tls_ca, spool_dir, tls_cert=None, tls_key=None):
+    from hostdiag.transport.client import AgentClient, client_tls_context
     from hostdiag.transport.protocol import ProtocolError
 
     token = read_token(token_file, "--token-file") if token_file else None
+    context = None
+    if address.startswith("tls://"):
+        try:
+            context = client_tls_context(tls_ca, tls_cert, tls_key)
+        except ValueError as exc:
+            raise UsageError("--tls-ca/--tls-cert/--tls-key: %s" % exc) from None
     try:
-        client = AgentClient.connect(address, token=token, timeout=CONNECT_TIMEOUT_S, cafile=tls_ca)
+        client = AgentClient.connect(address, token=token, timeout=CONNECT_TIMEOUT_S, ssl_context=context)
     except ValueError as exc:
         raise UsageError("--agent: %s" % exc) from None
     except (OSError, ProtocolError) as exc:

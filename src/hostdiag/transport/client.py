@@ -11,7 +11,8 @@ collector and `diag show`.
 
 Addresses: ``unix:PATH`` or a path starting with "/" (Unix socket),
 ``tcp://HOST:PORT`` (or the settings' ``tcp:HOST:PORT``) and ``tls://HOST:PORT``
-(TCP, TLS with the system's or a given CA). Every method raises :class:`ProtocolError` for an error frame,
+(TCP, TLS with the system's or a given CA, and a client certificate when the
+agent asks for one: :func:`client_tls_context`). Every method raises :class:`ProtocolError` for an error frame,
 ``ConnectionError`` when the agent goes away and ``TimeoutError`` when it
 does not answer in time.
 """
@@ -95,6 +96,30 @@ def parse_address(address):
                      "tls://HOST:PORT, not %r" % address)
 
 
+def client_tls_context(cafile=None, certfile=None, keyfile=None):
+    """The TLS settings of a client: the agent's certificate is checked
+    against the CAs in ``cafile`` (PEM; None: the system's), and the client
+    shows the certificate chain in ``certfile`` with the private key in
+    ``keyfile`` (PEM; None: in ``certfile``) to an agent that asks for one
+    (``tcp.tls_client_ca``). Files that cannot be loaded raise ``ValueError``
+    with a one-line reason."""
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError("cannot load the CA file %s: %s" % (cafile, _ssl_reason(exc))) from None
+    if certfile is not None:
+        try:
+            context.load_cert_chain(certfile, keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError("cannot load the client certificate %s and key %s: %s"
+                             % (certfile, keyfile or certfile, _ssl_reason(exc))) from None
+    return context
+
+
+def _ssl_reason(exc):
+    return getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+
+
 class AgentClient:
     """One connection to an agent, greeted. Not thread-safe: one user at a time."""
 
@@ -111,8 +136,9 @@ class AgentClient:
     def connect(cls, address, token=None, timeout=DEFAULT_TIMEOUT_S, cafile=None, ssl_context=None,
                 **kwargs):
         """Connect to ``address`` and say hello. For tls:// the server's
-        certificate is checked against ``cafile`` (or ``ssl_context``, or the
-        system's CAs)."""
+        certificate is checked against ``cafile`` (or the system's CAs);
+        ``ssl_context`` (see :func:`client_tls_context`) replaces both and
+        may carry a client certificate."""
         kind, where, port = parse_address(address)
         if kind == "unix":
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -123,9 +149,10 @@ class AgentClient:
                 sock.close()
                 raise
         else:
+            # Before the connection: a CA file that cannot be loaded leaves no socket open.
+            context = (ssl_context or client_tls_context(cafile)) if kind == "tls" else None
             sock = socket.create_connection((where, port), timeout=timeout)
-            if kind == "tls":
-                context = ssl_context or ssl.create_default_context(cafile=cafile)
+            if context is not None:
                 try:
                     sock = context.wrap_socket(sock, server_hostname=where)
                 except BaseException:

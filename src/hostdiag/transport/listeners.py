@@ -1,5 +1,6 @@
 """Where the agent's server listens: the Unix socket (default) and TCP with a
-token and optional TLS (docs/protocol.md, "Transport" and "Security").
+token, optional TLS and optional client certificates (docs/protocol.md,
+"Transport" and "Security").
 
 Binding is all this module does: the sessions on an accepted connection are
 in handlers.py, their flow control in flow.py.
@@ -8,6 +9,7 @@ in handlers.py, their flow control in flow.py.
 import grp
 import os
 import socket
+import ssl
 import stat
 
 
@@ -31,6 +33,32 @@ class Listener:
         if self.kind == "unix":
             return "unix:%s" % self.path
         return "%s://%s:%d" % ("tls" if self.ssl_context else "tcp", self.host, self.port)
+
+
+def server_tls_context(cert, key, client_ca=None):
+    """The TLS settings of a TCP listener: TLS 1.2 or later with the
+    certificate chain ``cert`` and its private key ``key`` (PEM files). With
+    ``client_ca`` (PEM file of CAs) a client must show a certificate one of
+    them signed, or the handshake fails; the token is still asked for after
+    it. A file that cannot be loaded raises ``ValueError`` naming the setting."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError("tcp.tls_cert/tcp.tls_key: cannot load %s and %s: %s"
+                         % (cert, key, _ssl_reason(exc))) from None
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError("tcp.tls_client_ca: cannot load %s: %s" % (client_ca, _ssl_reason(exc))) from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def _ssl_reason(exc):
+    return getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
 
 
 async def open_listener(loop, listener, factory, backlog, handshake_timeout):
