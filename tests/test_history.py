@@ -349,6 +349,29 @@ def test_delta_frames_give_back_the_very_bytes_appended(tmp_path):
             assert history.get(seq - 1 or 1).payload == payloads[seq - 1 or 1]
 
 
+def test_a_document_handed_with_its_payload_stores_what_decoding_would(tmp_path):
+    """append(wall_ns, payload, doc) keeps the caller's map as the next base
+    instead of decoding the payload: the frames stored are the same bytes,
+    and a payload the map does not encode to (single floats) still falls
+    back to a keyframe."""
+    options = dict(keyframe_every=20, spool_segment_bytes=6 << 10)
+    payloads = {}
+    for directory, hand_doc in (("decoded", False), ("handed", True)):
+        with open_history(tmp_path / directory, **options) as history:
+            for seq in range(1, 131):
+                doc = [seq, "not a map"] if seq == 47 else table_doc(seq)
+                payload = msgpack.packb(doc, use_bin_type=True, use_single_float=seq == 88)
+                payloads[seq] = payload
+                assert history.append(seq * SECOND, payload, doc if hand_doc else None) == seq
+            assert history.info()["encoding"]["exact_fallbacks"] == 1
+            assert [r.payload for r in history.range(limit=None)] == [payloads[s] for s in range(1, 131)]
+    stored = {d: [(r.seq, r.flags, r.base_seq, r.payload) for records in segments_of(tmp_path / d) for r in records]
+              for d in ("decoded", "handed")}
+    assert stored["handed"] == stored["decoded"]
+    with open_history(tmp_path / "handed", **options) as history:
+        assert [r.payload for r in history.range(limit=None)] == [payloads[s] for s in range(1, 131)]
+
+
 def test_a_table_record_is_stored_as_a_change_from_the_table_before(tmp_path):
     with open_history(tmp_path, keyframe_every=60) as history:
         fill_docs = [history.append(seq * SECOND, msgpack.packb(table_doc(seq))) for seq in range(1, 31)]

@@ -438,7 +438,7 @@ class Agent:
             snapshot["agent"] = self.self_report(with_tables)
             payload = encode_msgpack(snapshot)
             wall_ns = snapshot["meta"]["wall_ns"]
-            seq = self.history.append(wall_ns, payload)
+            seq = self.history.append(wall_ns, payload, snapshot)
         except Exception:  # noqa: BLE001 - a failed sample is logged and counted; the next tick tries again
             self.errors += 1
             log.exception("sample failed")

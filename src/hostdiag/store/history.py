@@ -240,8 +240,16 @@ class History:
 
     # -- writing --------------------------------------------------------------
 
-    def append(self, wall_ns, payload):
+    def append(self, wall_ns, payload, doc=None):
         """Keep one record (``payload``: msgpack bytes of a snapshot); returns its seq.
+
+        ``doc`` is the map ``payload`` was encoded from, when the caller has
+        it: the history then keeps it as the next delta's base instead of
+        decoding ``payload`` again (11 ms for a sample with tables). It must
+        hold only what msgpack decodes to (dict, list, str, bytes, int,
+        float, bool, None), and neither the caller nor anyone sharing its
+        containers may change it afterwards. Each delta frame is still
+        checked against ``payload`` byte for byte before it is stored.
 
         Never raises for I/O: when the spool cannot write, the ring still has
         the record and :meth:`info` says why in ``spool.degraded``.
@@ -249,7 +257,8 @@ class History:
         payload = bytes(payload)
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise ValueError("payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD_BYTES))
-        doc = _document(payload)
+        if type(doc) is not dict:
+            doc = _document(payload)
         with self._lock:
             seq = self._next_seq
             spool = self._spool
