@@ -11,6 +11,7 @@ import zlib
 import msgpack
 import pytest
 
+from hostdiag.encode.delta import apply
 from hostdiag.store import History, Record
 from hostdiag.store.spool import FLAG_DELTA, RECORD_HEADER, SEGMENT_HEADER, decode_record
 
@@ -370,6 +371,31 @@ def test_a_document_handed_with_its_payload_stores_what_decoding_would(tmp_path)
     assert stored["handed"] == stored["decoded"]
     with open_history(tmp_path / "handed", **options) as history:
         assert [r.payload for r in history.range(limit=None)] == [payloads[s] for s in range(1, 131)]
+
+
+def test_newest_change_rebuilds_the_newest_record_exactly_or_is_none():
+    """What a subscriber's delta frame may reuse: the change stored for the
+    newest record, only while it is the newest, and never for a keyframe or
+    a frame that needed key-order fixes."""
+    history = History(None, boot_id=BOOT, keyframe_every=20)
+    seen = {"delta": 0, "none": 0}
+    for seq in range(1, 61):
+        doc = table_doc(seq)
+        payload = msgpack.packb(doc, use_bin_type=True)
+        before = history.info()["encoding"]
+        history.append(seq * SECOND, payload, doc)
+        after = history.info()["encoding"]
+        stored = history.newest_change(seq)
+        exact_delta = after["deltas"] > before["deltas"] and after["reordered"] == before["reordered"]
+        if not exact_delta:
+            assert stored is None
+            seen["none"] += 1
+            continue
+        seen["delta"] += 1
+        assert stored.seq == seq and stored.base_seq == seq - 1
+        assert msgpack.packb(apply(stored.change, stored.base, stored.prior), use_bin_type=True) == payload
+        assert history.newest_change(seq - 1) is None
+    assert seen["delta"] > 30 and seen["none"] > 5  # keyframes and reordered maps
 
 
 def test_a_table_record_is_stored_as_a_change_from_the_table_before(tmp_path):
