@@ -398,8 +398,8 @@ def step_costs(samples, table_every, interval):
 
     Steps as ``Agent.sample`` and ``History.append`` take them: the system
     collection, ``Snapshot.to_dict``, the two tables, the msgpack encoding of
-    the record; then the history's work, one step at a time: decoding the
-    payload again (``_document``), the delta from the previous record
+    the record; then the history's work, one step at a time (the agent
+    hands it the map it encoded, so nothing decodes the payload again): the delta from the previous record
     (``encode.delta.delta``), applying it back and encoding the result (the
     byte-for-byte check), compressing the frame (zlib 6, as the history
     does), and, apart, the whole ``History.append`` (these steps plus the
@@ -411,7 +411,7 @@ def step_costs(samples, table_every, interval):
     import zlib
 
     from hostdiag.encode.delta import apply, delta
-    from hostdiag.encode.wire import decode_msgpack, encode_msgpack
+    from hostdiag.encode.wire import encode_msgpack
     from hostdiag.sampler.system import SystemCollector
     from hostdiag.sources.hostroot import HostRoot
     from hostdiag.sources.problems import Problems
@@ -440,21 +440,23 @@ def step_costs(samples, table_every, interval):
             if tick == DEFAULT_WARMUP_SAMPLES:
                 costs = {}
             with_tables = (tick + 1) % table_every == 0
-            snapshot = timed("system collection", collector.collect)
-            snapshot = timed("Snapshot.to_dict", snapshot.to_dict)
             if with_tables:
                 problems = Problems()
-                snapshot["processes"] = timed("process table", processes.scan, problems)
-                snapshot["sockets"] = timed("socket table", sockets.collect, problems)
+                sockets_section = timed("socket table", sockets.collect, problems)
+                processes_section = timed("process table", processes.scan, problems)
+            taken = timed("system collection", collector.collect)
+            if with_tables:
+                taken.processes, taken.sockets = processes_section, sockets_section
+            snapshot = timed("Snapshot.to_dict", taken.to_dict)
             timed("self report (History.info, /proc/self)", _self_report, history, root)
             payload = timed("encode_msgpack(snapshot)", encode_msgpack, snapshot)
-            doc = timed("history: decode the payload again", decode_msgpack, payload)
+            doc = snapshot  # the agent hands its map to the history: nothing decodes the payload
             if previous is not None:
                 change = timed("history: delta()", delta, previous, doc, prior)
                 rebuilt = timed("history: apply() the delta", apply, change, previous, prior)
                 timed("history: encode the rebuilt record", encode_msgpack, rebuilt)
                 timed("history: zlib 6 of the delta frame", zlib.compress, encode_msgpack({"d": change}), 6)
-            timed("History.append, whole", history.append, snapshot["meta"]["wall_ns"], payload)
+            timed("History.append, whole", history.append, snapshot["meta"]["wall_ns"], payload, snapshot)
             prior = dict(prior or {}, **{k: v for k, v in doc.items() if v is not None})
             previous = doc
             time.sleep(interval)

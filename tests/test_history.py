@@ -11,6 +11,7 @@ import zlib
 import msgpack
 import pytest
 
+from hostdiag.encode.delta import apply
 from hostdiag.store import History, Record
 from hostdiag.store.spool import FLAG_DELTA, RECORD_HEADER, SEGMENT_HEADER, decode_record
 
@@ -347,6 +348,54 @@ def test_delta_frames_give_back_the_very_bytes_appended(tmp_path):
         with open_history(tmp_path, **options) as history:
             assert history.get(seq).payload == payloads[seq]
             assert history.get(seq - 1 or 1).payload == payloads[seq - 1 or 1]
+
+
+def test_a_document_handed_with_its_payload_stores_what_decoding_would(tmp_path):
+    """append(wall_ns, payload, doc) keeps the caller's map as the next base
+    instead of decoding the payload: the frames stored are the same bytes,
+    and a payload the map does not encode to (single floats) still falls
+    back to a keyframe."""
+    options = dict(keyframe_every=20, spool_segment_bytes=6 << 10)
+    payloads = {}
+    for directory, hand_doc in (("decoded", False), ("handed", True)):
+        with open_history(tmp_path / directory, **options) as history:
+            for seq in range(1, 131):
+                doc = [seq, "not a map"] if seq == 47 else table_doc(seq)
+                payload = msgpack.packb(doc, use_bin_type=True, use_single_float=seq == 88)
+                payloads[seq] = payload
+                assert history.append(seq * SECOND, payload, doc if hand_doc else None) == seq
+            assert history.info()["encoding"]["exact_fallbacks"] == 1
+            assert [r.payload for r in history.range(limit=None)] == [payloads[s] for s in range(1, 131)]
+    stored = {d: [(r.seq, r.flags, r.base_seq, r.payload) for records in segments_of(tmp_path / d) for r in records]
+              for d in ("decoded", "handed")}
+    assert stored["handed"] == stored["decoded"]
+    with open_history(tmp_path / "handed", **options) as history:
+        assert [r.payload for r in history.range(limit=None)] == [payloads[s] for s in range(1, 131)]
+
+
+def test_newest_change_rebuilds_the_newest_record_exactly_or_is_none():
+    """What a subscriber's delta frame may reuse: the change stored for the
+    newest record, only while it is the newest, and never for a keyframe or
+    a frame that needed key-order fixes."""
+    history = History(None, boot_id=BOOT, keyframe_every=20)
+    seen = {"delta": 0, "none": 0}
+    for seq in range(1, 61):
+        doc = table_doc(seq)
+        payload = msgpack.packb(doc, use_bin_type=True)
+        before = history.info()["encoding"]
+        history.append(seq * SECOND, payload, doc)
+        after = history.info()["encoding"]
+        stored = history.newest_change(seq)
+        exact_delta = after["deltas"] > before["deltas"] and after["reordered"] == before["reordered"]
+        if not exact_delta:
+            assert stored is None
+            seen["none"] += 1
+            continue
+        seen["delta"] += 1
+        assert stored.seq == seq and stored.base_seq == seq - 1
+        assert msgpack.packb(apply(stored.change, stored.base, stored.prior), use_bin_type=True) == payload
+        assert history.newest_change(seq - 1) is None
+    assert seen["delta"] > 30 and seen["none"] > 5  # keyframes and reordered maps
 
 
 def test_a_table_record_is_stored_as_a_change_from_the_table_before(tmp_path):

@@ -436,13 +436,14 @@ class Agent:
             snapshot["agent"] = self.self_report(with_tables)
             payload = encode_msgpack(snapshot)
             wall_ns = snapshot["meta"]["wall_ns"]
-            seq = self.history.append(wall_ns, payload)
+            seq = self.history.append(wall_ns, payload, snapshot)
+            stored = self.history.newest_change(seq)
         except Exception:  # noqa: BLE001 - a failed sample is logged and counted; the next tick tries again
             self.errors += 1
             log.exception("sample failed")
             return False
         record = Record(self.history.boot_id, seq, wall_ns, payload)
-        self.server.publish(record, snapshot)
+        self.server.publish(record, snapshot, stored)
         if self.metrics is not None:
             self.publish_metrics(taken, snapshot, with_tables)
         self.samples += 1

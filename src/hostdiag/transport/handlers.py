@@ -375,15 +375,16 @@ class ClientSession(FlowControlledConnection):
         self.send_message({"type": P.GONE, "boot_id": boot_id, "from_seq": from_seq, "to_seq": to_seq,
                            "oldest_seq": entry.get("oldest_seq"), "reason": reason})
 
-    def send_stream(self, record, snapshot):
-        """One subscription frame: a delta against the last one sent, or whole."""
+    def send_stream(self, record, snapshot, stored=None):
+        """One subscription frame: a delta against the last one sent, or whole
+        (``stored``: the history's change to it, see ``Server.publish``)."""
         server = self.server
         base = self.last_sent
         full = (self.want_full or base is None or base.boot_id != record.boot_id
                 or self.frames_since_full + 1 >= self.full_every)
         frame = None
         if not full:
-            frame = server.delta_frame(base, record, snapshot, self.prior)
+            frame = server.delta_frame(base, record, snapshot, self.prior, stored)
         if frame is None:
             frame = server.full_frame(record)
             full = True
@@ -399,8 +400,9 @@ class ClientSession(FlowControlledConnection):
         if full:
             self.want_full = False
 
-    def offer_live(self, record, snapshot):
-        """A new record from the sampler: sent unless this client is too far behind."""
+    def offer_live(self, record, snapshot, stored=None):
+        """A new record from the sampler: sent unless this client is too far
+        behind (``stored``: the history's change to it, see ``Server.publish``)."""
         if self.mode != "live" or self.closing:
             return
         if self.next_seq is not None and record.seq < self.next_seq and record.boot_id == self.boot_id:
@@ -413,7 +415,7 @@ class ClientSession(FlowControlledConnection):
             return
         if self.too_far_behind():
             return
-        self.send_stream(record, snapshot)
+        self.send_stream(record, snapshot, stored)
         self.next_seq = record.seq + 1
         self.boot_id = record.boot_id
 

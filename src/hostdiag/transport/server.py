@@ -77,12 +77,15 @@ class AgentServer:
             self.thread.join()
             raise self._start_error
 
-    def publish(self, record, snapshot):
-        """Hand a new record (and its snapshot as a dict) to the clients."""
+    def publish(self, record, snapshot, stored=None):
+        """Hand a new record (and its snapshot as a dict) to the clients.
+        ``stored``: how the history stored it (``History.newest_change``), or
+        None; a subscriber's delta frame reuses that change when it has the
+        same base, instead of computing its own."""
         loop = self.loop
         if loop is not None and not loop.is_closed():
             try:
-                loop.call_soon_threadsafe(self._on_record, record, snapshot)
+                loop.call_soon_threadsafe(self._on_record, record, snapshot, stored)
             except RuntimeError:
                 pass  # the loop closed between the check and the call: stopping
 
@@ -289,15 +292,18 @@ class AgentServer:
                 return None
         return self._cache(("full", record.boot_id, record.seq), make)
 
-    def delta_frame(self, base, record, snapshot, prior):
+    def delta_frame(self, base, record, snapshot, prior, stored=None):
         """The delta frame from ``base`` to ``record``, or None when it would
         not fit. ``prior``: {key: (seq, value)}, the newest non-null values the
-        client holds, for the keys null in the base."""
+        client holds, for the keys null in the base. ``stored``: the history's
+        change to ``record`` (see :meth:`publish`), or None."""
         usable = {key: entry for key, entry in prior.items()
                   if base.snapshot.get(key) is None and snapshot.get(key) is not None}
 
         def make():
-            change = make_delta(base.snapshot, snapshot, {k: v for k, (_, v) in usable.items()})
+            change = _reusable(stored, base, usable)
+            if change is None:
+                change = make_delta(base.snapshot, snapshot, {k: v for k, (_, v) in usable.items()})
             message = {"type": P.DELTA, "boot_id": record.boot_id, "seq": record.seq,
                        "wall_ns": record.wall_ns, "base_seq": base.seq, "delta": change}
             used = prior_keys(change)
@@ -311,7 +317,21 @@ class AgentServer:
                tuple(sorted((k, seq) for k, (seq, _) in usable.items())))
         return self._cache(key, make)
 
-    def _on_record(self, record, snapshot):
+    def _on_record(self, record, snapshot, stored):
         self._newest = (record.boot_id, record.seq)
         for conn in list(self.connections):
-            conn.offer_live(record, snapshot)
+            conn.offer_live(record, snapshot, stored)
+
+
+def _reusable(stored, base, usable):
+    """The history's change (``stored``) when a client holding ``base`` and
+    the prior values ``usable`` rebuilds the record from it exactly: it starts
+    from this very base document, and each prior value it names is the one
+    the client holds (the same object). Else None: the frame is computed."""
+    if stored is None or stored.base_seq != base.seq or stored.base is not base.snapshot:
+        return None
+    for key in prior_keys(stored.change):
+        held = usable.get(key)
+        if held is None or held[1] is not stored.prior.get(key):
+            return None
+    return stored.change
