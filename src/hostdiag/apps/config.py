@@ -512,7 +512,7 @@ SETTINGS = (
             "jitter), and how often, at most every 5 s, the status table is written and retention "
             "applied."),
     Setting("collector.host_max_bytes", _Size(1 * MiB, 1024 * TiB), 1 * GiB,
-            "Stored bytes kept per agent (records and their dictionaries); the oldest records are "
+            "Stored bytes kept per agent (its compressed records); the oldest records are "
             "deleted beyond it. Overridden by --host-max-bytes."),
     Setting("collector.host_max_age", _Duration(60, 3660 * DAY), 30 * DAY,
             "Records older than this, measured against the agent's newest stored record, are "
