@@ -245,6 +245,9 @@ def test_bad_agents_config_is_one_line_naming_the_key(workdir, capsys, monkeypat
     ({"collector": {"poll_interval": "soon"}}, "collector.poll_interval"),
     ({"collector": {"pol_interval": 1}}, "collector.pol_interval"),
     ({"collector": {"store": "relative/dir"}}, "collector.store"),
+    ({"collector": {"store": "clickhouse://127.0.0.1/db"}}, "collector.store: must be clickhouse://HOST:PORT"),
+    ({"collector": {"shard": "3/2"}}, "collector.shard: must be K/N"),
+    ({"collector": {"shard": "1/2"}}, "collector.shard: no agent falls in shard 1/2"),  # web1 is in 2/2
 ])
 def test_bad_collector_settings_are_one_line(workdir, capsys, monkeypatch, settings, key):
     monkeypatch.delenv("HOSTDIAG_CONFIG", raising=False)
@@ -540,6 +543,24 @@ def test_retention_settings_resolve_file_env_command_line(tmp_path):
     # Options not given leave the file's values alone.
     config = load_config(str(path), env={}, overrides=overrides_from(build_parser().parse_args([]), None))
     assert config.collector.host_max_bytes == 2 << 30 and config.source("collector.store") == "default"
+
+
+def test_store_url_and_shard_settings_resolve():
+    from hostdiag.apps.collector import shard_of
+    from hostdiag.apps.config import Shard, load_config
+
+    config = load_config(env={})
+    assert config.collector.shard == Shard(1, 1)
+    args = build_parser().parse_args(["--shard", "2/3", "--store", "clickhouse://db.example:8123/fleet"])
+    config = load_config(env={}, overrides=overrides_from(args, args.store))
+    assert config.collector.shard == Shard(2, 3) and config.collector.store == "clickhouse://db.example:8123/fleet"
+    config = load_config(env={"HOSTDIAG_COLLECTOR_SHARD": "1/4"})
+    assert config.collector.shard == Shard(1, 4)
+    # A stable hash: the same shard in every process (CRC-32 of the name, not hash()).
+    assert shard_of("web1", 4) == zlib.crc32(b"web1") % 4 + 1
+    names = ["host%d" % i for i in range(200)]
+    shares = [sum(1 for n in names if shard_of(n, 4) == k) for k in range(1, 5)]
+    assert sum(shares) == 200 and min(shares) > 0
 
 
 def test_client_address_from_config_entries():

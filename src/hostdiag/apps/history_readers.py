@@ -244,7 +244,8 @@ def add_source_options(parser):
                        help="settings: the agent's socket (server.unix_path), the store (collector.store)")
     group.add_argument("--token-file", metavar="FILE", help="token for a tcp: agent")
     group.add_argument("--tls-ca", metavar="FILE", help="CA to check a TLS agent's certificate")
-    group.add_argument("--store", metavar="DIR", help="a collector's store instead of an agent")
+    group.add_argument("--store", metavar="DIR|URL",
+                       help="a collector's store instead of an agent: a directory or clickhouse://HOST:PORT/DB")
     group.add_argument("--host", metavar="NAME", help="the host in the store (agent name, hostname or agent id)")
     group.add_argument("--spool", metavar="DIR",
                        help="the agent's spool directory, read-only, for the gaps `diag history` lists")
@@ -252,7 +253,7 @@ def add_source_options(parser):
 
 def open_history(args):
     """The history the options name (see the module doc)."""
-    from hostdiag.store.sqlite import CollectorStore, StoreError
+    from hostdiag.store.collector_store import StoreError, is_url, open_collector_store
     from hostdiag.apps.config import load_config
 
     if args.agent and (args.store or args.host):
@@ -261,9 +262,12 @@ def open_history(args):
     if args.config is not None or not (args.agent or args.store):
         config = load_config(args.config, os.environ)
     if args.store or args.host:
-        directory = os.path.abspath(args.store) if args.store else config.collector.store
+        if args.store:
+            directory = args.store if is_url(args.store) else os.path.abspath(args.store)
+        else:
+            directory = config.collector.store
         try:
-            store = CollectorStore(directory, readonly=True)
+            store = open_collector_store(directory, readonly=True)
         except StoreError as exc:
             raise CommandFailed(str(exc)) from None
         try:
