@@ -21,13 +21,15 @@ whole days: ``ALTER TABLE ... DROP PARTITION``):
 ``sockets``   one row per TCP socket of a record that carries the socket table.
 ``gaps``, ``hosts``, ``status`` as in the SQLite store (store/sqlite.py).
 
-Every table is a ReplacingMergeTree ordered by its identity, so a row
-written twice (a collector killed between two inserts of a batch, whose
-successor pulls the batch again) collapses; reads of ``records`` use FINAL
-and so never see it twice. A batch (``begin`` ... ``commit``) is sent at
-``commit``: the derived tables first, ``records`` last, so that the
-resume point (the newest seq in ``records``) never passes a record whose
-rows are missing.
+A batch (``begin`` ... ``commit``) is sent at ``commit``: the derived
+tables first, ``records`` last, in one INSERT (one block: it appears whole
+or not at all), so that the resume point (the newest seq in ``records``)
+never passes a record whose rows are missing. ``records`` is a plain
+MergeTree: a record is written once, because a writer resumes after the
+newest seq stored and checks any older seq it is handed against the table.
+The derived tables are ReplacingMergeTrees ordered by their identity: rows
+sent again (a collector killed between the inserts of a batch, whose
+successor pulls that batch again) collapse, and reads use FINAL.
 
 Several collectors share one store, each pulling its own agents
 (``collector.shard``); one agent must be pulled by one collector at a time.
@@ -101,8 +103,8 @@ def _nullable(columns):
 
 
 _TABLES = {
-    "records": "CREATE TABLE IF NOT EXISTS records (%s, crc32 UInt32, raw String) %s" % (
-        _IDENTITY, _ENGINE % ("wall_ns", "host, agent_id, boot_id, seq")),
+    "records": "CREATE TABLE IF NOT EXISTS records (%s, crc32 UInt32, raw String) ENGINE = MergeTree "
+               "PARTITION BY toYYYYMMDD(time) ORDER BY (host, agent_id, boot_id, seq)" % _IDENTITY,
     "samples": "CREATE TABLE IF NOT EXISTS samples (%s, hostname String, %s) %s" % (
         _IDENTITY, _nullable([(n, k) for n, k, _ in _SAMPLE_COLUMNS] + [(n, "UInt64") for n in _TOTAL_COLUMNS]
                              + [(n, "Float64") for n in _RATE_COLUMNS]),
@@ -440,7 +442,7 @@ class ClickHouseStore:
 
     def _records(self, where, order_limit):
         rows = self.rows(
-            "SELECT host, agent_id, boot_id, seq, wall_ns, crc32, hex(raw) AS raw FROM records FINAL WHERE %s %s"
+            "SELECT host, agent_id, boot_id, seq, wall_ns, crc32, hex(raw) AS raw FROM records WHERE %s %s"
             % (where, order_limit))
         for row in rows:
             payload = bytes.fromhex(row["raw"])
@@ -479,12 +481,12 @@ class ClickHouseStore:
 
     def seqs(self, host_name, boot_id, agent_id=None):
         return [int(r["seq"]) for r in self.rows(
-            "SELECT seq FROM records FINAL WHERE %s ORDER BY seq" % self._where(host_name, boot_id, agent_id))]
+            "SELECT seq FROM records WHERE %s ORDER BY seq" % self._where(host_name, boot_id, agent_id))]
 
     def hosts(self):
         known = {r["name"]: r for r in self.rows("SELECT name, address, hostname FROM hosts FINAL")}
         counts = {r["host"]: r for r in self.rows(
-            "SELECT host, count() AS n, sum(length(raw)) AS bytes FROM records FINAL GROUP BY host")}
+            "SELECT host, count() AS n, sum(length(raw)) AS bytes FROM records GROUP BY host")}
         out = []
         for name in sorted(set(known) | set(counts)):
             row = known.get(name, {})
@@ -511,7 +513,7 @@ class ClickHouseStore:
     def boots(self, host_name):
         rows = self.rows(
             "SELECT agent_id, boot_id, min(seq) AS first_seq, max(seq) AS last_seq, min(wall_ns) AS first_wall_ns, "
-            "max(wall_ns) AS last_wall_ns, count() AS records, sum(length(raw)) AS raw_bytes FROM records FINAL "
+            "max(wall_ns) AS last_wall_ns, count() AS records, sum(length(raw)) AS raw_bytes FROM records "
             "WHERE %s GROUP BY agent_id, boot_id ORDER BY first_wall_ns" % self._where(host_name))
         out = []
         for row in rows:
@@ -521,7 +523,7 @@ class ClickHouseStore:
         return out
 
     def newest(self, host_name, agent_id=None):
-        rows = self.rows("SELECT boot_id, max(seq) AS seq, max(wall_ns) AS wall FROM records FINAL WHERE %s "
+        rows = self.rows("SELECT boot_id, max(seq) AS seq, max(wall_ns) AS wall FROM records WHERE %s "
                          "GROUP BY boot_id" % self._where(host_name, agent_id=agent_id))
         per_boot = {r["boot_id"]: int(r["seq"]) for r in rows}
         last = None
@@ -577,6 +579,6 @@ class ClickHouseStore:
     def stats(self):
         found = self.rows("SELECT sum(bytes_on_disk) AS bytes FROM system.parts WHERE database = %s AND active"
                           % _quote(self.database))
-        records = self.rows("SELECT count() AS n FROM records FINAL")
+        records = self.rows("SELECT count() AS n FROM records")
         return {"file_bytes": int(found[0]["bytes"] or 0) if found else 0,
                 "records": int(records[0]["n"]) if records else 0, "corrupt_skipped": self.corrupt_skipped}
