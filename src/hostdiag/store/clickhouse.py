@@ -367,8 +367,8 @@ class ClickHouseStore:
         if previous is not None and previous[0] == ident["seq"] - 1:
             seconds = (ident["wall_ns"] - previous[1]) / 1e9
             old = previous[2]
-            busy = [n for n in ("cpu_user", "cpu_nice", "cpu_system", "cpu_irq", "cpu_softirq", "cpu_steal")]
-            total = busy + ["cpu_idle", "cpu_iowait"]
+            busy = ("cpu_user", "cpu_nice", "cpu_system", "cpu_irq", "cpu_softirq", "cpu_steal")
+            total = busy + ("cpu_idle", "cpu_iowait")
             if all(sample[n] is not None and old[n] is not None for n in total):
                 spent = sum(sample[n] - old[n] for n in total)
                 if spent > 0:
