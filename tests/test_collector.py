@@ -18,7 +18,7 @@ from hostdiag.apps import collector_pull
 from hostdiag.apps.collector import Collector, build_parser, main_collector, overrides_from
 from hostdiag.apps.collector_pull import AgentStatus, Backoff, Cursor
 from hostdiag.store.sqlite import (
-    RECORDS_PER_DICTIONARY, CollectorStore, StoreError, StoreLocked,
+    CODEC_ZLIB, CODEC_ZLIB_DELTA, KEYFRAME_EVERY, SCHEMA_VERSION, CollectorStore, StoreError, StoreLocked,
 )
 
 from agentproc import INTERVAL, AgentProcess, CollectorProcess, wait_for, write_toml
@@ -89,12 +89,19 @@ def test_catches_up_after_being_down_and_survives_agent_restarts(workdir, proces
         assert store.gaps("web1") == []
         rows = store.db.execute("SELECT COUNT(*), COUNT(DISTINCT boot_key || ':' || seq) FROM records").fetchone()
         assert rows[0] == rows[1] == len(stored)
-        # Payloads read back as the agent's snapshots.
-        record = store.get("web1", boot, stored[-1])
-        with agent.client() as client:
-            page = client.range_page(from_seq=stored[-1], to_seq=stored[-1])
+        # Every stored record reads back as the snapshot the agent serves for
+        # it, across the chains the collector's restarts began anew.
         from hostdiag.transport.framing import decode_document
-        assert decode_document(record.payload) == page.records[0].snapshot
+        with agent.client() as client:
+            served = {r.seq: r.snapshot for r in client.range(from_seq=stored[0], to_seq=stored[-1], boot_id=boot)}
+        read = {r.seq: decode_document(r.payload) for r in store.range("web1", boot)}
+        assert sorted(read) == stored and store.corrupt_skipped == 0
+        for seq in stored:
+            assert read[seq] == served[seq], seq
+        codecs = dict(store.db.execute("SELECT seq, codec FROM records"))
+        assert set(codecs.values()) == {CODEC_ZLIB, CODEC_ZLIB_DELTA}
+        # The first record after the collector was down starts a chain of its own.
+        assert codecs[down_at + 1] == CODEC_ZLIB
     assert status["errors"] >= 1  # the restart was seen (and recovered from)
     assert status["duplicates"] == 0 and status["gaps"] == 0
     assert status["bytes_received"] > 0 and status["records_received"] > 0
@@ -238,6 +245,9 @@ def test_bad_agents_config_is_one_line_naming_the_key(workdir, capsys, monkeypat
     ({"collector": {"poll_interval": "soon"}}, "collector.poll_interval"),
     ({"collector": {"pol_interval": 1}}, "collector.pol_interval"),
     ({"collector": {"store": "relative/dir"}}, "collector.store"),
+    ({"collector": {"store": "clickhouse://127.0.0.1/db"}}, "collector.store: must be clickhouse://HOST:PORT"),
+    ({"collector": {"shard": "3/2"}}, "collector.shard: must be K/N"),
+    ({"collector": {"shard": "1/2"}}, "collector.shard: no agent falls in shard 1/2"),  # web1 is in 2/2
 ])
 def test_bad_collector_settings_are_one_line(workdir, capsys, monkeypatch, settings, key):
     monkeypatch.delenv("HOSTDIAG_CONFIG", raising=False)
@@ -270,10 +280,14 @@ def test_unreadable_token_file_names_the_key(workdir, capsys):
 
 # -- the store -----------------------------------------------------------------
 
-def _payload(i, size=3000):
+# Text that zlib cannot shrink much, the same in every record (as most of a snapshot is).
+_PAD = "".join("%08x" % zlib.crc32(b"%d" % n) for n in range(400))
+
+
+def _payload(i):
     from hostdiag.encode.wire import encode_msgpack
 
-    return encode_msgpack({"meta": {"wall_ns": i, "hostname": "h"}, "cpu": {"ctxt": 1000 * i, "pad": "x" * size},
+    return encode_msgpack({"meta": {"wall_ns": i, "hostname": "h"}, "cpu": {"ctxt": 1000 * i, "pad": _PAD},
                            "counter": list(range(i, i + 50))})
 
 
@@ -299,17 +313,56 @@ def test_store_keeps_each_record_once_and_reads_it_back(tmp_path):
                              "raw_bytes, stored_bytes, payload FROM records LIMIT 1")
 
 
-def test_store_compresses_with_shared_dictionaries(tmp_path):
-    count = RECORDS_PER_DICTIONARY * 2 + 5
+def _codecs(store, host="h1"):
+    return [row[0] for row in store.db.execute(
+        "SELECT r.codec FROM records r JOIN hosts h ON h.host_id = r.host_id WHERE h.name = ? ORDER BY r.seq",
+        (host,))]
+
+
+def test_store_keeps_delta_chains_with_a_keyframe_every_n_records(tmp_path):
+    count = KEYFRAME_EVERY * 2 + 5
     with CollectorStore(tmp_path) as store:
         _fill(store, "h1", count)
+        codecs = _codecs(store)
+        keyframes = [seq for seq, codec in enumerate(codecs, 1) if codec == CODEC_ZLIB]
+        assert keyframes == [1, KEYFRAME_EVERY + 1, 2 * KEYFRAME_EVERY + 1]
+        assert set(codecs) == {CODEC_ZLIB, CODEC_ZLIB_DELTA}
         raw, stored = store.db.execute("SELECT SUM(raw_bytes), SUM(stored_bytes) FROM records").fetchone()
-        dictionaries = store.db.execute("SELECT COUNT(*) FROM dictionaries").fetchone()[0]
-        assert dictionaries == 3
-        assert stored < raw / 5
-        assert store.hosts()[0]["stored_bytes"] == stored + store.db.execute(
-            "SELECT SUM(length(data)) FROM dictionaries").fetchone()[0]
+        keyframe_bytes = store.db.execute("SELECT AVG(stored_bytes) FROM records WHERE codec = ?",
+                                          (CODEC_ZLIB,)).fetchone()[0]
+        delta_bytes = store.db.execute("SELECT AVG(stored_bytes) FROM records WHERE codec = ?",
+                                       (CODEC_ZLIB_DELTA,)).fetchone()[0]
+        assert delta_bytes < keyframe_bytes / 3
+        assert stored < raw / 20
+        assert store.hosts()[0]["stored_bytes"] == stored
         assert [r.payload for r in store.range("h1", "b1")] == [_payload(i) for i in range(1, count + 1)]
+    # A reader of its own rebuilds any record cold, from its keyframe.
+    with CollectorStore(tmp_path, readonly=True) as reader:
+        for seq in (KEYFRAME_EVERY, KEYFRAME_EVERY + 1, count):
+            assert reader.get("h1", "b1", seq).payload == _payload(seq)
+        assert reader.at_or_before("h1", 10**18 + 59 * 10**9).payload == _payload(59)
+
+
+def test_store_never_chains_across_a_missing_record(tmp_path):
+    """A gap the agent reported, a collector restart, a record out of order:
+    each next record is a keyframe, so no delta frame needs what is not stored."""
+    with CollectorStore(tmp_path) as store:
+        _fill(store, "h1", 5)
+        store.begin()
+        store.add_gap("h1", "a1", "b1", 6, 9, "not_kept")
+        store.commit()
+        _fill(store, "h1", 3, start=10)
+        _fill(store, "h1", 2, start=20)   # a hole nobody explained
+        _fill(store, "h1", 1, start=15)   # an older record arriving late
+        _fill(store, "h1", 1, start=22)
+    with CollectorStore(tmp_path) as store:  # a new writer: no chain to continue
+        _fill(store, "h1", 2, start=23)
+        codecs = dict(store.db.execute("SELECT seq, codec FROM records"))
+        keyframes = sorted(seq for seq, codec in codecs.items() if codec == CODEC_ZLIB)
+        assert keyframes == [1, 10, 15, 20, 23]
+        assert codecs[22] == CODEC_ZLIB_DELTA  # on 21, which is stored, though 15 came between
+        assert [(r.seq, r.payload) for r in store.range("h1", "b1")] == [(s, _payload(s)) for s in sorted(codecs)]
+        assert store.corrupt_skipped == 0
 
 
 def test_store_retention_by_bytes_keeps_the_newest(tmp_path):
@@ -323,25 +376,29 @@ def test_store_retention_by_bytes_keeps_the_newest(tmp_path):
         seqs = store.seqs("h1", "b1")
         assert seqs[-1] == 300 and seqs == list(range(seqs[0], 301))
         assert store.hosts()[0]["stored_bytes"] <= 20000
-        # Dictionaries whose records are gone went with them; every kept record still reads.
-        used = store.db.execute("SELECT COUNT(DISTINCT dict_id) FROM records WHERE host_id = 1").fetchone()[0]
-        kept = store.db.execute("SELECT COUNT(*) FROM dictionaries WHERE host_id = 1").fetchone()[0]
-        assert kept == used
-        assert len(list(store.range("h1", "b1"))) == len(seqs)
+        # Whole chains went: what is kept begins with a keyframe and every kept record reads.
+        assert _codecs(store)[0] == CODEC_ZLIB
+        assert [r.payload for r in store.range("h1", "b1")] == [_payload(s) for s in seqs]
+        assert store.corrupt_skipped == 0
         assert store.seqs("h2", "b1") == list(range(1, 11))  # another host is untouched
+        # The next record after a trim starts a chain of its own.
+        _fill(store, "h1", 1, start=301)
+        assert _codecs(store)[-1] == CODEC_ZLIB
 
 
 def test_store_retention_by_age_against_the_host_newest(tmp_path):
-    with CollectorStore(tmp_path, max_host_age_s=60) as store:
-        _fill(store, "h1", 100, step_ns=10**9)  # 100 s of records
+    with CollectorStore(tmp_path, max_host_age_s=30) as store:
+        _fill(store, "h1", 150, step_ns=10**9)  # 150 s of records: chains 1-60, 61-120, 121-150
         store.begin()
         store.add_gap("h1", "a1", "b1", 5, 6, "not_kept")
         deleted = store.enforce_retention("h1")
         store.commit()
         seqs = store.seqs("h1", "b1")
-        assert deleted == 100 - len(seqs)
-        assert seqs[0] == 40 and seqs[-1] == 100  # newest - 60 s
+        assert deleted == 150 - len(seqs)
+        # Older than newest - 30 s: the first chain entirely; the second ends at 120 s, kept whole.
+        assert seqs[0] == KEYFRAME_EVERY + 1 and seqs[-1] == 150
         assert store.gaps("h1") == []  # a gap before what is kept is aged out with it
+        assert len(list(store.range("h1", "b1"))) == len(seqs) and store.corrupt_skipped == 0
 
 
 def test_store_gaps_merge_and_resume_points(tmp_path):
@@ -365,13 +422,44 @@ def test_store_gaps_merge_and_resume_points(tmp_path):
 def test_store_skips_a_damaged_record_and_reports_unexplained_holes(tmp_path):
     with CollectorStore(tmp_path) as store:
         _fill(store, "h1", 6)
-        store.db.execute("UPDATE records SET payload = zeroblob(length(payload)) WHERE seq = 3")
-        store.db.execute("DELETE FROM records WHERE seq = 5")
-        assert [r.seq for r in store.range("h1", "b1")] == [1, 2, 4, 6]
-        assert store.corrupt_skipped == 1
-        assert store.get("h1", "b1", 3) is None
-        assert store.at_or_before("h1", 10**18 + 3 * 10**9).seq == 2  # the damaged one is passed over
-        assert [(g["from_seq"], g["to_seq"], g["reason"]) for g in store.gaps("h1")] == [(5, 5, "missing")]
+        _fill(store, "h1", 6, boot="b2")
+        store.db.execute("UPDATE records SET payload = zeroblob(length(payload)) WHERE seq = 3 AND boot_key = 1")
+        store.db.execute("DELETE FROM records WHERE seq = 5 AND boot_key = 2")
+        # A damaged record takes the rest of its chain with it; so does a missing one.
+        assert [r.seq for r in store.range("h1", "b1")] == [1, 2]
+        assert store.corrupt_skipped == 4
+        assert store.get("h1", "b1", 3) is None and store.get("h1", "b1", 6) is None
+        assert store.at_or_before("h1", 10**18 + 4 * 10**9, boot_id="b1").seq == 2  # passed over
+        assert [(r.seq, r.payload) for r in store.range("h1", "b2")] == [(s, _payload(s)) for s in (1, 2, 3, 4)]
+        assert store.get("h1", "b2", 6) is None
+        assert [(g["boot_id"], g["from_seq"], g["to_seq"], g["reason"]) for g in store.gaps("h1")] == [
+            ("b2", 5, 5, "missing")]
+
+
+def test_store_a_record_that_does_not_match_its_crc_is_never_returned(tmp_path):
+    """A delta frame that decodes, on a base that decodes, to bytes other than
+    those stored (here: frames swapped) is refused by the CRC-32 check."""
+    with CollectorStore(tmp_path) as store:
+        _fill(store, "h1", 4)
+        frames = dict(store.db.execute("SELECT seq, payload FROM records"))
+        store.db.execute("UPDATE records SET payload = ? WHERE seq = 3", (frames[2],))
+        assert [r.seq for r in store.range("h1", "b1")] == [1, 2]
+        assert store.corrupt_skipped == 2
+
+
+def test_store_of_the_older_schema_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "collector.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE dictionaries (dict_id INTEGER PRIMARY KEY)")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    for readonly in (False, True):
+        with pytest.raises(StoreError) as caught:
+            CollectorStore(tmp_path, readonly=readonly)
+        message = str(caught.value)
+        assert str(path) in message and "older collector" in message and "\n" not in message
+        assert "schema %d" % SCHEMA_VERSION in message
 
 
 def test_store_read_only_and_locked(tmp_path):
@@ -455,6 +543,24 @@ def test_retention_settings_resolve_file_env_command_line(tmp_path):
     # Options not given leave the file's values alone.
     config = load_config(str(path), env={}, overrides=overrides_from(build_parser().parse_args([]), None))
     assert config.collector.host_max_bytes == 2 << 30 and config.source("collector.store") == "default"
+
+
+def test_store_url_and_shard_settings_resolve():
+    from hostdiag.apps.collector import shard_of
+    from hostdiag.apps.config import Shard, load_config
+
+    config = load_config(env={})
+    assert config.collector.shard == Shard(1, 1)
+    args = build_parser().parse_args(["--shard", "2/3", "--store", "clickhouse://db.example:8123/fleet"])
+    config = load_config(env={}, overrides=overrides_from(args, args.store))
+    assert config.collector.shard == Shard(2, 3) and config.collector.store == "clickhouse://db.example:8123/fleet"
+    config = load_config(env={"HOSTDIAG_COLLECTOR_SHARD": "1/4"})
+    assert config.collector.shard == Shard(1, 4)
+    # A stable hash: the same shard in every process (CRC-32 of the name, not hash()).
+    assert shard_of("web1", 4) == zlib.crc32(b"web1") % 4 + 1
+    names = ["host%d" % i for i in range(200)]
+    shares = [sum(1 for n in names if shard_of(n, 4) == k) for k in range(1, 5)]
+    assert sum(shares) == 200 and min(shares) > 0
 
 
 def test_client_address_from_config_entries():

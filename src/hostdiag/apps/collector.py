@@ -39,6 +39,7 @@ usage or configuration (one line naming the key); 70 an internal error.
 
 import json
 import logging
+import zlib
 import os
 import queue
 import signal
@@ -50,7 +51,7 @@ from hostdiag.apps.collector_pull import Puller, Stopping
 from hostdiag.apps.common import (
     EXIT_FAILED, EXIT_OK, ArgumentParser, CommandFailed, UsageError, read_token, run_command, setup_logging,
 )
-from hostdiag.store.sqlite import CollectorStore, StoreError
+from hostdiag.store.collector_store import StoreError, is_url, open_collector_store
 from hostdiag.views.collector_status import render_status, status_document
 
 log = logging.getLogger("hostdiag.collector")
@@ -205,8 +206,8 @@ class Collector:
 
     def run(self):
         try:
-            self.store = CollectorStore(self.store_dir, max_host_bytes=self.max_host_bytes,
-                                        max_host_age_s=self.max_host_age_s)
+            self.store = open_collector_store(self.store_dir, max_host_bytes=self.max_host_bytes,
+                                              max_host_age_s=self.max_host_age_s)
         except StoreError as exc:
             log.error("cannot start: collector.store: %s", exc)
             return EXIT_FAILED
@@ -272,7 +273,7 @@ class Collector:
 
 def show_status(store_dir, fmt, out):
     try:
-        store = CollectorStore(store_dir, readonly=True)
+        store = open_collector_store(store_dir, readonly=True)
     except StoreError as exc:
         raise CommandFailed(str(exc)) from None
     try:
@@ -292,7 +293,10 @@ def build_parser():
     parser = ArgumentParser(prog="diag collector",
                      description="Pull snapshots from the agents in the config into a local store.")
     parser.add_argument("--config", metavar="FILE", help="TOML settings file (default $HOSTDIAG_CONFIG)")
-    parser.add_argument("--store", metavar="DIR", help="the store directory (collector.store)")
+    parser.add_argument("--store", metavar="DIR|URL",
+                        help="the store: a directory, or clickhouse://HOST:PORT/DB (collector.store)")
+    parser.add_argument("--shard", metavar="K/N", default=None,
+                        help="pull only the agents of shard K of N, by a hash of their names (collector.shard)")
     parser.add_argument("--host-max-bytes", metavar="SIZE", default=None,
                         help="bytes kept per host, oldest deleted first (collector.host_max_bytes)")
     parser.add_argument("--host-max-age", metavar="DURATION", default=None,
@@ -306,12 +310,19 @@ def build_parser():
     return parser
 
 
+def shard_of(name, count):
+    """The shard (1..count) of the agent ``name``: CRC-32 of its UTF-8 name, the
+    same in every process and on every machine (Python's hash() is not)."""
+    return zlib.crc32(name.encode("utf-8")) % count + 1
+
+
 def overrides_from(args, store):
     """The settings given as options; a bad value is reported with its key, "(command line)"."""
     return {
         "collector.store": store,
         "collector.host_max_bytes": args.host_max_bytes,
         "collector.host_max_age": args.host_max_age,
+        "collector.shard": args.shard,
     }
 
 
@@ -325,7 +336,9 @@ def _run(argv):
     from hostdiag.apps.config import load_config
 
     args = build_parser().parse_args(argv)
-    store = os.path.abspath(args.store) if args.store else None
+    store = args.store
+    if store and not is_url(store):
+        store = os.path.abspath(store)
     config = load_config(args.config, os.environ, overrides_from(args, store))
     if args.status:
         show_status(config.collector.store, args.format, sys.stdout)
@@ -333,6 +346,11 @@ def _run(argv):
     entries = config.collector.agents
     if not entries:
         raise UsageError("collector.agents: no agents to pull from (%s)" % config.source("collector.agents"))
+    shard = config.collector.shard
+    entries = [entry for entry in entries if shard_of(entry.name, shard.count) == shard.index]
+    if not entries:
+        raise UsageError("collector.shard: no agent falls in shard %d/%d (%s)"
+                         % (shard.index, shard.count, config.source("collector.shard")))
     tokens = [None if entry.token_file is None else
               read_token(entry.token_file, "collector.agents[%d].token_file" % i)
               for i, entry in enumerate(entries)]

@@ -14,7 +14,7 @@ import threading
 import time
 
 from hostdiag.apps.common import client_address
-from hostdiag.store.sqlite import CollectorStore
+from hostdiag.store.collector_store import open_collector_store
 
 log = logging.getLogger("hostdiag.collector")
 
@@ -275,7 +275,7 @@ class Puller(threading.Thread):
         found = self.cursors.get(agent_id)
         if found is None:
             if self._reader is None:
-                self._reader = CollectorStore(self.collector.store_dir, readonly=True)
+                self._reader = open_collector_store(self.collector.store_dir, readonly=True)
             accounted, closed, last = self._reader.resume_points(self.agent_name, agent_id)
             found = self.cursors[agent_id] = Cursor(accounted, closed, last)
             if last is not None:

@@ -345,6 +345,50 @@ class _HostPort(_Kind):
         return "port 1 to 65535"
 
 
+class _StoreLocation(_Kind):
+    """The collector's store: a directory (SQLite) or clickhouse://HOST:PORT/DATABASE."""
+
+    name = "path or clickhouse URL"
+
+    def check(self, value):
+        if isinstance(value, str) and value.startswith("clickhouse:"):
+            from hostdiag.store.clickhouse import parse_url
+
+            try:
+                parse_url(value)
+            except ValueError as exc:
+                raise _Invalid(str(exc)) from None
+            return value
+        return _Path().check(value)
+
+    def limits(self):
+        return "absolute path, or clickhouse://HOST:PORT/DATABASE"
+
+
+Shard = namedtuple("Shard", "index count")
+Shard.__doc__ = """This collector's share of the agents: shard ``index`` (1..count) of ``count``."""
+
+
+class _Shard(_Kind):
+    """"K/N": this collector pulls the agents whose name hashes to shard K of N."""
+
+    name = "shard"
+
+    def check(self, value):
+        if isinstance(value, Shard):
+            value = self.show(value)
+        match = re.fullmatch(r"(\d{1,4})/(\d{1,4})", value) if isinstance(value, str) else None
+        if match is None or not 1 <= int(match.group(1)) <= int(match.group(2)):
+            raise _Invalid("must be K/N with 1 <= K <= N, got %s" % _shown(value))
+        return Shard(int(match.group(1)), int(match.group(2)))
+
+    def show(self, value):
+        return "%d/%d" % tuple(value)
+
+    def limits(self):
+        return "K/N, 1 <= K <= N <= 9999"
+
+
 AgentEntry = namedtuple("AgentEntry", "name address token_file tls_ca tls_cert tls_key",
                         defaults=(None, None))
 AgentEntry.__doc__ = """One agent a collector pulls from (see ``collector.agents``)."""
@@ -511,8 +555,12 @@ SETTINGS = (
             "Largest HTTP request head (request line and headers), in bytes."),
     Setting("metrics.timeout", _Duration(0.1, 300), 10.0,
             "Seconds a request may take to arrive, and a response to be sent."),
-    Setting("collector.store", _Path(), "/var/lib/hostdiag/collector",
-            "Directory of the collector's store of raw snapshots, per agent."),
+    Setting("collector.store", _StoreLocation(), "/var/lib/hostdiag/collector",
+            "The collector's store of raw snapshots, per agent: a directory (SQLite, one collector), or "
+            "clickhouse://HOST:PORT/DATABASE (the HTTP port; shared by collectors, docs/fleet.md)."),
+    Setting("collector.shard", _Shard(), Shard(1, 1),
+            "K/N: pull only the agents whose name hashes (CRC-32) to shard K of N, so that N collectors "
+            "share one store. Overridden by --shard."),
     Setting("collector.agents", _Agents(), (),
             "Agents to pull from, [[collector.agents]] tables: name (a directory name), address "
             "(\"unix:/path\" or \"tcp:host:port\"), token_file (required for tcp), tls_ca (optional, tcp), tls_cert and tls_key (a client "
@@ -523,7 +571,7 @@ SETTINGS = (
             "jitter), and how often, at most every 5 s, the status table is written and retention "
             "applied."),
     Setting("collector.host_max_bytes", _Size(1 * MiB, 1024 * TiB), 1 * GiB,
-            "Stored bytes kept per agent (records and their dictionaries); the oldest records are "
+            "Stored bytes kept per agent (its compressed records); the oldest records are "
             "deleted beyond it. Overridden by --host-max-bytes."),
     Setting("collector.host_max_age", _Duration(60, 3660 * DAY), 30 * DAY,
             "Records older than this, measured against the agent's newest stored record, are "

@@ -297,7 +297,8 @@ def add_source_options(parser):
     group.add_argument("--tls-cert", metavar="FILE",
                        help="client certificate (PEM) for an agent that asks for one (tcp.tls_client_ca)")
     group.add_argument("--tls-key", metavar="FILE", help="private key (PEM) of --tls-cert (default: in --tls-cert)")
-    group.add_argument("--store", metavar="DIR", help="a collector's store instead of an agent")
+    group.add_argument("--store", metavar="DIR|URL",
+                       help="a collector's store instead of an agent: a directory or clickhouse://HOST:PORT/DB")
     group.add_argument("--host", metavar="NAME", help="the host in the store (agent name, hostname or agent id)")
     group.add_argument("--spool", metavar="DIR",
                        help="the agent's spool directory, read-only, for the gaps `diag history` lists")
@@ -305,7 +306,7 @@ def add_source_options(parser):
 
 def open_history(args):
     """The history the options name (see the module doc)."""
-    from hostdiag.store.sqlite import CollectorStore, StoreError
+    from hostdiag.store.collector_store import StoreError, is_url, open_collector_store
     from hostdiag.apps.config import load_config
 
     if args.agent and (args.store or args.host):
@@ -314,9 +315,12 @@ def open_history(args):
     if args.config is not None or not (args.agent or args.store):
         config = load_config(args.config, os.environ)
     if args.store or args.host:
-        directory = os.path.abspath(args.store) if args.store else config.collector.store
+        if args.store:
+            directory = args.store if is_url(args.store) else os.path.abspath(args.store)
+        else:
+            directory = config.collector.store
         try:
-            store = CollectorStore(directory, readonly=True)
+            store = open_collector_store(directory, readonly=True)
         except StoreError as exc:
             raise CommandFailed(str(exc)) from None
         try:

@@ -9,26 +9,31 @@ A record is keyed by (host, agent_id, boot_id, seq) and unique on it: a
 record received twice is stored once (``add_records`` counts the duplicate).
 ``wall_ns`` is indexed per host for "the record at or before TIME".
 
-Payloads are the snapshot's msgpack bytes, zlib-compressed (level 6) with a
-preset dictionary: the first 32 KiB of the document that opened the
-dictionary, which is made anew every :data:`RECORDS_PER_DICTIONARY` records
-of a boot. Consecutive snapshots share nearly all their keys and most of
-their values, so a record costs about a seventh of what it costs compressed
-on its own (docs/collector.md has the figures). Dictionaries live in a table of their own, so deleting any record
-never strands another one; a dictionary goes when its last record goes. Each
-record carries the CRC-32 of its uncompressed payload: a damaged record is
-skipped and counted, never returned.
+Payloads are stored as the agent's history stores them (store/history.py):
+every :data:`KEYFRAME_EVERY` records of a boot, and whenever the record
+before it is not the one this writer stored last (a collector restart, a gap
+the agent reported, a record that arrives out of order), a *keyframe*: the
+msgpack bytes zlib-compressed alone. Between keyframes a *delta frame*: the
+change from the record before it (encode/delta.py), zlib-compressed. So a
+delta frame's chain is consecutive seqs of one boot back to a keyframe, with
+no missing record in it: a chain is never built across a gap. Before a delta
+frame is stored it is applied to its base and encoded again; a record it
+would not give back byte for byte is stored as a keyframe. Each record
+carries the CRC-32 of its uncompressed payload, checked on every read: a
+damaged record, or one whose chain is, is skipped and counted, never
+returned wrong.
 
 Retention (per host): :attr:`max_host_bytes` bounds the stored bytes of a
-host's records and dictionaries, :attr:`max_host_age_s` their age measured
-against that host's newest record (a host that died keeps its last days for
-the post-mortem). Oldest records go first; a pass that trims for size trims
-to :data:`TRIM_TO` of the limit so that it does not run at every insert.
+host's stored records, :attr:`max_host_age_s` their age measured against
+that host's newest record (a host that died keeps its last days for the
+post-mortem). Whole chains go, oldest first (a keyframe and its delta
+frames), so that no record outlives its keyframe; a pass that trims for
+size trims to :data:`TRIM_TO` of the limit so that it does not run at every
+insert.
 
 Units: bytes, nanoseconds since the epoch (wall_ns), seconds (ages).
 """
 
-import collections
 import fcntl
 import json
 import os
@@ -38,9 +43,12 @@ import urllib.parse
 import zlib
 from collections import namedtuple
 
+from hostdiag.encode.delta import apply, delta, key_order_fixes, with_key_order
+from hostdiag.encode.wire import decode_msgpack, encode_msgpack
+
 DB_NAME = "collector.sqlite3"
 LOCK_NAME = "lock"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -48,15 +56,16 @@ DEFAULT_MAX_HOST_BYTES = 1 * GiB
 DEFAULT_MAX_HOST_AGE_S = 30 * 86400.0
 TRIM_TO = 0.98
 
-RECORDS_PER_DICTIONARY = 60
-ZDICT_BYTES = 32 * 1024  # zlib's window: a longer dictionary is not used
+KEYFRAME_EVERY = 60  # as the agent's history (store/history.py DEFAULT_KEYFRAME_EVERY)
 COMPRESS_LEVEL = 6
 MAX_PAYLOAD_BYTES = 64 * MiB
 
-CODEC_ZLIB = 1       # zlib alone
-CODEC_ZLIB_DICT = 2  # zlib with the preset dictionary dict_id
+CODEC_ZLIB = 1        # a keyframe: the payload, zlib-compressed
+CODEC_ZLIB_DELTA = 3  # a delta frame on record seq - 1 of the same boot, zlib-compressed
 
-_DICT_CACHE = 16
+# What building or applying a delta raises on a document it cannot handle
+# (mixed key types, nesting deeper than the interpreter allows).
+_DELTA_ERRORS = (ValueError, TypeError, KeyError, IndexError, RecursionError)
 _BUSY_TIMEOUT_MS = 10000
 _DELETE_STEP = 500
 
@@ -69,7 +78,7 @@ CREATE TABLE IF NOT EXISTS hosts (
     name TEXT NOT NULL UNIQUE,          -- the agent's name in collector.agents
     address TEXT,
     hostname TEXT,                      -- from the agent's info, when it said
-    stored_bytes INTEGER NOT NULL DEFAULT 0,  -- records + dictionaries, for retention
+    stored_bytes INTEGER NOT NULL DEFAULT 0,  -- of its records, for retention
     created_ns INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS boots (
@@ -79,18 +88,12 @@ CREATE TABLE IF NOT EXISTS boots (
     boot_id TEXT NOT NULL,
     UNIQUE (host_id, agent_id, boot_id)
 );
-CREATE TABLE IF NOT EXISTS dictionaries (
-    dict_id INTEGER PRIMARY KEY,
-    host_id INTEGER NOT NULL,
-    data BLOB NOT NULL                  -- zlib of the preset dictionary
-);
 CREATE TABLE IF NOT EXISTS records (
     boot_key INTEGER NOT NULL REFERENCES boots(boot_key),
     seq INTEGER NOT NULL,
     host_id INTEGER NOT NULL,
     wall_ns INTEGER NOT NULL,
-    codec INTEGER NOT NULL,
-    dict_id INTEGER,
+    codec INTEGER NOT NULL,             -- CODEC_ZLIB: a keyframe; CODEC_ZLIB_DELTA: on seq - 1
     crc32 INTEGER NOT NULL,             -- of the uncompressed payload
     raw_bytes INTEGER NOT NULL,
     stored_bytes INTEGER NOT NULL,
@@ -98,7 +101,7 @@ CREATE TABLE IF NOT EXISTS records (
     PRIMARY KEY (boot_key, seq)
 );
 CREATE INDEX IF NOT EXISTS records_by_time ON records (host_id, wall_ns);
-CREATE INDEX IF NOT EXISTS records_by_dict ON records (dict_id);
+CREATE INDEX IF NOT EXISTS keyframes_by_time ON records (host_id, wall_ns) WHERE codec = 1;
 CREATE TABLE IF NOT EXISTS gaps (
     boot_key INTEGER NOT NULL REFERENCES boots(boot_key),
     from_seq INTEGER NOT NULL,
@@ -151,8 +154,8 @@ class CollectorStore:
         self.max_host_age_s = float(max_host_age_s)
         self._clock = clock
         self._lock_fd = None
-        self._dicts = collections.OrderedDict()  # dict_id -> dictionary bytes (reads)
-        self._writing = {}  # boot_key -> [dict_id, dictionary, records since]
+        self._tips = {}  # boot_key -> _Tip of the record this writer stored last in that boot
+        self._cursor = None  # _Tip of the record the last read rebuilt (the next one's base)
         self._host_ids = {}
         self._boot_keys = {}
         self.corrupt_skipped = 0
@@ -167,8 +170,7 @@ class CollectorStore:
                 raise StoreError("cannot read the collector store %s: %s" % (self.path, exc)) from None
             if version != SCHEMA_VERSION:
                 self.db.close()
-                raise StoreError("%s has schema version %s; this build reads %d"
-                                 % (self.path, version, SCHEMA_VERSION))
+                raise StoreError(_version_error(self.path, version))
             return
         try:
             os.makedirs(self.directory, mode=0o750, exist_ok=True)
@@ -228,7 +230,7 @@ class CollectorStore:
         db = self.db
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
-            raise StoreError("%s has schema version %s; this build writes %d" % (self.path, version, SCHEMA_VERSION))
+            raise StoreError(_version_error(self.path, version))
         # auto_vacuum must be chosen before the first table exists.
         db.execute("PRAGMA auto_vacuum = INCREMENTAL")
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -326,8 +328,8 @@ class CollectorStore:
     def rollback(self):
         if self.db is not None and self.db.in_transaction:
             self.db.execute("ROLLBACK")
-            # The in-memory dictionary state may name rows that were rolled back.
-            self._writing.clear()
+            # The chain tips may name rows that were rolled back.
+            self._tips.clear()
             self._host_ids.clear()
             self._boot_keys.clear()
 
@@ -342,25 +344,23 @@ class CollectorStore:
         exists = self.db.execute("SELECT 1 FROM records WHERE boot_key = ? AND seq = ?", (boot_key, seq)).fetchone()
         if exists is not None:
             return False
-        added_bytes = 0
-        state = self._writing.get(boot_key)
-        if state is None or state[2] >= RECORDS_PER_DICTIONARY:
-            dictionary = payload[:ZDICT_BYTES]
-            packed = zlib.compress(dictionary, COMPRESS_LEVEL)
-            dict_id = self.db.execute("INSERT INTO dictionaries (host_id, data) VALUES (?, ?)",
-                                      (host, packed)).lastrowid
-            added_bytes += len(packed)
-            state = self._writing[boot_key] = [dict_id, dictionary, 0]
-        packer = zlib.compressobj(COMPRESS_LEVEL, zdict=state[1])
-        stored = packer.compress(payload) + packer.flush()
-        state[2] += 1
+        doc = _document(payload)
+        tip = self._tips.get(boot_key)
+        stored = None
+        if (tip is not None and tip.seq == seq - 1 and tip.doc is not None and doc is not None
+                and tip.chain_length < KEYFRAME_EVERY):
+            stored = _delta_frame(tip, doc, payload)
+        if stored is None:
+            codec, stored, chain_length, prior = CODEC_ZLIB, zlib.compress(payload, COMPRESS_LEVEL), 1, {}
+        else:
+            codec, chain_length, prior = CODEC_ZLIB_DELTA, tip.chain_length + 1, tip.prior
+        if tip is None or seq > tip.seq:  # a late record does not end the newest chain
+            self._tips[boot_key] = _Tip(boot_key, seq, doc, _next_prior(prior, doc), chain_length)
         self.db.execute(
-            "INSERT INTO records (boot_key, seq, host_id, wall_ns, codec, dict_id, crc32, raw_bytes, "
-            "stored_bytes, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (boot_key, seq, host, wall_ns, CODEC_ZLIB_DICT, state[0], zlib.crc32(payload), len(payload),
-             len(stored), stored))
-        added_bytes += len(stored)
-        self.db.execute("UPDATE hosts SET stored_bytes = stored_bytes + ? WHERE host_id = ?", (added_bytes, host))
+            "INSERT INTO records (boot_key, seq, host_id, wall_ns, codec, crc32, raw_bytes, stored_bytes, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (boot_key, seq, host, wall_ns, codec, zlib.crc32(payload), len(payload), len(stored), stored))
+        self.db.execute("UPDATE hosts SET stored_bytes = stored_bytes + ? WHERE host_id = ?", (len(stored), host))
         return True
 
     def add_gap(self, host_name, agent_id, boot_id, from_seq, to_seq, reason):
@@ -394,28 +394,18 @@ class CollectorStore:
         if newest is not None:
             cutoff = newest - int(self.max_host_age_s * 1e9)
             while True:
-                rows = self.db.execute(
-                    "SELECT rowid, stored_bytes, dict_id FROM records WHERE host_id = ? AND wall_ns < ? "
-                    "ORDER BY wall_ns LIMIT ?", (host, cutoff, _DELETE_STEP)).fetchall()
-                if not rows:
+                chain = self._oldest_chain(host)
+                if chain is None or max(r[2] for r in chain) >= cutoff:
                     break
-                deleted += self._delete(host, rows)
+                deleted += self._delete(host, chain)
         stored = self._stored_bytes(host)
         if stored > self.max_host_bytes:
             target = int(self.max_host_bytes * TRIM_TO)
             while stored > target:
-                rows = self.db.execute(
-                    "SELECT rowid, stored_bytes, dict_id FROM records WHERE host_id = ? "
-                    "ORDER BY wall_ns, seq LIMIT ?", (host, _DELETE_STEP)).fetchall()
-                if not rows:
+                chain = self._oldest_chain(host)
+                if chain is None:
                     break
-                chosen, excess = [], stored - target
-                for row in rows:
-                    chosen.append(row)
-                    excess -= row[1]
-                    if excess <= 0:
-                        break
-                deleted += self._delete(host, chosen)
+                deleted += self._delete(host, chain)
                 stored = self._stored_bytes(host)
         if deleted:
             # Gaps before what is kept are history of history: aged out too.
@@ -431,68 +421,79 @@ class CollectorStore:
     def _stored_bytes(self, host):
         return self.db.execute("SELECT stored_bytes FROM hosts WHERE host_id = ?", (host,)).fetchone()[0]
 
+    def _oldest_chain(self, host):
+        """[(rowid, stored_bytes, wall_ns)] of a host's oldest chain: its oldest
+        keyframe and the delta frames that follow it; None when it has none."""
+        head = self.db.execute(
+            "SELECT boot_key, seq FROM records WHERE host_id = ? AND codec = ? ORDER BY wall_ns, seq LIMIT 1",
+            (host, CODEC_ZLIB)).fetchone()
+        if head is None:
+            return None
+        boot_key, seq = head
+        following = self.db.execute(
+            "SELECT MIN(seq) FROM records WHERE boot_key = ? AND seq > ? AND codec = ?",
+            (boot_key, seq, CODEC_ZLIB)).fetchone()[0]
+        sql = "SELECT rowid, stored_bytes, wall_ns FROM records WHERE boot_key = ? AND seq >= ?"
+        params = [boot_key, seq]
+        if following is not None:
+            sql += " AND seq < ?"
+            params.append(following)
+        return self.db.execute(sql, params).fetchall()
+
     def _delete(self, host, rows):
         freed = sum(r[1] for r in rows)
         self.db.executemany("DELETE FROM records WHERE rowid = ?", [(r[0],) for r in rows])
-        for dict_id in {r[2] for r in rows if r[2] is not None}:
-            if self.db.execute("SELECT 1 FROM records WHERE dict_id = ? LIMIT 1", (dict_id,)).fetchone() is None:
-                row = self.db.execute("SELECT length(data) FROM dictionaries WHERE dict_id = ?",
-                                      (dict_id,)).fetchone()
-                if row is not None:
-                    freed += row[0]
-                    self.db.execute("DELETE FROM dictionaries WHERE dict_id = ?", (dict_id,))
-                for state in self._writing.values():
-                    if state[0] == dict_id:
-                        state[2] = RECORDS_PER_DICTIONARY  # the next record opens a new one
+        # A tip whose record went can no longer be a base: the next record is a keyframe.
+        self._tips.clear()
         self.db.execute("UPDATE hosts SET stored_bytes = MAX(0, stored_bytes - ?) WHERE host_id = ?", (freed, host))
         return len(rows)
 
     # -- reading --------------------------------------------------------------
 
-    def _dictionary(self, dict_id):
-        found = self._dicts.get(dict_id)
-        if found is not None:
-            self._dicts.move_to_end(dict_id)
-            return found
-        row = self.db.execute("SELECT data FROM dictionaries WHERE dict_id = ?", (dict_id,)).fetchone()
-        if row is None:
-            return None
-        try:
-            dictionary = zlib.decompress(row[0])
-        except zlib.error:
-            return None
-        self._dicts[dict_id] = dictionary
-        while len(self._dicts) > _DICT_CACHE:
-            self._dicts.popitem(last=False)
-        return dictionary
+    def _entry(self, boot_key, seq):
+        return self.db.execute("SELECT codec, crc32, payload FROM records WHERE boot_key = ? AND seq = ?",
+                               (boot_key, seq)).fetchone()
 
-    def _decode(self, codec, dict_id, crc, stored):
-        try:
-            if codec == CODEC_ZLIB_DICT:
-                dictionary = self._dictionary(dict_id)
-                if dictionary is None:
-                    return None
-                unpacker = zlib.decompressobj(zdict=dictionary)
-            elif codec == CODEC_ZLIB:
-                unpacker = zlib.decompressobj()
-            else:
+    def _state(self, boot_key, seq):
+        """The _Tip of record ``seq`` of a boot, rebuilt from the last record
+        read or from its keyframe (at most KEYFRAME_EVERY - 1 delta frames);
+        None when a record of its chain is missing or bad."""
+        chain = []
+        state = None
+        while True:
+            cursor = self._cursor
+            if cursor is not None and cursor.boot_key == boot_key and cursor.seq == seq:
+                state = cursor
+                break
+            entry = self._entry(boot_key, seq)
+            if entry is None or len(chain) >= KEYFRAME_EVERY:
                 return None
-            payload = unpacker.decompress(stored, MAX_PAYLOAD_BYTES)
-            if not unpacker.eof or unpacker.unconsumed_tail:
+            chain.append((seq,) + tuple(entry))
+            if entry[0] != CODEC_ZLIB_DELTA:
+                break
+            seq -= 1
+        for seq, codec, crc, stored in reversed(chain):
+            state = _step(boot_key, seq, state, codec, crc, stored)[0]
+            if state is None:
                 return None
-        except zlib.error:
+        return state
+
+    def _decode(self, boot_key, seq, codec, crc, stored):
+        """The payload of a record (its chain rebuilt as needed), or None."""
+        base = self._state(boot_key, seq - 1) if codec == CODEC_ZLIB_DELTA else None
+        state, payload = _step(boot_key, seq, base, codec, crc, stored)
+        if state is None:
             return None
-        if zlib.crc32(payload) != crc:
-            return None
+        self._cursor = state
         return payload
 
-    _RECORD_COLUMNS = ("h.name, b.agent_id, b.boot_id, r.seq, r.wall_ns, r.codec, r.dict_id, r.crc32, r.payload "
+    _RECORD_COLUMNS = ("h.name, b.agent_id, b.boot_id, r.boot_key, r.seq, r.wall_ns, r.codec, r.crc32, r.payload "
                        "FROM records r JOIN boots b ON b.boot_key = r.boot_key JOIN hosts h ON h.host_id = r.host_id ")
 
     def _records(self, sql, params):
-        for name, agent_id, boot_id, seq, wall_ns, codec, dict_id, crc, stored in self.db.execute(
+        for name, agent_id, boot_id, boot_key, seq, wall_ns, codec, crc, stored in self.db.execute(
                 "SELECT " + self._RECORD_COLUMNS + sql, params):
-            payload = self._decode(codec, dict_id, crc, stored)
+            payload = self._decode(boot_key, seq, codec, crc, stored)
             if payload is None:
                 self.corrupt_skipped += 1
                 continue
@@ -659,3 +660,97 @@ class CollectorStore:
                 pass
         records = self.db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
         return {"file_bytes": size, "records": records, "corrupt_skipped": self.corrupt_skipped}
+
+
+_Tip = namedtuple("_Tip", "boot_key seq doc prior chain_length")
+_Tip.__doc__ = """A record decoded, as the base of the delta frame after it: ``doc`` its
+document (None when the payload is not a msgpack map: then it is a base for
+nothing), ``prior`` the newest non-null value of each top-level key in its
+chain (what a delta's ``"p"`` member refers to), ``chain_length`` the records
+from its keyframe to it, both counted."""
+
+
+def _version_error(path, version):
+    if version == 1:
+        return ("%s was written by an older collector (records against shared dictionaries, schema 1); "
+                "this build reads schema %d: move the store directory aside and start afresh" % (path, SCHEMA_VERSION))
+    return "%s has schema version %s; this build reads %d" % (path, version, SCHEMA_VERSION)
+
+
+def _document(payload):
+    """The msgpack map in ``payload``, or None (then it is stored whole, never as a delta)."""
+    try:
+        doc = decode_msgpack(payload)
+    except (ValueError, RecursionError):
+        return None
+    return doc if type(doc) is dict else None
+
+
+def _next_prior(prior, doc):
+    """``prior`` brought up to date with ``doc``: the newest non-null value of each top-level key."""
+    out = dict(prior)
+    if doc is not None:
+        for key, value in doc.items():
+            if value is not None:
+                out[key] = value
+    return out
+
+
+def _delta_frame(tip, doc, payload):
+    """The compressed delta frame turning ``tip`` into ``doc``, or None when it
+    would not give back ``payload`` byte for byte."""
+    try:
+        change = delta(tip.doc, doc, tip.prior)
+        rebuilt = apply(change, tip.doc, tip.prior)
+        frame = {"d": change}
+        if encode_msgpack(rebuilt) != payload:
+            fixes = key_order_fixes(rebuilt, doc)
+            if not fixes or encode_msgpack(with_key_order(rebuilt, fixes)) != payload:
+                return None
+            frame["o"] = fixes
+        return zlib.compress(encode_msgpack(frame), COMPRESS_LEVEL)
+    except _DELTA_ERRORS:
+        return None
+
+
+def _inflate(stored):
+    try:
+        unpacker = zlib.decompressobj()
+        out = unpacker.decompress(stored, MAX_PAYLOAD_BYTES)
+    except zlib.error:
+        return None
+    if not unpacker.eof or unpacker.unconsumed_tail:
+        return None
+    return out
+
+
+def _step(boot_key, seq, base, codec, crc, stored):
+    """(_Tip, payload) of record ``seq`` decoded on ``base`` (the _Tip of seq - 1,
+    for a delta frame); (None, None) when it cannot be decoded or its payload
+    does not match its CRC-32."""
+    data = _inflate(stored)
+    if data is None:
+        return None, None
+    if codec == CODEC_ZLIB:
+        payload = data
+        doc = _document(payload)
+        prior = {}
+    elif codec == CODEC_ZLIB_DELTA:
+        if base is None or base.doc is None or base.seq != seq - 1 or base.boot_key != boot_key:
+            return None, None
+        try:
+            frame = decode_msgpack(data)
+            doc = apply(frame["d"], base.doc, base.prior)
+            if "o" in frame:
+                doc = with_key_order(doc, frame["o"])
+            payload = encode_msgpack(doc)
+        except _DELTA_ERRORS:
+            return None, None
+        if type(doc) is not dict:
+            return None, None
+        prior = base.prior
+    else:
+        return None, None
+    if zlib.crc32(payload) != crc:
+        return None, None
+    return _Tip(boot_key, seq, doc, _next_prior(prior, doc), 0), payload

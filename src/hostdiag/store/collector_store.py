@@ -1,0 +1,20 @@
+"""The collector's store chosen by its location: a directory is SQLite (store/sqlite.py),
+``clickhouse://HOST:PORT/DATABASE`` the fleet store (store/clickhouse.py). Both offer the
+same writing and reading methods; StoreError is the one error either raises."""
+
+from hostdiag.store.clickhouse import ClickHouseStore, is_url
+from hostdiag.store.sqlite import CollectorStore, StoreError
+
+__all__ = ["open_collector_store", "is_url", "StoreError"]
+
+
+def open_collector_store(location, readonly=False, max_host_bytes=None, max_host_age_s=None):
+    """The store at ``location``; limits left None keep the store's defaults."""
+    limits = {}
+    if max_host_age_s is not None:
+        limits["max_host_age_s"] = max_host_age_s
+    if is_url(location):
+        return ClickHouseStore(location, readonly=readonly, **limits)
+    if max_host_bytes is not None:
+        limits["max_host_bytes"] = max_host_bytes
+    return CollectorStore(location, readonly=readonly, **limits)
