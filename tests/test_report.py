@@ -15,13 +15,9 @@ from hostdiag.model import Cpu, ErrorRecord, Memory, Snapshot
 from hostdiag.findings import evaluate
 from hostdiag.parsers.procpid import RECORD_KEYS
 from hostdiag.parsers.sockdiag import ROW_FIELDS
-from hostdiag.views.report import (
-    human_bits,
-    human_bytes,
-    human_count,
-    render_text,
-    socket_inodes_shown,
-)
+from hostdiag.views.report import render_text
+from hostdiag.views.report_tables import socket_inodes_shown
+from hostdiag.views.text import human_bits, human_bytes, human_count
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 TREES = sorted(p.name for p in FIXTURES.iterdir() if (p / "proc").is_dir()) if FIXTURES.is_dir() else []

@@ -6,7 +6,7 @@ import time
 
 from hostdiag.sampler import Sampler
 from hostdiag.sources.hostroot import HostRoot
-from hostdiag.views.report import socket_inodes_shown
+from hostdiag.views.report_tables import socket_inodes_shown
 
 
 def test_tables_come_before_the_system_counters_that_date_the_snapshot():

@@ -162,7 +162,7 @@ def test_owners_are_mapped_for_the_sockets_shown(document, scene):
     test's connection: its owner is checked when it is shown; test_sampler
     checks the lookup of a given socket on its own."""
     from hostdiag.model import Snapshot
-    from hostdiag.views.report import socket_inodes_shown
+    from hostdiag.views.report_tables import socket_inodes_shown
 
     sockets = document["snapshot"]["sockets"]
     owners = sockets["owners"]

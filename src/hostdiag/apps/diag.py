@@ -138,7 +138,8 @@ def cmd_report(args, out):
     from hostdiag.encode.wire import encode_json, encode_msgpack
     from hostdiag.findings import evaluate
     from hostdiag.sampler import Sampler
-    from hostdiag.views.report import render_text, socket_inodes_shown
+    from hostdiag.views.report import render_text
+    from hostdiag.views.report_tables import socket_inodes_shown
 
     root = host_root(args)
     with Sampler(root, netlink=not args.no_netlink, tables=not args.no_tables) as sampler:

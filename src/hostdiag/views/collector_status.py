@@ -1,7 +1,7 @@
 """`diag collector --status`: each agent's state, lag, bytes and errors, as
 the collector last wrote them to its store's status table."""
 
-from hostdiag.views.report import human_bytes
+from hostdiag.views.text import human_bytes
 
 
 def _age(ns, now_ns):

@@ -4,7 +4,7 @@ counters, processes and sockets (the document of :mod:`hostdiag.derive.diff`).""
 import math
 
 from hostdiag.views.history import short_boot
-from hostdiag.views.report import human_bits, human_bytes, human_count
+from hostdiag.views.text import human_bits, human_bytes, human_count
 from hostdiag.views.timefmt import format_span
 
 
