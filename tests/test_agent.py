@@ -416,3 +416,21 @@ def test_bad_option_is_a_usage_error(workdir):
                           env=clean_env(), capture_output=True, timeout=60)
     assert done.returncode == 2
     assert "agent.interval" in done.stderr.decode() and done.stderr.decode().count("\n") == 1
+
+
+def test_the_cgroup_table_keeps_to_the_agents_bounds(workdir):
+    """agent.max_cgroups and agent.cgroup_depth reach the cgroup table the agent samples."""
+    agent = AgentProcess(workdir, agent={"table_every": 1, "max_cgroups": 2, "cgroup_depth": 1})
+    agent.start()
+    try:
+        client = agent.wait_ready()
+        with client:
+            record = client.latest()
+        cgroups = record.snapshot["cgroups"]
+        if cgroups is None:
+            pytest.skip("no cgroup hierarchy here: %s" % record.snapshot["meta"]["errors"])
+        assert (cgroups["max_cgroups"], cgroups["max_depth"]) == (2, 1)
+        assert 1 <= len(cgroups["cgroups"]) <= 2
+        assert all(row["path"].count("/") <= 1 for row in cgroups["cgroups"]), cgroups["cgroups"]
+    finally:
+        assert agent.stop() == 0, agent.log_tail()

@@ -297,7 +297,8 @@ class Agent:
             raise StartError("spool.dir: %s: %s" % (self.config.spool.dir, exc.strerror or exc)) from None
         for problem in self.history.info().get("problems") or ():
             log.warning("history: %s", problem)
-        self.sampler = Sampler(self.root)
+        self.sampler = Sampler(self.root, cgroup_depth=self.config.agent.cgroup_depth,
+                               max_cgroups=self.config.agent.max_cgroups)
         self.server = AgentServer(self.history, listeners_from(self.config), limits_from(self.config),
                                   describe=self.describe)
         try:

@@ -484,7 +484,12 @@ SETTINGS = (
     Setting("agent.interval", _Duration(0.1, 3600), 1.0,
             "Seconds between two samples of the system counters."),
     Setting("agent.table_every", _Number(1, 3600, integer=True), 5,
-            "The process and socket tables are taken every N-th sample."),
+            "The process, socket and cgroup tables are taken every N-th sample."),
+    Setting("agent.cgroup_depth", _Number(0, 32, integer=True), 5,
+            "Levels of the cgroup tree below each hierarchy's root that the cgroup table walks "
+            "(docs/cgroups.md). Needs a restart."),
+    Setting("agent.max_cgroups", _Number(1, 100000, integer=True), 2000,
+            "Most cgroups in one sample's cgroup table; the rest are counted as omitted. Needs a restart."),
     Setting("agent.budget_ratio", _Number(0.05, 1.0), 0.5,
             "Time budget of one collection as a fraction of agent.interval, used when agent.budget is "
             "not set. An overrun is logged and counted; the schedule never drifts."),
