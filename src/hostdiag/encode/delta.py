@@ -44,7 +44,7 @@ The protocol never sends these.
 
 from operator import itemgetter
 
-from hostdiag.encode.wire import encode_msgpack
+from hostdiag.encode.wire import decode_msgpack, encode_msgpack
 from hostdiag.parsers import load_twin
 
 # The comparisons made of every element of a table: compiled
@@ -489,4 +489,25 @@ def _reordered(node, path, depth, keys):
     else:
         raise TypeError("a key order path steps through maps and lists")
     out[step] = _reordered(node[step], path, depth + 1, keys)
+    return out
+
+
+def document_of(payload):
+    """The msgpack map in ``payload``, or None when it is not one (a store then
+    keeps that record whole, never as a delta)."""
+    try:
+        doc = decode_msgpack(payload)
+    except (ValueError, RecursionError):
+        return None
+    return doc if type(doc) is dict else None
+
+
+def next_prior(prior, doc):
+    """``prior`` brought up to date with ``doc``: the newest non-null value of
+    each top-level key, the ``prior`` argument of the next :func:`delta`."""
+    out = dict(prior)
+    if doc is not None:
+        for key, value in doc.items():
+            if value is not None:
+                out[key] = value
     return out

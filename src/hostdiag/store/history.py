@@ -52,7 +52,7 @@ import uuid
 import zlib
 from collections import namedtuple
 
-from hostdiag.encode.delta import apply, delta, key_order_fixes, with_key_order
+from hostdiag.encode.delta import apply, delta, document_of, key_order_fixes, next_prior, with_key_order
 from hostdiag.encode.wire import decode_msgpack, encode_msgpack
 from hostdiag.store.ring import Ring
 from hostdiag.store.spool import (
@@ -265,7 +265,7 @@ class History:
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise ValueError("payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD_BYTES))
         if type(doc) is not dict:
-            doc = _document(payload)
+            doc = document_of(payload)
         with self._lock:
             seq = self._next_seq
             spool = self._spool
@@ -277,12 +277,12 @@ class History:
                 stored, change = self._delta_frame(tip, doc, payload)
             if stored is None:
                 stored, flags, base = zlib.compress(payload, self.compress_level), FLAG_ZLIB, None
-                prior = _next_prior({}, doc)
+                prior = next_prior({}, doc)
                 self._since_keyframe = 0
                 self._encoded["keyframes"] += 1
             else:
                 flags, base = FLAG_ZLIB | FLAG_DELTA, tip.seq
-                prior = _next_prior(tip.prior, doc)
+                prior = next_prior(tip.prior, doc)
                 self._encoded["deltas"] += 1
             self._since_keyframe += 1
             self._next_seq = seq + 1
@@ -373,8 +373,8 @@ class History:
         if data is None:
             return None, None
         if not entry.flags & FLAG_DELTA:
-            doc = _document(data)
-            return _State(boot_id, entry.seq, doc, _next_prior({}, doc)), data
+            doc = document_of(data)
+            return _State(boot_id, entry.seq, doc, next_prior({}, doc)), data
         if base is None or base.doc is None or base.seq != entry.base_seq:
             return None, None
         try:
@@ -386,7 +386,7 @@ class History:
             return None, None
         if type(doc) is not dict:
             return None, None
-        return _State(boot_id, entry.seq, doc, _next_prior(base.prior, doc)), None
+        return _State(boot_id, entry.seq, doc, next_prior(base.prior, doc)), None
 
     def _state(self, boot_id, seq):
         """The state of record ``seq``: the last one rebuilt, else rebuilt from
@@ -596,22 +596,3 @@ class History:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def _document(payload):
-    """The msgpack map in ``payload``, or None (then it is stored whole, never as a delta)."""
-    try:
-        doc = decode_msgpack(payload)
-    except (ValueError, RecursionError):
-        return None
-    return doc if type(doc) is dict else None
-
-
-def _next_prior(prior, doc):
-    """``prior`` brought up to date with ``doc``: the newest non-null value of each top-level key."""
-    out = dict(prior)
-    if doc is not None:
-        for key, value in doc.items():
-            if value is not None:
-                out[key] = value
-    return out

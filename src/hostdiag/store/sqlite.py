@@ -43,7 +43,7 @@ import urllib.parse
 import zlib
 from collections import namedtuple
 
-from hostdiag.encode.delta import apply, delta, key_order_fixes, with_key_order
+from hostdiag.encode.delta import apply, delta, document_of, key_order_fixes, next_prior, with_key_order
 from hostdiag.encode.wire import decode_msgpack, encode_msgpack
 
 DB_NAME = "collector.sqlite3"
@@ -344,7 +344,7 @@ class CollectorStore:
         exists = self.db.execute("SELECT 1 FROM records WHERE boot_key = ? AND seq = ?", (boot_key, seq)).fetchone()
         if exists is not None:
             return False
-        doc = _document(payload)
+        doc = document_of(payload)
         tip = self._tips.get(boot_key)
         stored = None
         if (tip is not None and tip.seq == seq - 1 and tip.doc is not None and doc is not None
@@ -355,7 +355,7 @@ class CollectorStore:
         else:
             codec, chain_length, prior = CODEC_ZLIB_DELTA, tip.chain_length + 1, tip.prior
         if tip is None or seq > tip.seq:  # a late record does not end the newest chain
-            self._tips[boot_key] = _Tip(boot_key, seq, doc, _next_prior(prior, doc), chain_length)
+            self._tips[boot_key] = _Tip(boot_key, seq, doc, next_prior(prior, doc), chain_length)
         self.db.execute(
             "INSERT INTO records (boot_key, seq, host_id, wall_ns, codec, crc32, raw_bytes, stored_bytes, payload) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -677,25 +677,6 @@ def _version_error(path, version):
     return "%s has schema version %s; this build reads %d" % (path, version, SCHEMA_VERSION)
 
 
-def _document(payload):
-    """The msgpack map in ``payload``, or None (then it is stored whole, never as a delta)."""
-    try:
-        doc = decode_msgpack(payload)
-    except (ValueError, RecursionError):
-        return None
-    return doc if type(doc) is dict else None
-
-
-def _next_prior(prior, doc):
-    """``prior`` brought up to date with ``doc``: the newest non-null value of each top-level key."""
-    out = dict(prior)
-    if doc is not None:
-        for key, value in doc.items():
-            if value is not None:
-                out[key] = value
-    return out
-
-
 def _delta_frame(tip, doc, payload):
     """The compressed delta frame turning ``tip`` into ``doc``, or None when it
     would not give back ``payload`` byte for byte."""
@@ -733,7 +714,7 @@ def _step(boot_key, seq, base, codec, crc, stored):
         return None, None
     if codec == CODEC_ZLIB:
         payload = data
-        doc = _document(payload)
+        doc = document_of(payload)
         prior = {}
     elif codec == CODEC_ZLIB_DELTA:
         if base is None or base.doc is None or base.seq != seq - 1 or base.boot_key != boot_key:
@@ -753,4 +734,4 @@ def _step(boot_key, seq, base, codec, crc, stored):
         return None, None
     if zlib.crc32(payload) != crc:
         return None, None
-    return _Tip(boot_key, seq, doc, _next_prior(prior, doc), 0), payload
+    return _Tip(boot_key, seq, doc, next_prior(prior, doc), 0), payload
