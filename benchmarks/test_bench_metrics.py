@@ -65,7 +65,7 @@ def samples(host_root):
         previous = None
         for _ in range(SAMPLES + 1):
             problems = Problems()
-            processes, sockets = tables.collect(problems)
+            processes, sockets, _ = tables.collect(problems)
             snapshot = attach(system.collect(), processes, sockets, problems)
             if previous is not None:
                 rates = derive_rates(previous, snapshot)

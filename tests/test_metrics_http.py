@@ -26,7 +26,7 @@ def snapshot():
     root = HostRoot()
     with SystemCollector(root) as system, TableCollector(root) as tables:
         problems = Problems()
-        processes, sockets = tables.collect(problems)
+        processes, sockets, _ = tables.collect(problems)
         return attach(system.collect(), processes, sockets, problems).to_dict()
 
 

@@ -32,7 +32,7 @@ INHERITED_LINT = re.compile(
 
 def take(system, tables):
     problems = Problems()
-    processes, sockets = tables.collect(problems)
+    processes, sockets, _ = tables.collect(problems)
     return attach(system.collect(), processes, sockets, problems)
 
 

@@ -110,7 +110,7 @@ class Sampler(threading.Thread):
             with SystemCollector(root) as system, TableCollector(root) as tables:
                 while not self.stop.is_set():
                     problems = Problems()
-                    processes, sockets = tables.collect(problems)
+                    processes, sockets, _ = tables.collect(problems)
                     snapshot = attach(system.collect(), processes, sockets, problems)
                     rates = derive_rates(previous, snapshot) if previous is not None else None
                     self.server.publish(snapshot.to_dict(), rates, evaluate(snapshot, rates))

@@ -76,7 +76,7 @@ def sample():
     with SystemCollector(root) as system, TableCollector(root) as tables:
         def take():
             problems = Problems()
-            processes, sockets = tables.collect(problems)
+            processes, sockets, _ = tables.collect(problems)
             return attach(system.collect(), processes, sockets, problems)
         yield take
 

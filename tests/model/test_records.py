@@ -70,7 +70,7 @@ def live(request, loopback_connection):
     with SystemCollector(root, use_netlink=request.param) as system, \
             TableCollector(root, netlink=request.param) as tables:
         problems = Problems()
-        taken = tables.collect_all(problems)
+        taken = tables.collect(problems)
         return attach(system.collect(), taken.processes, taken.sockets, problems, cgroups=taken.cgroups)
 
 

@@ -46,7 +46,7 @@ class Sampler:
             return self.system.collect(kmsg=kmsg)
         problems = Problems()
         started = time.monotonic()
-        taken = self.tables.collect_all(problems)
+        taken = self.tables.collect(problems)
         self.table_seconds = time.monotonic() - started
         return attach(self.system.collect(kmsg=kmsg), taken.processes, taken.sockets, problems,
                       cgroups=taken.cgroups)

@@ -58,14 +58,6 @@ class TableCollector:
         self.workloads = WorkloadResolver(root)
 
     def collect(self, problems):
-        """``(processes section, sockets section)`` without the cgroup table;
-        either is None when its source could not be read at all, with the
-        reason in ``problems``."""
-        sockets = _table("sockets", self.sockets.collect, problems)
-        processes = _table("processes", self.processes.scan, problems)
-        return processes, sockets
-
-    def collect_all(self, problems):
         """:class:`Tables`: the processes, sockets and cgroups sections, in
         the order the module docstring gives; the cgroups section with its
         ``workloads``."""
