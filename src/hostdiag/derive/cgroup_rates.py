@@ -36,6 +36,8 @@ sample, where rates are::
                            stalled (total_us, capped at 100); None outside cgroup2
 """
 
+from hostdiag.derive.counters import get, growth, is_number
+
 PSI = ("cpu", "memory", "io")
 RATE_FIELDS = ("cpu_pct", "throttled_time_pct", "throttled_periods_pct", "oom_kills", "memory_max_events",
                "major_faults_per_s", "read_bytes_per_s", "write_bytes_per_s", "forks_refused", "pressure")
@@ -51,24 +53,9 @@ def cgroup_key(row):
     return "%s#%d" % (row["path"], inode) if isinstance(inode, int) else row["path"]
 
 
-def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _get(data, *keys):
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
 def _delta(old, new, *keys):
     """How much the counter at ``keys`` grew, or None (unknown, went backwards)."""
-    a, b = _get(old, *keys), _get(new, *keys)
-    if not _number(a) or not _number(b) or b < a:
-        return None
-    return b - a
+    return growth(get(old, *keys), get(new, *keys))
 
 
 def _per_s(delta, dt_s, scale=1.0, cap=None):
@@ -85,11 +72,10 @@ def _io_bytes(old, new, name):
         return None
     total = 0
     for device, counters in new_io.items():
-        b = _get(counters, name)
-        a = _get(old_io, device, name) if device in old_io else 0
-        if not _number(a) or not _number(b) or b < a:
+        grew = growth(get(old_io, device, name) if device in old_io else 0, get(counters, name))
+        if grew is None:
             return None
-        total += b - a
+        total += grew
     return total
 
 
@@ -137,7 +123,7 @@ def cgroup_rates(prev_section, cur_section, dt_s):
         key = cgroup_key(row)
         if key is not None:
             previous[key] = row
-    valid = _number(dt_s) and dt_s > 0
+    valid = is_number(dt_s) and dt_s > 0
     result = {}
     for row in cur_section.get("cgroups") or ():
         key = cgroup_key(row)

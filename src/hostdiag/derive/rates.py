@@ -86,6 +86,7 @@ percent, 0–100; every leaf may be ``None``)::
 """
 
 from hostdiag.derive.cgroup_rates import cgroup_rates
+from hostdiag.derive.counters import get, growth, is_number
 from hostdiag.derive.process_rates import process_rates
 from hostdiag.derive.socket_rates import socket_rates
 
@@ -143,17 +144,11 @@ SOFTNET_RATES = (
 PSI_RESOURCES = ("cpu", "memory", "io", "irq")
 
 
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _increase(a, b, dt):
     """How much a cumulative counter grew over a valid interval, else None."""
-    if not _is_number(a) or not _is_number(b) or b < a:
+    if not is_number(dt) or dt <= 0:
         return None
-    if not _is_number(dt) or dt <= 0:
-        return None
-    return b - a
+    return growth(a, b)
 
 
 def counter_rate(a, b, dt):
@@ -185,18 +180,9 @@ def _total(values):
     return sum(values)
 
 
-def _get(data, *keys):
-    """data[k1][k2]..., or None where any level is missing or not a dict."""
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
 def _rates(a, b, dt, table):
     """{rate key: rate} for a table of (counter, rate key) over two dicts."""
-    return {key: counter_rate(_get(a, name), _get(b, name), dt) for name, key in table}
+    return {key: counter_rate(get(a, name), get(b, name), dt) for name, key in table}
 
 
 def derive_rates(prev, cur):
@@ -228,7 +214,7 @@ def derive_rates(prev, cur):
 def cpu_percent(a, b, dt):
     """Per-state percent of the CPU time that elapsed between two
     ``{state: ticks}`` dicts, plus ``busy_pct``; None values where unknown."""
-    inc = {state: _increase(_get(a, state), _get(b, state), dt) for state in CPU_STATES}
+    inc = {state: _increase(get(a, state), get(b, state), dt) for state in CPU_STATES}
     # The kernel counts guest time in user too, and guest_nice in nice.
     for host, guest in (("user", "guest"), ("nice", "guest_nice")):
         if inc[host] is not None and inc[guest] is not None:
@@ -258,17 +244,17 @@ def _memory(a, b, dt):
     if a is None or b is None:
         return None
     result = _rates(a.vmstat, b.vmstat, dt, VMSTAT_RATES)
-    result["oom_kills"] = _increase(_get(a.vmstat, "oom_kill"), _get(b.vmstat, "oom_kill"), dt)
+    result["oom_kills"] = _increase(get(a.vmstat, "oom_kill"), get(b.vmstat, "oom_kill"), dt)
     return result
 
 
 def disk_rates(a, b, dt):
     """The rates of one block device between two diskstats rows."""
     def inc(field):
-        return _increase(_get(a, field), _get(b, field), dt)
+        return _increase(get(a, field), get(b, field), dt)
 
     def rate(field):
-        return counter_rate(_get(a, field), _get(b, field), dt)
+        return counter_rate(get(a, field), get(b, field), dt)
 
     reads, writes = inc("reads_completed"), inc("writes_completed")
     read_ms, write_ms = inc("read_time_ms"), inc("write_time_ms")
@@ -284,7 +270,7 @@ def disk_rates(a, b, dt):
         # interval, 1000 ms of io_time is 100 % busy.
         "util_pct": _scaled(rate("io_time_ms"), 0.1, cap=100.0),
         "avg_queue": _scaled(rate("weighted_io_time_ms"), 0.001),
-        "in_flight": _get(b, "ios_in_progress"),
+        "in_flight": get(b, "ios_in_progress"),
     }
 
 
@@ -307,7 +293,7 @@ def _block_devices(a, b, dt, partitions):
 
 def link_rates(a, b, dt):
     """The rates of one network link between two ``stats`` dicts."""
-    result = {key: _scaled(counter_rate(_get(a, name), _get(b, name), dt), factor)
+    result = {key: _scaled(counter_rate(get(a, name), get(b, name), dt), factor)
               for name, key, factor in LINK_RATES}
     result["errors_per_s"] = _total((result["rx_errors_per_s"], result["tx_errors_per_s"]))
     result["dropped_per_s"] = _total((result["rx_dropped_per_s"], result["tx_dropped_per_s"]))
@@ -324,23 +310,23 @@ def _links(a, b, dt):
         # A link re-created under the same name has a new index and new counters.
         if old is not None and old.get("index") != link.get("index"):
             old = None
-        result[link.get("name")] = link_rates(_get(old, "stats"), link.get("stats"), dt)
+        result[link.get("name")] = link_rates(get(old, "stats"), link.get("stats"), dt)
     return result
 
 
 def _protocol(a, b, dt, table):
-    return {key: counter_rate(_get(a, section, group, name), _get(b, section, group, name), dt)
+    return {key: counter_rate(get(a, section, group, name), get(b, section, group, name), dt)
             for section, group, name, key in table}
 
 
 def _tcp(a, b, dt):
     result = _protocol(a, b, dt, TCP_RATES)
-    retrans = _increase(_get(a, "snmp", "Tcp", "RetransSegs"), _get(b, "snmp", "Tcp", "RetransSegs"), dt)
-    out = _increase(_get(a, "snmp", "Tcp", "OutSegs"), _get(b, "snmp", "Tcp", "OutSegs"), dt)
+    retrans = _increase(get(a, "snmp", "Tcp", "RetransSegs"), get(b, "snmp", "Tcp", "RetransSegs"), dt)
+    out = _increase(get(a, "snmp", "Tcp", "OutSegs"), get(b, "snmp", "Tcp", "OutSegs"), dt)
     # OutSegs counts new segments only (tcp_output.c skips retransmits), so
     # everything sent is OutSegs + RetransSegs.
     result["retransmit_pct"] = _ratio(retrans, _total((out, retrans)), 100.0)
-    result["curr_estab"] = _get(b, "snmp", "Tcp", "CurrEstab")
+    result["curr_estab"] = get(b, "snmp", "Tcp", "CurrEstab")
     return result
 
 
@@ -369,8 +355,8 @@ def _pressure(a, b, dt):
     result = {}
     for resource in PSI_RESOURCES:
         result[resource] = {
-            kind + "_pct": _scaled(counter_rate(_get(a, resource, kind, "total_us"),
-                                                _get(b, resource, kind, "total_us"), dt),
+            kind + "_pct": _scaled(counter_rate(get(a, resource, kind, "total_us"),
+                                                get(b, resource, kind, "total_us"), dt),
                                    100.0 / 1e6, cap=100.0)
             for kind in ("some", "full")
         }
