@@ -25,6 +25,9 @@ from cpython.bytes cimport (
 )
 from cpython.dict cimport PyDict_Copy, PyDict_GetItem
 from cpython.list cimport PyList_Append
+from cpython.long cimport PyLong_AsUnsignedLongLong, PyLong_CheckExact
+from cpython.sequence cimport PySequence_Contains
+from cpython.unicode cimport PyUnicode_READ_CHAR
 from cpython.object cimport PyObject
 from libc.errno cimport EFBIG, EINTR, ENOMEM, errno
 from libc.stdint cimport uint64_t
@@ -661,6 +664,62 @@ _STEP_FILES[STEP_IO] = "io"
 cdef tuple _STEP_NAMES = ("stat", "status", "io", "fd")
 
 
+cdef struct Before:
+    # What the previous record of a process says of its stat (see procpid.unchanged).
+    bint usable
+    uint64_t start_time, utime, stime, minflt, majflt, num_threads, rss_bytes
+    unsigned char state
+
+
+cdef bint _as_u64(dict record, str key, uint64_t *out) except -1:
+    """``record[key]`` as a uint64 in ``out``; False when it is absent or not
+    an int in 0 .. 2**64 - 1 (such a value equals no value a stat gives)."""
+    cdef PyObject *found = PyDict_GetItem(record, key)
+    if found == NULL or not PyLong_CheckExact(<object>found):
+        return False
+    try:
+        out[0] = PyLong_AsUnsignedLongLong(<object>found)
+    except OverflowError:
+        return False
+    return True
+
+
+cdef bint _complete(dict record, str group, tuple fields) except -1:
+    """procpid.unchanged's rule for one group: denied, or every field given."""
+    cdef str name
+    if PySequence_Contains(record["denied"], group):
+        return True
+    for name in fields:
+        if record[name] is None:
+            return False
+    return True
+
+
+cdef tuple _STATUS_KEPT = ("uid", "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")
+cdef tuple _IO_KEPT = ("read_bytes", "write_bytes")
+
+
+cdef int _load_before(dict record, Before *out) except -1:
+    """Fill ``out`` from a previous record; ``out.usable`` False when it cannot
+    lend its status and io fields whatever this scan's stat says."""
+    cdef PyObject *state
+    out.usable = False
+    if not (_as_u64(record, "start_time", &out.start_time)
+            and _as_u64(record, "utime", &out.utime) and _as_u64(record, "stime", &out.stime)
+            and _as_u64(record, "minflt", &out.minflt) and _as_u64(record, "majflt", &out.majflt)
+            and _as_u64(record, "num_threads", &out.num_threads)
+            and _as_u64(record, "rss_bytes", &out.rss_bytes)):
+        return 0
+    state = PyDict_GetItem(record, "state")
+    if (state == NULL or type(<object>state) is not str or len(<str>state) != 1
+            or PyUnicode_READ_CHAR(<object>state, 0) >= 0x80):
+        return 0
+    out.state = <unsigned char>PyUnicode_READ_CHAR(<object>state, 0)
+    out.usable = (_complete(record, "status", _STATUS_KEPT)
+                  and _complete(record, "io", _IO_KEPT))
+    return 0
+
+
 cdef class _Scan:
     """The state of one :func:`scan` call.
 
@@ -687,6 +746,14 @@ cdef class _Scan:
     cdef StatusOut status
     cdef IoOut io
     cdef uint64_t fd_count
+    cdef uint64_t page_size
+    # The previous records by pid (or None), and the recheck period.
+    cdef dict previous
+    cdef long long recheck_every
+    # The current process's previous record, and whether its stat did not move
+    # (then status and io are not read: see procpid.unchanged).
+    cdef Before before
+    cdef bint quiet
 
     def __cinit__(self, Py_ssize_t cap, int fd_mode):
         cdef int i
@@ -720,6 +787,8 @@ cdef class _Scan:
         if k == STEP_STAT:
             self.stat_ok = _parse_stat(<const unsigned char *>self.bufs[k].data, self.got[k],
                                        &self.st)
+            if self.stat_ok and self.before.usable:
+                self.quiet = self._unmoved()
             return self.stat_ok
         if k == STEP_STATUS:
             self.bad_status += _parse_status(<const unsigned char *>self.bufs[k].data,
@@ -729,12 +798,27 @@ cdef class _Scan:
                                      &self.io)
         return True
 
+    cdef bint _unmoved(self) noexcept nogil:
+        """procpid.unchanged's comparison of the stat just parsed with the
+        previous record (its recheck slice and completeness already checked)."""
+        cdef StatOut *st = &self.st
+        cdef Before *b = &self.before
+        cdef uint64_t rss = st.values[S_RSS]
+        if self.page_size != 0 and rss > 0xFFFFFFFFFFFFFFFFULL // self.page_size:
+            return False
+        return (st.values[S_START_TIME] == b.start_time and st.state == b.state
+                and st.values[S_UTIME] == b.utime and st.values[S_STIME] == b.stime
+                and st.values[S_MINFLT] == b.minflt and st.values[S_MAJFLT] == b.majflt
+                and st.values[S_NUM_THREADS] == b.num_threads
+                and rss * self.page_size == b.rss_bytes)
+
     cdef int steps(self, object pid) except -1:
         """Run the steps of one process. Without a race hook they run in one
         stretch without the GIL; with one, the hook is called before each."""
         cdef int k, last = N_STEPS if self.fd_mode != C_FD_OFF else STEP_FD
         cdef bint going
         self.stat_ok = False
+        self.quiet = False
         for k in range(N_STEP_FILES):
             self.got[k] = -1
         for k in range(N_STEPS):
@@ -742,10 +826,14 @@ cdef class _Scan:
         if self.race_hook is None:
             with nogil:
                 for k in range(last):
+                    if self.quiet and (k == STEP_STATUS or k == STEP_IO):
+                        continue
                     if not self.step(k):
                         break
             return 0
         for k in range(last):
+            if self.quiet and (k == STEP_STATUS or k == STEP_IO):
+                continue
             self.race_hook(pid, _STEP_NAMES[k])
             with nogil:
                 going = self.step(k)
@@ -799,7 +887,16 @@ cdef class _Scan:
         cdef tuple entry
         cdef object start_time, comm, uid, arg_start, arg_end
         cdef list facts
+        cdef object before = None
+        cdef PyObject *found_before
 
+        self.before.usable = False
+        if (self.previous is not None and self.recheck_every > 0
+                and (c_pid + sample_no) % self.recheck_every != 0):
+            found_before = PyDict_GetItem(self.previous, pid)
+            if found_before != NULL and type(<object>found_before) is dict:
+                before = <object>found_before
+                _load_before(<dict>before, &self.before)
         self.steps(pid)
         if self.got[STEP_STAT] < 0:
             err = self.err[STEP_STAT]
@@ -820,17 +917,24 @@ cdef class _Scan:
         is_kthread = (flags & PF_KTHREAD) != 0 or (
             (c_pid == 2 or ppid == 2) and vsize == 0 and st.state != c'Z')
 
-        if self.got[STEP_STATUS] < 0:
-            if self.lost(pid, "status", self.err[STEP_STATUS], denied):
-                return None
+        if self.quiet:
+            before_denied = before["denied"]
+            if PySequence_Contains(before_denied, "status"):
+                denied.append("status")
+            if PySequence_Contains(before_denied, "io"):
+                denied.append("io")
         else:
-            have_status = True
+            if self.got[STEP_STATUS] < 0:
+                if self.lost(pid, "status", self.err[STEP_STATUS], denied):
+                    return None
+            else:
+                have_status = True
 
-        if self.got[STEP_IO] < 0:
-            if self.lost(pid, "io", self.err[STEP_IO], denied):
-                return None
-        else:
-            have_io = True
+            if self.got[STEP_IO] < 0:
+                if self.lost(pid, "io", self.err[STEP_IO], denied):
+                    return None
+            else:
+                have_io = True
 
         fd_err = -1
         if self.fd_mode != C_FD_OFF:
@@ -838,7 +942,10 @@ cdef class _Scan:
             if fd_err and self.lost(pid, "fd", fd_err, denied):
                 return None
 
-        uid = status.uid if have_status and status.has_uid else None
+        if self.quiet:
+            uid = before["uid"]
+        else:
+            uid = status.uid if have_status and status.has_uid else None
         record = PyDict_Copy(_TEMPLATE)
         record["pid"] = pid
         record["ppid"] = ppid
@@ -861,6 +968,11 @@ cdef class _Scan:
         record["vsize_bytes"] = vsize
         if st.present > S_BLKIO:
             record["delayacct_blkio_ticks"] = st.values[S_BLKIO]
+        if self.quiet:
+            record["voluntary_ctxt_switches"] = before["voluntary_ctxt_switches"]
+            record["nonvoluntary_ctxt_switches"] = before["nonvoluntary_ctxt_switches"]
+            record["read_bytes"] = before["read_bytes"]
+            record["write_bytes"] = before["write_bytes"]
         if have_status:
             if status.has_vol:
                 record["voluntary_ctxt_switches"] = status.vol
@@ -903,7 +1015,8 @@ cdef class _Scan:
 
 
 def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
-         page_size=4096, read_cap=DEFAULT_READ_CAP, race_hook=None):
+         page_size=4096, read_cap=DEFAULT_READ_CAP, race_hook=None, previous=None,
+         recheck_every=0):
     """Read the process table: see :func:`hostdiag.parsers.procpid.scan`.
 
     Every system call (the pid listing's getdents, openat, read, fstatat,
@@ -929,6 +1042,11 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
     state.misses = []
     state.errors = []
     state.race_hook = race_hook
+    if previous is not None and not isinstance(previous, dict):
+        raise TypeError("previous must be a dict or None")
+    state.previous = previous or None
+    state.recheck_every = recheck_every
+    state.page_size = c_page_size
     if pids is None:
         pids = _list_pids(root)
     path = <char *>malloc(root_len + PID_PATH_EXTRA)

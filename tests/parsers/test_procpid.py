@@ -10,6 +10,7 @@ garbage, truncations and mutations.
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -405,6 +406,137 @@ def test_absent_optional_files_through_the_table(impl):
         # The second sample serves the facts from the cache and reports them again.
         assert entries == [(["1", "cgroup"], "missing", 2), (["1", "io"], "missing", 1),
                            (["1", "oom_score_adj"], "missing", 2)]
+
+
+# ---------------------------------- processes whose stat did not move (status and io reused)
+
+NGINX = 210
+RECHECK = 5
+# (210 + 1) % 5 != 0: sample 1 is outside nginx's recheck slice; sample 0 is in it.
+OUTSIDE, INSIDE = 1, 0
+
+
+@pytest.fixture
+def quiet_tree(tmp_path):
+    """A copy of the recorded tree without optional files, to change its files."""
+    shutil.copytree(MISSING_FILES / "proc", tmp_path / "proc")
+    return tmp_path / "proc"
+
+
+def rewrite(path, old, new):
+    data = path.read_bytes()
+    assert old in data
+    path.write_bytes(data.replace(old, new, 1))
+
+
+def scan_with(twin, root, previous, sample_no, recheck=RECHECK, reads=None):
+    hook = None if reads is None else (lambda pid, name: reads.append((pid, name)))
+    return twin.scan(str(root), None, {}, sample_no, 0, procpid.FD_OFF, 4096,
+                     procpid.DEFAULT_READ_CAP, hook, previous, recheck)
+
+
+def by_pid(result):
+    return {record["pid"]: record for record in result[0]}
+
+
+def activity(record):
+    return (record["uid"], record["voluntary_ctxt_switches"], record["read_bytes"])
+
+
+def test_an_unchanged_process_is_not_read_for_status_and_io(quiet_tree):
+    """nginx's status and io change while its stat stays: outside its recheck
+    slice both twins keep the previous values without reading either file;
+    inside it, or with the reuse off, they read the new ones. pid 1, whose io
+    is absent, is read whole every time (its error is reported again)."""
+    module = compiled()
+    first = scan_with(procpid, quiet_tree, None, OUTSIDE)
+    assert first == scan_with(module, quiet_tree, None, OUTSIDE)
+    previous = by_pid(first)
+    assert activity(previous[NGINX]) == (33, 880, 4096000)
+    rewrite(quiet_tree / "210" / "status", b"Uid:\t33\t33", b"Uid:\t34\t34")
+    rewrite(quiet_tree / "210" / "status", b"voluntary_ctxt_switches:\t880", b"voluntary_ctxt_switches:\t990")
+    rewrite(quiet_tree / "210" / "io", b"read_bytes: 4096000", b"read_bytes: 5000000")
+    results = []
+    for twin in (module, procpid):
+        reads = []
+        result = scan_with(twin, quiet_tree, previous, OUTSIDE, reads=reads)
+        results.append(result)
+        assert activity(by_pid(result)[NGINX]) == (33, 880, 4096000)
+        assert by_pid(result)[NGINX] == previous[NGINX]
+        assert [name for pid, name in reads if pid == NGINX] == ["stat", "cmdline", "cgroup", "oom_score_adj"]
+        assert (1, "io") in reads and (1, "status") in reads
+        assert result[5] == [(1, "io", errno.ENOENT)]
+        for sample_no, recheck in ((INSIDE, RECHECK), (OUTSIDE, 0)):
+            assert activity(by_pid(scan_with(twin, quiet_tree, previous, sample_no, recheck))[NGINX]) == \
+                (34, 990, 5000000)
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("old, new", [
+    (b" 120 45 ", b" 121 45 "),                  # utime: it ran
+    (b" 2301 0 3 ", b" 2302 0 3 "),              # minflt
+    (b"(nginx) S ", b"(nginx) R "),              # state
+    (b" 60870656 1536 ", b" 60870656 1537 "),    # rss
+    (b" 2 0 5120 ", b" 3 0 5120 "),              # num_threads
+    (b" 0 5120 ", b" 0 5121 "),                  # start time: a new process on a reused pid
+])
+def test_a_process_whose_stat_moved_is_read_whole(quiet_tree, old, new):
+    module = compiled()
+    previous = by_pid(scan_with(procpid, quiet_tree, None, OUTSIDE))
+    rewrite(quiet_tree / "210" / "stat", old, new)
+    rewrite(quiet_tree / "210" / "status", b"voluntary_ctxt_switches:\t880", b"voluntary_ctxt_switches:\t990")
+    results = [scan_with(twin, quiet_tree, previous, OUTSIDE) for twin in (module, procpid)]
+    assert results[0] == results[1]
+    assert by_pid(results[0])[NGINX]["voluntary_ctxt_switches"] == 990
+
+
+def test_previous_denied_and_incomplete_groups(quiet_tree):
+    """A previous record with status denied lends that denial (and its None
+    fields); one whose status lacked a field is read again, and its malformed
+    line counted again."""
+    module = compiled()
+    previous = by_pid(scan_with(procpid, quiet_tree, None, OUTSIDE))
+    denied = dict(previous[NGINX], uid=None, voluntary_ctxt_switches=None,
+                  nonvoluntary_ctxt_switches=None, denied=["status", "cgroup"])
+    results = [scan_with(twin, quiet_tree, {NGINX: denied}, OUTSIDE) for twin in (module, procpid)]
+    assert results[0] == results[1]
+    nginx = by_pid(results[0])[NGINX]
+    assert (nginx["uid"], nginx["read_bytes"], nginx["denied"]) == (None, 4096000, ["status"])
+    rewrite(quiet_tree / "210" / "status", b"voluntary_ctxt_switches:\t880", b"voluntary_ctxt_switches:\tx")
+    damaged = by_pid(scan_with(procpid, quiet_tree, None, OUTSIDE))
+    assert damaged[NGINX]["voluntary_ctxt_switches"] is None
+    for twin in (module, procpid):
+        result = scan_with(twin, quiet_tree, damaged, OUTSIDE)
+        assert result[4]["status"] == 1
+
+
+def test_reuse_is_bounded_through_the_table(quiet_tree, impl):
+    """Through ProcessTable: a status change that moves no stat field shows
+    within recheck_every samples, and not before nginx's slice comes."""
+    table = ProcessTable(HostRoot(proc_root=str(quiet_tree)), parsers=impl, recheck_every=RECHECK)
+    assert table.scan(Problems())["processes"][1]["voluntary_ctxt_switches"] == 880
+    rewrite(quiet_tree / "210" / "status", b"voluntary_ctxt_switches:\t880", b"voluntary_ctxt_switches:\t990")
+    seen = []
+    for _ in range(RECHECK):
+        nginx = [r for r in table.scan(Problems())["processes"] if r["pid"] == NGINX][0]
+        seen.append(nginx["voluntary_ctxt_switches"])
+    # samples 1..4 are outside the slice (210 % 5 == 0), sample 5 is in it
+    assert seen == [880, 880, 880, 880, 990]
+
+
+def test_stopped_processes_are_read_once_then_reused_in_both_twins(sleepers):
+    """Live: stopped children keep their stat, so a second scan with the
+    first as ``previous`` reads only stat and the fd count, in both twins, and
+    gives the same records."""
+    module = compiled()
+    for twin in (module, procpid):
+        first, _ = stable_pair(lambda: twin.scan("/proc", sleepers, {}, 0, 0, procpid.FD_SIZE, 4096),
+                               lambda: None)
+        reads = []
+        again = twin.scan("/proc", sleepers, {}, 1, 0, procpid.FD_SIZE, 4096, procpid.DEFAULT_READ_CAP,
+                          lambda pid, name: reads.append(name), by_pid(first), 10 ** 9)
+        assert set(reads) == {"stat", "fd", "cmdline", "cgroup", "oom_score_adj"}
+        assert again[0] == first[0]
 
 
 # ---------------------------------------------------------------- the scanner over live processes

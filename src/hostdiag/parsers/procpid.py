@@ -363,8 +363,35 @@ def _lost(pid, name, err, dirfd, denied, errors):
     return False
 
 
+def unchanged(before, pid, start_time, state, utime, stime, minflt, majflt, num_threads,
+              rss_bytes, sample_no, recheck_every):
+    """True when ``before`` (the process's record of the previous scan, or None)
+    may lend its status and io fields to this scan's record: the same process
+    (pid and start time), with the same stat fields that show it ran (state,
+    utime, stime, minflt, majflt, num_threads, rss_bytes; the state an ASCII letter and
+    rss_bytes below 2**64), whose status and io were read whole or denied last
+    time (so an error or a malformed file is seen again), outside this scan's
+    recheck slice: ``recheck_every`` > 0 and ``(pid + sample_no) %
+    recheck_every != 0``. 0 turns the reuse off."""
+    if before is None or recheck_every <= 0 or (pid + sample_no) % recheck_every == 0:
+        return False
+    if not (before["start_time"] == start_time and before["state"] == state and state < "\x80"
+            and before["utime"] == utime and before["stime"] == stime
+            and before["minflt"] == minflt and before["majflt"] == majflt
+            and before["num_threads"] == num_threads and before["rss_bytes"] == rss_bytes
+            and rss_bytes < 1 << 64):
+        return False
+    denied = before["denied"]
+    return (("status" in denied or (before["uid"] is not None
+                                    and before["voluntary_ctxt_switches"] is not None
+                                    and before["nonvoluntary_ctxt_switches"] is not None))
+            and ("io" in denied or (before["read_bytes"] is not None
+                                    and before["write_bytes"] is not None)))
+
+
 def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
-         page_size=4096, read_cap=DEFAULT_READ_CAP, race_hook=None):
+         page_size=4096, read_cap=DEFAULT_READ_CAP, race_hook=None, previous=None,
+         recheck_every=0):
     """Read the process table under ``proc_root`` (str or bytes).
 
     ``pids``: the pids to read, in that order, or None for every numeric entry
@@ -381,9 +408,19 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
     any of those (a cgroup move, a new oom_score_adj) is seen within
     ``refresh_every`` samples.
 
+    ``previous`` maps pid to the process's record of the previous scan (or is
+    None). A process whose stat did not move since (see :func:`unchanged`) is
+    not read for status and io: its uid, context switches, read and write bytes
+    and its status/io ``denied`` entries are the previous record's. Every
+    process is read whole at least once every ``recheck_every`` scans (the
+    slice ``(pid + sample_no) % recheck_every == 0``), so a change that moves
+    none of stat's fields (a few wake-ups shorter than a clock tick, a setuid
+    between two scans) shows within that many scans; 0 reads every process
+    whole every scan.
+
     Per process, through one descriptor of ``/proc/PID`` (so that every file
     describes the same process even if the pid is reused meanwhile): stat,
-    status, io, then the fd count per ``fd_mode``; and for a process without a
+    status and io (unless the process is unchanged), then the fd count per ``fd_mode``; and for a process without a
     valid cache entry, cmdline, cgroup and oom_score_adj. ``race_hook``, when
     given, is called as ``race_hook(pid, name)`` before each of these reads; it
     exists for the tests of the races.
@@ -411,6 +448,8 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
     """
     if isinstance(proc_root, bytes):
         proc_root = os.fsdecode(proc_root)
+    if previous is not None and not isinstance(previous, dict):
+        raise TypeError("previous must be a dict or None")
     if pids is None:
         pids = list_pids(proc_root)
     buf = _Buffer(read_cap)
@@ -431,8 +470,9 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
                 errors.append((pid, "pid", exc.errno))
             continue
         try:
+            before = previous.get(pid) if previous else None
             outcome = _scan_one(pid, dirfd, buf, cache, sample_no, refresh_every, fd_mode,
-                                page_size, race_hook, malformed, errors)
+                                page_size, race_hook, malformed, errors, before, recheck_every)
         finally:
             os.close(dirfd)
         if outcome is None:
@@ -448,9 +488,10 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
 
 
 def _scan_one(pid, dirfd, buf, cache, sample_no, refresh_every, fd_mode, page_size,
-              race_hook, malformed, errors):
+              race_hook, malformed, errors, before, recheck_every):
     """``(record, miss)`` for one process; None when it vanished; False when it
-    was skipped for another reason (recorded in ``malformed`` or ``errors``)."""
+    was skipped for another reason (recorded in ``malformed`` or ``errors``).
+    ``before``: the process's previous record, or None."""
     if race_hook is not None:
         race_hook(pid, "stat")
     data = buf.read_at(dirfd, "stat")
@@ -464,28 +505,36 @@ def _scan_one(pid, dirfd, buf, cache, sample_no, refresh_every, fd_mode, page_si
         malformed["stat"] += bad
         return False
     denied = []
+    rss_bytes = stat["rss_pages"] * page_size
 
-    if race_hook is not None:
-        race_hook(pid, "status")
-    data = buf.read_at(dirfd, "status")
-    if isinstance(data, int):
-        if _lost(pid, "status", data, dirfd, denied, errors):
-            return None
-        status = {}
+    if unchanged(before, pid, stat["start_time"], stat["state"], stat["utime"], stat["stime"],
+                 stat["minflt"], stat["majflt"], stat["num_threads"], rss_bytes, sample_no,
+                 recheck_every):
+        status = before
+        io = before
+        denied.extend(name for name in ("status", "io") if name in before["denied"])
     else:
-        status, bad = parse_status(data)
-        malformed["status"] += bad
+        if race_hook is not None:
+            race_hook(pid, "status")
+        data = buf.read_at(dirfd, "status")
+        if isinstance(data, int):
+            if _lost(pid, "status", data, dirfd, denied, errors):
+                return None
+            status = {}
+        else:
+            status, bad = parse_status(data)
+            malformed["status"] += bad
 
-    if race_hook is not None:
-        race_hook(pid, "io")
-    data = buf.read_at(dirfd, "io")
-    if isinstance(data, int):
-        if _lost(pid, "io", data, dirfd, denied, errors):
-            return None
-        io = {}
-    else:
-        io, bad = parse_io(data)
-        malformed["io"] += bad
+        if race_hook is not None:
+            race_hook(pid, "io")
+        data = buf.read_at(dirfd, "io")
+        if isinstance(data, int):
+            if _lost(pid, "io", data, dirfd, denied, errors):
+                return None
+            io = {}
+        else:
+            io, bad = parse_io(data)
+            malformed["io"] += bad
 
     fd_count = None
     if fd_mode != FD_OFF:
@@ -515,7 +564,7 @@ def _scan_one(pid, dirfd, buf, cache, sample_no, refresh_every, fd_mode, page_si
         "num_threads": stat["num_threads"],
         "nice": stat["nice"],
         "priority": stat["priority"],
-        "rss_bytes": stat["rss_pages"] * page_size,
+        "rss_bytes": rss_bytes,
         "vsize_bytes": vsize,
         "delayacct_blkio_ticks": stat["delayacct_blkio_ticks"],
         "voluntary_ctxt_switches": status.get("voluntary_ctxt_switches"),
