@@ -42,6 +42,7 @@ import os
 from hostdiag.parsers.procpid import (
     DEFAULT_READ_CAP,
     FACT_FILES,
+    FACT_KEYS,
     FD_LIST,
     FD_OFF,
     FD_SIZE,
@@ -695,6 +696,8 @@ cdef bint _complete(dict record, str group, tuple fields) except -1:
     return True
 
 
+# The facts a cache entry holds (procpid.FACT_KEYS).
+cdef tuple _FACT_KEYS = FACT_KEYS
 cdef tuple _STATUS_KEPT = ("uid", "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")
 cdef tuple _IO_KEPT = ("read_bytes", "write_bytes")
 
@@ -749,6 +752,7 @@ cdef class _Scan:
     cdef uint64_t page_size
     # The previous records by pid (or None), and the recheck period.
     cdef dict previous
+    cdef dict seen
     cdef long long recheck_every
     # The current process's previous record, and whether its stat did not move
     # (then status and io are not read: see procpid.unchanged).
@@ -869,6 +873,29 @@ cdef class _Scan:
             self.errors.append((pid, what, err))
         return 0
 
+    cdef bint same_record(self, dict before, object previous_stat, int fd_err,
+                          tuple entry) except -1:
+        """procpid._same_record: the record being built would equal ``before``."""
+        cdef Py_ssize_t size = self.got[STEP_STAT]
+        cdef dict facts
+        cdef list lent
+        if (not PyBytes_CheckExact(previous_stat) or PyBytes_GET_SIZE(previous_stat) != size
+                or memcmp(PyBytes_AS_STRING(previous_stat), self.bufs[STEP_STAT].data, size) != 0):
+            return False
+        if self.fd_mode == C_FD_OFF:
+            if before["fd_count"] is not None:
+                return False
+        elif fd_err != 0 or before["fd_count"] != self.fd_count:
+            return False
+        facts = entry[5]
+        if len(facts) != len(_FACT_KEYS):
+            return False
+        for name in _FACT_KEYS:
+            if name not in facts or before[name] is not facts[name]:
+                return False
+        lent = [name for name in ("status", "io") if name in before["denied"]]
+        return before["denied"] == lent + list(entry[6])
+
     cdef object one(self, object pid, long long c_pid, uint64_t page_size,
                     long long sample_no, long long refresh_every):
         """The record of the process open at ``self.dirfd`` (its cache entry
@@ -887,15 +914,19 @@ cdef class _Scan:
         cdef tuple entry
         cdef object start_time, comm, uid, arg_start, arg_end
         cdef list facts
-        cdef object before = None
+        cdef object seen = None, before = None, stat_bytes
         cdef PyObject *found_before
+        cdef bint entry_valid = False
 
         self.before.usable = False
         if (self.previous is not None and self.recheck_every > 0
                 and (c_pid + sample_no) % self.recheck_every != 0):
             found_before = PyDict_GetItem(self.previous, pid)
-            if found_before != NULL and type(<object>found_before) is dict:
-                before = <object>found_before
+            if (found_before != NULL and type(<object>found_before) is tuple
+                    and len(<tuple>found_before) == 2
+                    and type((<tuple>found_before)[1]) is dict):
+                seen = <object>found_before
+                before = seen[1]
                 _load_before(<dict>before, &self.before)
         self.steps(pid)
         if self.got[STEP_STAT] < 0:
@@ -946,6 +977,21 @@ cdef class _Scan:
             uid = before["uid"]
         else:
             uid = status.uid if have_status and status.has_uid else None
+        arg_start = _stat_value(st, S_ARG_START)
+        arg_end = _stat_value(st, S_ARG_END)
+        found = PyDict_GetItem(self.cache, pid)
+        if found != NULL and not (refresh_every > 0
+                                  and (c_pid + sample_no) % refresh_every == 0):
+            entry = <tuple>found
+            entry_valid = (entry[0] == start_time and entry[1] == comm and entry[2] == uid
+                           and entry[3] == arg_start and entry[4] == arg_end)
+        if (entry_valid and self.quiet
+                and self.same_record(<dict>before, seen[0], fd_err, entry)):
+            self.new_cache[pid] = entry
+            self.seen[pid] = seen
+            return before
+
+        stat_bytes = PyBytes_FromStringAndSize(self.bufs[STEP_STAT].data, self.got[STEP_STAT])
         record = PyDict_Copy(_TEMPLATE)
         record["pid"] = pid
         record["ppid"] = ppid
@@ -986,20 +1032,14 @@ cdef class _Scan:
         if fd_err == 0:
             record["fd_count"] = fd_count
         record["denied"] = denied
+        self.seen[pid] = (stat_bytes, record)
 
-        arg_start = _stat_value(st, S_ARG_START)
-        arg_end = _stat_value(st, S_ARG_END)
-        found = PyDict_GetItem(self.cache, pid)
-        if found != NULL and not (refresh_every > 0
-                                  and (c_pid + sample_no) % refresh_every == 0):
-            entry = <tuple>found
-            if (entry[0] == start_time and entry[1] == comm and entry[2] == uid
-                    and entry[3] == arg_start and entry[4] == arg_end):
-                record.update(<dict>entry[5])
-                if entry[6]:
-                    denied.extend(entry[6])
-                self.new_cache[pid] = entry
-                return record
+        if entry_valid:
+            record.update(<dict>entry[5])
+            if entry[6]:
+                denied.extend(entry[6])
+            self.new_cache[pid] = entry
+            return record
 
         facts = []
         for i in range(3):
@@ -1047,6 +1087,7 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
     state.previous = previous or None
     state.recheck_every = recheck_every
     state.page_size = c_page_size
+    state.seen = {}
     if pids is None:
         pids = _list_pids(root)
     path = <char *>malloc(root_len + PID_PATH_EXTRA)
@@ -1080,4 +1121,4 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
         free(path)
     return (records, state.new_cache, state.misses, vanished,
             {"stat": state.bad_stat, "status": state.bad_status, "io": state.bad_io},
-            state.errors)
+            state.errors, state.seen)

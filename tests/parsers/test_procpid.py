@@ -315,7 +315,7 @@ def test_fixture_tree_scans_equal_in_both_twins():
 
 
 def test_fixture_tree_records(impl):
-    records, cache, misses, vanished, malformed, errors = fixture_scan(impl)
+    records, cache, misses, vanished, malformed, errors, seen = fixture_scan(impl)
     by_comm = {}
     for record in records:
         by_comm.setdefault(record["comm"], []).append(record)
@@ -338,6 +338,8 @@ def test_fixture_tree_records(impl):
     assert damaged["write_bytes"] == 8192
     assert (vanished, errors, cache) == (0, [], {})
     assert len(misses) == len(records)
+    assert [record for _, record in seen.values()] == records
+    assert seen[900003][0] == (FIXTURES / "900003" / "stat").read_bytes()
 
 
 def test_fixture_tree_through_the_table(impl):
@@ -365,7 +367,7 @@ def test_absent_optional_files_leave_the_process_listed(impl):
     oom_score_adj, a status that starts with a blank line and a negative
     cancelled_write_bytes, pid 345 no cgroup. None of them has vanished: their
     stat is there."""
-    records, cache, misses, vanished, malformed, errors = impl.scan(
+    records, cache, misses, vanished, malformed, errors, _ = impl.scan(
         str(MISSING_FILES / "proc"), None, {}, 0, 0, procpid.FD_OFF, 4096)
     assert [r["pid"] for r in records] == [1, 210, 345]
     assert vanished == 0
@@ -451,8 +453,8 @@ def test_an_unchanged_process_is_not_read_for_status_and_io(quiet_tree):
     module = compiled()
     first = scan_with(procpid, quiet_tree, None, OUTSIDE)
     assert first == scan_with(module, quiet_tree, None, OUTSIDE)
-    previous = by_pid(first)
-    assert activity(previous[NGINX]) == (33, 880, 4096000)
+    previous = first[6]
+    assert activity(previous[NGINX][1]) == (33, 880, 4096000)
     rewrite(quiet_tree / "210" / "status", b"Uid:\t33\t33", b"Uid:\t34\t34")
     rewrite(quiet_tree / "210" / "status", b"voluntary_ctxt_switches:\t880", b"voluntary_ctxt_switches:\t990")
     rewrite(quiet_tree / "210" / "io", b"read_bytes: 4096000", b"read_bytes: 5000000")
@@ -461,8 +463,7 @@ def test_an_unchanged_process_is_not_read_for_status_and_io(quiet_tree):
         reads = []
         result = scan_with(twin, quiet_tree, previous, OUTSIDE, reads=reads)
         results.append(result)
-        assert activity(by_pid(result)[NGINX]) == (33, 880, 4096000)
-        assert by_pid(result)[NGINX] == previous[NGINX]
+        assert by_pid(result)[NGINX] == previous[NGINX][1]
         assert [name for pid, name in reads if pid == NGINX] == ["stat", "cmdline", "cgroup", "oom_score_adj"]
         assert (1, "io") in reads and (1, "status") in reads
         assert result[5] == [(1, "io", errno.ENOENT)]
@@ -482,7 +483,7 @@ def test_an_unchanged_process_is_not_read_for_status_and_io(quiet_tree):
 ])
 def test_a_process_whose_stat_moved_is_read_whole(quiet_tree, old, new):
     module = compiled()
-    previous = by_pid(scan_with(procpid, quiet_tree, None, OUTSIDE))
+    previous = scan_with(procpid, quiet_tree, None, OUTSIDE)[6]
     rewrite(quiet_tree / "210" / "stat", old, new)
     rewrite(quiet_tree / "210" / "status", b"voluntary_ctxt_switches:\t880", b"voluntary_ctxt_switches:\t990")
     results = [scan_with(twin, quiet_tree, previous, OUTSIDE) for twin in (module, procpid)]
@@ -495,48 +496,59 @@ def test_previous_denied_and_incomplete_groups(quiet_tree):
     fields); one whose status lacked a field is read again, and its malformed
     line counted again."""
     module = compiled()
-    previous = by_pid(scan_with(procpid, quiet_tree, None, OUTSIDE))
-    denied = dict(previous[NGINX], uid=None, voluntary_ctxt_switches=None,
-                  nonvoluntary_ctxt_switches=None, denied=["status", "cgroup"])
-    results = [scan_with(twin, quiet_tree, {NGINX: denied}, OUTSIDE) for twin in (module, procpid)]
+    stat_bytes, nginx = scan_with(procpid, quiet_tree, None, OUTSIDE)[6][NGINX]
+    denied = dict(nginx, uid=None, voluntary_ctxt_switches=None, nonvoluntary_ctxt_switches=None,
+                  denied=["status", "cgroup"])
+    results = [scan_with(twin, quiet_tree, {NGINX: (stat_bytes, denied)}, OUTSIDE)
+               for twin in (module, procpid)]
     assert results[0] == results[1]
     nginx = by_pid(results[0])[NGINX]
     assert (nginx["uid"], nginx["read_bytes"], nginx["denied"]) == (None, 4096000, ["status"])
     rewrite(quiet_tree / "210" / "status", b"voluntary_ctxt_switches:\t880", b"voluntary_ctxt_switches:\tx")
-    damaged = by_pid(scan_with(procpid, quiet_tree, None, OUTSIDE))
-    assert damaged[NGINX]["voluntary_ctxt_switches"] is None
+    damaged = scan_with(procpid, quiet_tree, None, OUTSIDE)
+    assert by_pid(damaged)[NGINX]["voluntary_ctxt_switches"] is None
     for twin in (module, procpid):
-        result = scan_with(twin, quiet_tree, damaged, OUTSIDE)
-        assert result[4]["status"] == 1
+        assert scan_with(twin, quiet_tree, damaged[6], OUTSIDE)[4]["status"] == 1
 
 
 def test_reuse_is_bounded_through_the_table(quiet_tree, impl):
-    """Through ProcessTable: a status change that moves no stat field shows
-    within recheck_every samples, and not before nginx's slice comes."""
-    table = ProcessTable(HostRoot(proc_root=str(quiet_tree)), parsers=impl, recheck_every=RECHECK)
-    assert table.scan(Problems())["processes"][1]["voluntary_ctxt_switches"] == 880
+    """Through ProcessTable: an unchanged process's record is the previous
+    object, equal to what a fresh table reads; a status change that moves no
+    stat field shows within recheck_every samples, and not before nginx's
+    slice comes; a cgroup move shows at the facts' refresh slice."""
+    root = HostRoot(proc_root=str(quiet_tree))
+    table = ProcessTable(root, parsers=impl, recheck_every=RECHECK, refresh_every=7)
+    first = {r["pid"]: r for r in table.scan(Problems())["processes"]}
+    second = table.scan(Problems())["processes"]
+    assert [r is first[r["pid"]] for r in second] == [False, True, True]   # pid 1: its io is absent
+    assert second == ProcessTable(root, parsers=impl, recheck_every=0).scan(Problems())["processes"]
     rewrite(quiet_tree / "210" / "status", b"voluntary_ctxt_switches:\t880", b"voluntary_ctxt_switches:\t990")
+    rewrite(quiet_tree / "210" / "cgroup", b"nginx.service", b"moved.service")
     seen = []
-    for _ in range(RECHECK):
-        nginx = [r for r in table.scan(Problems())["processes"] if r["pid"] == NGINX][0]
-        seen.append(nginx["voluntary_ctxt_switches"])
-    # samples 1..4 are outside the slice (210 % 5 == 0), sample 5 is in it
-    assert seen == [880, 880, 880, 880, 990]
+    for _ in range(RECHECK - 1):
+        nginx = table.scan(Problems())["processes"][1]
+        seen.append((nginx["voluntary_ctxt_switches"], nginx["cgroup"], nginx is first[NGINX]))
+    # samples 2..4 are outside the slice (210 % 5 == 0), sample 5 is in it;
+    # (210 + 3) % 7 == 3, (210 + 4) % 7 == 4: the facts' slice is sample 7
+    assert seen == [(880, "/system.slice/nginx.service", True)] * 3 + [(990, "/system.slice/nginx.service", False)]
+    for _ in range(2):
+        nginx = table.scan(Problems())["processes"][1]
+    assert (nginx["voluntary_ctxt_switches"], nginx["cgroup"]) == (990, "/system.slice/moved.service")
 
 
-def test_stopped_processes_are_read_once_then_reused_in_both_twins(sleepers):
-    """Live: stopped children keep their stat, so a second scan with the
-    first as ``previous`` reads only stat and the fd count, in both twins, and
-    gives the same records."""
-    module = compiled()
-    for twin in (module, procpid):
-        first, _ = stable_pair(lambda: twin.scan("/proc", sleepers, {}, 0, 0, procpid.FD_SIZE, 4096),
-                               lambda: None)
+def test_stopped_processes_are_read_once_then_reused(sleepers, impl):
+    """Live: stopped children keep their stat, so the table's next sample
+    reads only their stat and fd count, and gives the same record objects."""
+    table = ProcessTable(HostRoot(), parsers=impl, recheck_every=10 ** 9)
+    for _ in range(20):
+        first = table.scan(Problems(), pids=sleepers)["processes"]
         reads = []
-        again = twin.scan("/proc", sleepers, {}, 1, 0, procpid.FD_SIZE, 4096, procpid.DEFAULT_READ_CAP,
-                          lambda pid, name: reads.append(name), by_pid(first), 10 ** 9)
-        assert set(reads) == {"stat", "fd", "cmdline", "cgroup", "oom_score_adj"}
-        assert again[0] == first[0]
+        again = table.scan(Problems(), pids=sleepers,
+                           race_hook=lambda pid, name: reads.append(name))["processes"]
+        if all(a is b for a, b in zip(first, again)):
+            break
+    assert len(again) == 3 and all(a is b for a, b in zip(first, again))
+    assert sorted(set(reads)) == ["fd", "stat"] if table.fd_mode != procpid.FD_OFF else ["stat"]
 
 
 # ---------------------------------------------------------------- the scanner over live processes
@@ -645,9 +657,9 @@ def test_list_pids_equal_in_both_twins():
 def test_pids_that_cannot_exist_are_vanished_in_both_twins():
     module = compiled()
     for twin in (module, procpid):
-        records, cache, misses, vanished, _, errors = twin.scan(
+        records, cache, misses, vanished, _, errors, seen = twin.scan(
             "/proc", [-5, 0, 2 ** 40], {}, 0, 0, procpid.FD_OFF, 4096)
-        assert (records, cache, misses, vanished, errors) == ([], {}, [], 3, [])
+        assert (records, cache, misses, vanished, errors, seen) == ([], {}, [], 3, [], {})
 
 
 def test_a_root_with_a_nul_byte_is_refused_by_both_twins():

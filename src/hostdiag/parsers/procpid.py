@@ -101,6 +101,8 @@ RECORD_KEYS = (
     "write_bytes", "fd_count", "cgroup", "oom_score_adj", "denied",
 )
 FACT_FILES = ("cmdline", "cgroup", "oom_score_adj")
+# The facts of a cache entry (the process table fills them from FACT_FILES and the uid).
+FACT_KEYS = ("cmdline", "user", "cgroup", "oom_score_adj")
 
 # How the scanner counts open file descriptors.
 FD_OFF = 0      # not collected: fd_count is None
@@ -408,15 +410,19 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
     any of those (a cgroup move, a new oom_score_adj) is seen within
     ``refresh_every`` samples.
 
-    ``previous`` maps pid to the process's record of the previous scan (or is
-    None). A process whose stat did not move since (see :func:`unchanged`) is
-    not read for status and io: its uid, context switches, read and write bytes
-    and its status/io ``denied`` entries are the previous record's. Every
-    process is read whole at least once every ``recheck_every`` scans (the
-    slice ``(pid + sample_no) % recheck_every == 0``), so a change that moves
-    none of stat's fields (a few wake-ups shorter than a clock tick, a setuid
-    between two scans) shows within that many scans; 0 reads every process
-    whole every scan.
+    ``previous`` is the ``seen`` map this function returned for the previous
+    scan (pid to ``(stat bytes, record)``), or None. A process whose stat did
+    not move since (see :func:`unchanged`) is not read for status and io: its
+    uid, context switches, read and write bytes and its status/io ``denied``
+    entries are the previous record's. When moreover its stat is byte for
+    byte the same, its fd count too, and its cache entry is valid and holds
+    the facts of the previous record (see :func:`_same_record`), the previous record
+    object itself is returned: nothing in it could differ. Every process is
+    read whole at least once every ``recheck_every`` scans (the slice ``(pid
+    + sample_no) % recheck_every == 0``), so a change that moves none of
+    stat's fields (a few wake-ups shorter than a clock tick, a setuid between
+    two scans) shows within that many scans; 0 reads every process whole
+    every scan.
 
     Per process, through one descriptor of ``/proc/PID`` (so that every file
     describes the same process even if the pid is reused meanwhile): stat,
@@ -425,7 +431,7 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
     given, is called as ``race_hook(pid, name)`` before each of these reads; it
     exists for the tests of the races.
 
-    Returns ``(records, new_cache, misses, vanished, malformed, errors)``:
+    Returns ``(records, new_cache, misses, vanished, malformed, errors, seen)``:
 
     * records: one dict per process with :data:`RECORD_KEYS`; ``denied`` lists
       the groups (status, io, fd, cmdline, cgroup, oom_score_adj) whose files
@@ -444,7 +450,10 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
     * errors: ``(pid, name, errno)`` for every read that failed otherwise, an
       absent status, io or fd of a process still there included (EFBIG: larger
       than ``read_cap``); ``name`` "pid" is the directory, and a denied stat is
-      reported here with the process skipped.
+      reported here with the process skipped;
+    * seen: pid to ``(stat bytes, record)`` for every record, the ``previous``
+      of the next scan (a record whose facts the caller fills is the same
+      object, filled).
     """
     if isinstance(proc_root, bytes):
         proc_root = os.fsdecode(proc_root)
@@ -459,6 +468,7 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
     vanished = 0
     malformed = {"stat": 0, "status": 0, "io": 0}
     errors = []
+    seen = {}
     for pid in pids:
         try:
             dirfd = os.open("%s/%d" % (proc_root, pid),
@@ -478,20 +488,22 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
         if outcome is None:
             vanished += 1
         elif outcome is not False:
-            record, miss = outcome
+            record, miss, stat_bytes = outcome
             records.append(record)
             if miss is None:
                 new_cache[pid] = cache[pid]
             else:
                 misses.append(miss)
-    return records, new_cache, misses, vanished, malformed, errors
+            seen[pid] = before if before is not None and before[1] is record else (stat_bytes, record)
+    return records, new_cache, misses, vanished, malformed, errors, seen
 
 
 def _scan_one(pid, dirfd, buf, cache, sample_no, refresh_every, fd_mode, page_size,
               race_hook, malformed, errors, before, recheck_every):
-    """``(record, miss)`` for one process; None when it vanished; False when it
-    was skipped for another reason (recorded in ``malformed`` or ``errors``).
-    ``before``: the process's previous record, or None."""
+    """``(record, miss, stat bytes)`` for one process; None when it vanished;
+    False when it was skipped for another reason (recorded in ``malformed`` or
+    ``errors``). ``before``: the process's ``(stat bytes, record)`` of the
+    previous scan, or None."""
     if race_hook is not None:
         race_hook(pid, "stat")
     data = buf.read_at(dirfd, "stat")
@@ -506,10 +518,13 @@ def _scan_one(pid, dirfd, buf, cache, sample_no, refresh_every, fd_mode, page_si
         return False
     denied = []
     rss_bytes = stat["rss_pages"] * page_size
+    stat_bytes = data
+    previous_stat, before = before if before is not None else (None, None)
 
-    if unchanged(before, pid, stat["start_time"], stat["state"], stat["utime"], stat["stime"],
+    quiet = unchanged(before, pid, stat["start_time"], stat["state"], stat["utime"], stat["stime"],
                  stat["minflt"], stat["majflt"], stat["num_threads"], rss_bytes, sample_no,
-                 recheck_every):
+                 recheck_every)
+    if quiet:
         status = before
         io = before
         denied.extend(name for name in ("status", "io") if name in before["denied"])
@@ -582,9 +597,11 @@ def _scan_one(pid, dirfd, buf, cache, sample_no, refresh_every, fd_mode, page_si
             and entry[2] == record["uid"] and entry[3] == stat["arg_start"]
             and entry[4] == stat["arg_end"]
             and not (refresh_every > 0 and (pid + sample_no) % refresh_every == 0)):
+        if quiet and _same_record(before, previous_stat, stat_bytes, fd_mode, fd_count, entry):
+            return before, None, stat_bytes
         record.update(entry[5])
         denied.extend(entry[6])
-        return record, None
+        return record, None, stat_bytes
 
     facts = []
     for name in FACT_FILES:
@@ -594,4 +611,29 @@ def _scan_one(pid, dirfd, buf, cache, sample_no, refresh_every, fd_mode, page_si
         if isinstance(data, int) and classify(data) == VANISHED and _gone(dirfd):
             return None
         facts.append(data)
-    return record, (record, facts[0], facts[1], facts[2], stat["arg_start"], stat["arg_end"])
+    return (record, (record, facts[0], facts[1], facts[2], stat["arg_start"], stat["arg_end"]),
+            stat_bytes)
+
+
+def _same_record(before, previous_stat, stat_bytes, fd_mode, fd_count, entry):
+    """True when the record being built would equal ``before``, the previous
+    record of a process that :func:`unchanged` found quiet and whose valid
+    cache entry is ``entry``: its stat is byte for byte the previous one; its
+    fd count was read (or not collected) alike; ``before`` holds the very fact
+    objects of ``entry`` and the denied groups this record would get (the
+    status and io ones it lends, then the entry's)."""
+    if stat_bytes != previous_stat:
+        return False
+    if fd_mode == FD_OFF:
+        if before["fd_count"] is not None:
+            return False
+    elif fd_count is None or fd_count != before["fd_count"]:
+        return False
+    facts = entry[5]
+    if len(facts) != len(FACT_KEYS):
+        return False
+    for name in FACT_KEYS:
+        if name not in facts or before[name] is not facts[name]:
+            return False
+    lent = [name for name in ("status", "io") if name in before["denied"]]
+    return before["denied"] == lent + list(entry[6])

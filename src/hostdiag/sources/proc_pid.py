@@ -116,8 +116,9 @@ class ProcessTable:
         self._users = {}
         self._passwd = None
         self._memo = {}
-        # pid -> the record of the previous sample: what an unchanged process
-        # reuses (the same objects the previous snapshot holds: no copy).
+        # pid -> (stat bytes, record) of the previous sample: what an
+        # unchanged process reuses (the records are the ones the previous
+        # snapshot holds: no copy; the stat lines are about 300 bytes each).
         self._previous = {}
         # pid -> ((fact file, errno), ...): facts of cached processes that could
         # not be read, reported again in every sample the cache serves them.
@@ -169,7 +170,7 @@ class ProcessTable:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            records, cache, misses, vanished, malformed, errors = self.parsers.scan(
+            records, cache, misses, vanished, malformed, errors, seen = self.parsers.scan(
                 self.root.proc_root, pids, self._cache, self.samples, self.refresh_every,
                 self.fd_mode, self.page_size, self.root.read_cap, race_hook, self._previous,
                 self.recheck_every)
@@ -186,7 +187,7 @@ class ProcessTable:
         for miss in misses:
             self._fill_facts(cache, miss, errors, problems)
         self._cache = cache
-        self._previous = {record["pid"]: record for record in records}
+        self._previous = seen
         if fact_errors:
             # Only the processes cached now keep their entries.
             self._fact_errors = {pid: found for pid, found in fact_errors.items() if pid in cache}
