@@ -666,7 +666,7 @@ cdef tuple _STEP_NAMES = ("stat", "status", "io", "fd")
 
 
 cdef struct Before:
-    # What the previous record of a process says of its stat (see procpid.unchanged).
+    # What the previous record of a process says of its stat (see procpid._unchanged).
     bint usable
     uint64_t start_time, utime, stime, minflt, majflt, num_threads, rss_bytes
     unsigned char state
@@ -686,7 +686,7 @@ cdef bint _as_u64(dict record, str key, uint64_t *out) except -1:
 
 
 cdef bint _complete(dict record, str group, tuple fields) except -1:
-    """procpid.unchanged's rule for one group: denied, or every field given."""
+    """procpid._unchanged's rule for one group: denied, or every field given."""
     cdef str name
     if PySequence_Contains(record["denied"], group):
         return True
@@ -755,7 +755,7 @@ cdef class _Scan:
     cdef dict seen
     cdef long long recheck_every
     # The current process's previous record, and whether its stat did not move
-    # (then status and io are not read: see procpid.unchanged).
+    # (then status and io are not read: see procpid._unchanged).
     cdef Before before
     cdef bint quiet
 
@@ -803,7 +803,7 @@ cdef class _Scan:
         return True
 
     cdef bint _unmoved(self) noexcept nogil:
-        """procpid.unchanged's comparison of the stat just parsed with the
+        """procpid._unchanged's comparison of the stat just parsed with the
         previous record (its recheck slice and completeness already checked)."""
         cdef StatOut *st = &self.st
         cdef Before *b = &self.before

@@ -530,7 +530,8 @@ def test_reuse_is_bounded_through_the_table(quiet_tree, impl):
         seen.append((nginx["voluntary_ctxt_switches"], nginx["cgroup"], nginx is first[NGINX]))
     # samples 2..4 are outside the slice (210 % 5 == 0), sample 5 is in it;
     # (210 + 3) % 7 == 3, (210 + 4) % 7 == 4: the facts' slice is sample 7
-    assert seen == [(880, "/system.slice/nginx.service", True)] * 3 + [(990, "/system.slice/nginx.service", False)]
+    assert seen == ([(880, "/system.slice/nginx.service", True)] * 3
+                    + [(990, "/system.slice/nginx.service", False)])
     for _ in range(2):
         nginx = table.scan(Problems())["processes"][1]
     assert (nginx["voluntary_ctxt_switches"], nginx["cgroup"]) == (990, "/system.slice/moved.service")

@@ -365,7 +365,7 @@ def _lost(pid, name, err, dirfd, denied, errors):
     return False
 
 
-def unchanged(before, pid, start_time, state, utime, stime, minflt, majflt, num_threads,
+def _unchanged(before, pid, start_time, state, utime, stime, minflt, majflt, num_threads,
               rss_bytes, sample_no, recheck_every):
     """True when ``before`` (the process's record of the previous scan, or None)
     may lend its status and io fields to this scan's record: the same process
@@ -412,7 +412,7 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
 
     ``previous`` is the ``seen`` map this function returned for the previous
     scan (pid to ``(stat bytes, record)``), or None. A process whose stat did
-    not move since (see :func:`unchanged`) is not read for status and io: its
+    not move since (see :func:`_unchanged`) is not read for status and io: its
     uid, context switches, read and write bytes and its status/io ``denied``
     entries are the previous record's. When moreover its stat is byte for
     byte the same, its fd count too, and its cache entry is valid and holds
@@ -426,8 +426,9 @@ def scan(proc_root, pids, cache, sample_no=0, refresh_every=0, fd_mode=FD_SIZE,
 
     Per process, through one descriptor of ``/proc/PID`` (so that every file
     describes the same process even if the pid is reused meanwhile): stat,
-    status and io (unless the process is unchanged), then the fd count per ``fd_mode``; and for a process without a
-    valid cache entry, cmdline, cgroup and oom_score_adj. ``race_hook``, when
+    status and io (unless the process is unchanged), then the fd count per
+    ``fd_mode``; and for a process without a valid cache entry, cmdline,
+    cgroup and oom_score_adj. ``race_hook``, when
     given, is called as ``race_hook(pid, name)`` before each of these reads; it
     exists for the tests of the races.
 
@@ -521,7 +522,7 @@ def _scan_one(pid, dirfd, buf, cache, sample_no, refresh_every, fd_mode, page_si
     stat_bytes = data
     previous_stat, before = before if before is not None else (None, None)
 
-    quiet = unchanged(before, pid, stat["start_time"], stat["state"], stat["utime"], stat["stime"],
+    quiet = _unchanged(before, pid, stat["start_time"], stat["state"], stat["utime"], stat["stime"],
                  stat["minflt"], stat["majflt"], stat["num_threads"], rss_bytes, sample_no,
                  recheck_every)
     if quiet:
@@ -617,7 +618,7 @@ def _scan_one(pid, dirfd, buf, cache, sample_no, refresh_every, fd_mode, page_si
 
 def _same_record(before, previous_stat, stat_bytes, fd_mode, fd_count, entry):
     """True when the record being built would equal ``before``, the previous
-    record of a process that :func:`unchanged` found quiet and whose valid
+    record of a process that :func:`_unchanged` found quiet and whose valid
     cache entry is ``entry``: its stat is byte for byte the previous one; its
     fd count was read (or not collected) alike; ``before`` holds the very fact
     objects of ``entry`` and the denied groups this record would get (the
