@@ -235,6 +235,11 @@ class NetnsTable:
         self._cursor = 0            # the inode the next window starts at (or after)
         self._sockets = {}          # inode -> SocketTable open inside it
 
+    @property
+    def open_sockets(self):
+        """The inodes of the namespaces this table holds a sock_diag socket in, sorted."""
+        return sorted(inode for inode, table in self._sockets.items() if table.is_open)
+
     def close(self):
         for table in self._sockets.values():
             table.close()

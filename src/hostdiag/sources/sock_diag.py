@@ -222,6 +222,11 @@ class SocketTable:
             self._diag, self._sock = diag, sock
         return self._sock
 
+    @property
+    def is_open(self):
+        """True while the sock_diag socket is open."""
+        return self._sock is not None
+
     def close(self):
         if self._sock is not None:
             self._sock.close()
