@@ -16,6 +16,7 @@ from hostdiag.encode import prometheus_workloads as W
 from hostdiag.encode.prometheus import encode_metrics
 from hostdiag.sampler import Sampler
 from hostdiag.sources.hostroot import HostRoot
+from hostdiag.transport.metrics_http import MetricsLimits, MetricsServer
 
 from test_prometheus_encode import promtool, samples_of, value
 
@@ -84,3 +85,19 @@ def test_series_are_bounded_whatever_the_number_of_cgroups(sample):
     assert value(found, "hostdiag_cgroup_cpu_usage_seconds_total", **labelled[0]) == pytest.approx(first / 1000)
     assert value(found, "hostdiag_cgroups") == 300
     assert len(W.summarize_workloads(snapshot)["cgroups"]["rows"]) == 2 * W.TOP_CGROUPS
+
+
+def test_cgroups_and_namespaces_are_carried_between_table_samples(sample):
+    snapshot = sample[0]
+    server = MetricsServer(("127.0.0.1", 0), MetricsLimits(max_connections=1, max_request_bytes=1024, timeout=0.5))
+    try:
+        server.publish(snapshot)
+        summary = server.latest.tables
+        assert summary["workloads"]["netns"]["namespaces"]
+        # The agent's samples between two tables have none of them.
+        server.publish(dict(snapshot, processes=None, sockets=None, cgroups=None, netns=None))
+        assert server.latest.snapshot["cgroups"] is snapshot["cgroups"]
+        assert server.latest.snapshot["netns"] is snapshot["netns"]
+        assert server.latest.tables is summary
+    finally:
+        server.close()
