@@ -18,7 +18,7 @@ import pytest
 from hostdiag.derive.netns_rates import netns_rates
 from hostdiag.sources.cgroups import CgroupTable
 from hostdiag.sources.hostroot import HostRoot
-from hostdiag.sources.netns import NetnsTable, inside
+from hostdiag.sources.netns import NetnsTable, empty_dumps, inside
 from hostdiag.sources.problems import Problems
 
 from cgroupscenes import DEADLINE_S, made_cgroup
@@ -287,3 +287,25 @@ def test_a_named_namespace_without_processes_is_read_from_inside(named_namespace
 def test_limit_below_two_is_refused():
     with pytest.raises(ValueError, match="at least 2"):
         NetnsTable(HostRoot(), max_netns=1)
+
+
+@pytest.mark.parametrize("sockstat, sockstat6, skipped", [
+    ({"TCP": {"inuse": 0, "tw": 0}}, {"TCP6": {"inuse": 0}}, {"tcp4", "tcp4-listen", "tcp6", "tcp6-listen"}),
+    ({"TCP": {"inuse": 2, "tw": 0}}, {"TCP6": {"inuse": 0}}, {"tcp6", "tcp6-listen"}),
+    ({"TCP": {"inuse": 0, "tw": 1}}, {"TCP6": {"inuse": 0}}, set()),      # time-wait sockets of either family
+    ({"TCP": {"inuse": 0, "tw": 0}}, None, {"tcp4", "tcp4-listen"}),      # no IPv6: its dumps fail on their own
+    ({"TCP": {"inuse": 0}}, {"TCP6": {"inuse": 0}}, set()),               # a count missing: nothing skipped
+    (None, None, set()),
+])
+def test_dumps_left_out_by_the_sockstat_counts(sockstat, sockstat6, skipped):
+    assert empty_dumps(sockstat, sockstat6) == skipped
+
+
+def test_a_namespace_without_tcp_sockets_costs_no_tcp_dump(named_namespaces):
+    name = named_namespaces("hd-nx")
+    inode = os.stat("/run/netns/" + name).st_ino
+    with NetnsTable(HostRoot(), max_netns=4096) as table:
+        section = table.collect(Problems(), {"processes": []})
+        (record,) = [ns for ns in section["namespaces"] if ns["inode"] == inode]
+        assert record["sockets"]["tcp_total"] == 0 and record["sockets"]["source"] == "netlink"
+        assert table._sockets[inode].skip == {"tcp4", "tcp4-listen", "tcp6", "tcp6-listen"}

@@ -25,7 +25,8 @@ Reading a visited namespace:
   a short-lived thread enters it (``setns``), reads
   ``/proc/thread-self/net/*`` and ends;
 * its sockets with sock_diag, over a NETLINK_SOCK_DIAG socket opened inside
-  it: a short-lived thread enters the namespace, opens and binds the socket,
+  it (the TCP dumps of a family its ``sockstat`` shows no socket of are left
+  out: :func:`empty_dumps`): a short-lived thread enters the namespace, opens and binds the socket,
   and ends; the socket stays bound to that namespace. One socket is kept per
   namespace visited in the sample and closed when a sample no longer
   visits it (so the agent holds at most ``max_netns`` of them). The
@@ -35,10 +36,12 @@ Reading a visited namespace:
   container), or when the socket cannot be opened, the /proc/PID/net/tcp*
   files of a process inside are read instead.
 
-Cost and bounds: each visited namespace costs one sock_diag dump of each
-kind and two small file reads (about 1 ms with a few sockets, more with
-many; benchmarks/README.md), on top of one ``stat()`` per process for the
-discovery. At most ``max_netns`` namespaces besides the host's are visited
+Cost and bounds: each visited namespace costs four small file reads and one
+sock_diag dump of each kind. A TCP dump walks the kernel's whole TCP hash
+table, which all namespaces share (262,144 buckets here, with every other
+namespace's sockets in them): a few milliseconds for a namespace with TCP
+sockets, under one without (benchmarks/README.md, "Network namespaces").
+The discovery costs one ``stat()`` per process. At most ``max_netns`` namespaces besides the host's are visited
 per sample (:data:`DEFAULT_MAX_NETNS`, the agent's ``agent.max_netns``).
 With more, a window of ``max_netns`` namespaces (in inode order) moves by
 half its size each sample, so that every namespace is visited in turn, each
@@ -62,7 +65,7 @@ import os
 import socket
 import threading
 
-from hostdiag.parsers import live_sockdiag, parse_twoline
+from hostdiag.parsers import live_sockdiag, parse_sockstat, parse_twoline
 from hostdiag.parsers.sockdiag import ROW_FIELDS
 from hostdiag.sources.hostroot import ACCESS_DENIED, MALFORMED, MISSING, UNAVAILABLE, SourceError, error_kind
 from hostdiag.sources.problems import Problems
@@ -92,6 +95,9 @@ COUNTERS = {
                    "TCPBacklogDrop", "TCPRcvQDrop", "TCPAbortOnTimeout"),
     },
 }
+
+# The files read per namespace: the counters, and sockstat for its socket counts.
+_FILES = ("snmp", "netstat", "sockstat", "sockstat6")
 
 CLONE_NEWNET = 0x40000000
 NETLINK_SOCK_DIAG = 4
@@ -173,6 +179,40 @@ def _kept_counters(parsed, wanted):
     if parsed is None:
         return None
     return {group: {name: parsed.get(group, {}).get(name) for name in names} for group, names in wanted.items()}
+
+
+def _read_files(root, directory):
+    """The bytes of :data:`_FILES` in ``directory`` (a /proc/PID/net); None
+    for sockstat6 on a kernel without IPv6. Raises SourceError."""
+    files = [root.read(os.path.join(directory, name)) for name in _FILES[:-1]]
+    try:
+        files.append(root.read(os.path.join(directory, _FILES[-1])))
+    except SourceError as exc:
+        if exc.kind != MISSING:
+            raise
+        files.append(None)
+    return files
+
+
+def empty_dumps(sockstat, sockstat6):
+    """The TCP sock_diag requests that would find nothing in a namespace,
+    by its sockstat counts (parsed): ``tcp4`` and ``tcp4-listen`` without an
+    IPv4 TCP socket in use and without a socket in TIME_WAIT, ``tcp6`` and
+    ``tcp6-listen`` likewise for IPv6. A count that is missing skips
+    nothing. Each TCP dump walks the kernel's whole TCP hash table (shared
+    by every namespace: about 1 ms with 262,144 buckets), so a namespace
+    without TCP sockets costs little."""
+    tw = _get_count(sockstat, "TCP", "tw")
+    skip = set()
+    for family, parsed, group in (("tcp4", sockstat, "TCP"), ("tcp6", sockstat6, "TCP6")):
+        if tw == 0 and _get_count(parsed, group, "inuse") == 0:
+            skip.update((family, family + "-listen"))
+    return frozenset(skip)
+
+
+def _get_count(parsed, group, name):
+    value = parsed.get(group, {}).get(name) if isinstance(parsed, dict) else None
+    return value if isinstance(value, int) else None
 
 
 def _fill(listener):
@@ -364,22 +404,22 @@ class NetnsTable:
     def _read(self, record, seen, problems):
         """Fill ``record``'s counters and sockets."""
         inode = record["inode"]
-        pid = self._counters_by_pid(record, seen, problems)
+        pid, empty = self._counters_by_pid(record, seen, problems)
         if pid is None and self.live:
-            self._counters_inside(record, seen, problems)
+            empty = self._counters_inside(record, seen, problems)
         if record["snmp"] is None and record["netstat"] is None:
             problems.add(SOURCE, "netns:%d" % inode, UNAVAILABLE,
                          "no process inside it or way in to read its counters from")
-        record["sockets"] = self._sockets_of(inode, seen, pid, problems)
+        record["sockets"] = self._sockets_of(inode, seen, pid, empty or frozenset(), problems)
 
     def _counters_by_pid(self, record, seen, problems):
-        """Read the counters through the first process still inside; its pid, or None."""
+        """Read the counters through the first process still inside: (its pid,
+        the dumps to skip), or (None, None)."""
         root = self.root
         for pid in seen.pids:
             link = root.proc(str(pid), "ns", "net")
             try:
-                snmp = root.read(root.proc(str(pid), "net", "snmp"))
-                netstat = root.read(root.proc(str(pid), "net", "netstat"))
+                files = _read_files(root, root.proc(str(pid), "net"))
                 still = os.stat(link).st_ino == record["inode"]
             except SourceError as exc:
                 if exc.kind != MISSING:
@@ -388,37 +428,42 @@ class NetnsTable:
             except OSError:
                 continue        # the process left between the reads
             if still:
-                self._parse(record, snmp, netstat, problems)
-                return pid
-        return None
+                return pid, self._parse(record, files, problems)
+        return None, None
 
     def _counters_inside(self, record, seen, problems):
-        """Read the counters from a thread inside the namespace."""
+        """Read the counters from a thread inside the namespace: the dumps to
+        skip, or None."""
         def work():
-            return self.root.read("/proc/thread-self/net/snmp"), self.root.read("/proc/thread-self/net/netstat")
+            return _read_files(self.root, "/proc/thread-self/net")
 
         for path in self._ns_paths(record["inode"], seen):
             try:
-                snmp, netstat = inside(path, record["inode"], work)
+                files = inside(path, record["inode"], work)
             except SourceError as exc:
                 if exc.kind != MISSING:
                     problems.add(SOURCE, exc.path, exc.kind, exc.message)
                 continue
-            self._parse(record, snmp, netstat, problems)
-            return
+            return self._parse(record, files, problems)
+        return None
 
     @staticmethod
-    def _parse(record, snmp, netstat, problems):
-        for key, data in (("snmp", snmp), ("netstat", netstat)):
-            parsed, malformed = parse_twoline(data)
+    def _parse(record, files, problems):
+        """Put the kept counters of snmp and netstat (the bytes of :data:`_FILES`)
+        in ``record``; the TCP dumps its sockstat files show to be empty."""
+        parsed = {}
+        for key, data, parser in zip(_FILES, files, (parse_twoline, parse_twoline, parse_sockstat, parse_sockstat)):
+            parsed[key], malformed = parser(data) if data is not None else (None, 0)
             if malformed:
                 problems.add(SOURCE, "netns:%d/%s" % (record["inode"], key), MALFORMED,
                              "%d malformed line(s) skipped" % malformed, malformed)
-            record[key] = _kept_counters(parsed, COUNTERS[key])
+        for key in COUNTERS:
+            record[key] = _kept_counters(parsed[key], COUNTERS[key])
+        return empty_dumps(parsed["sockstat"], parsed["sockstat6"])
 
-    def _sockets_of(self, inode, seen, pid, problems):
+    def _sockets_of(self, inode, seen, pid, skip, problems):
         """The socket summary of namespace ``inode``, through its cached
-        socket table (opened on first use)."""
+        socket table (opened on first use), leaving out the dumps ``skip``."""
         table = self._sockets.get(inode)
         if table is None:
             table = SocketTable(self.root, netlink=self.netlink, detail_per_rank=0,
@@ -428,6 +473,7 @@ class NetnsTable:
         # in when the process it used is gone (the table reopens after a failure).
         table.net_dir = self.root.proc(str(pid), "net") if pid is not None else None
         table.opener = lambda: self._open_socket(inode, seen)
+        table.skip = skip
         # The table's entries do not say which namespace: relabelled here.
         own = Problems()
         summary = socket_summary(table.collect(own))
