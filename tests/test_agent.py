@@ -176,6 +176,7 @@ def test_tables_every_nth_sample_travel_as_changes_from_the_previous_table(make_
         assert record.snapshot == stored[record.seq].snapshot
         tables = record.snapshot["agent"]["tables"]
         assert (record.snapshot["processes"] is not None) == tables
+        assert (record.snapshot["netns"] is not None) == tables
     # A later table travels as a change from the table before, not from the
     # null of the record before it: smaller than that record's plain delta.
     table_before = got[0].snapshot["processes"] is not None

@@ -435,7 +435,7 @@ class NetnsTable:
         """Read the counters from a thread inside the namespace: the dumps to
         skip, or None."""
         def work():
-            return _read_files(self.root, "/proc/thread-self/net")
+            return _read_files(self.root, self.root.proc("thread-self", "net"))
 
         for path in self._ns_paths(record["inode"], seen):
             try:
