@@ -176,6 +176,7 @@ def test_tables_every_nth_sample_travel_as_changes_from_the_previous_table(make_
         assert record.snapshot == stored[record.seq].snapshot
         tables = record.snapshot["agent"]["tables"]
         assert (record.snapshot["processes"] is not None) == tables
+        assert (record.snapshot["netns"] is not None) == tables
     # A later table travels as a change from the table before, not from the
     # null of the record before it: smaller than that record's plain delta.
     table_before = got[0].snapshot["processes"] is not None
@@ -419,13 +420,17 @@ def test_bad_option_is_a_usage_error(workdir):
 
 
 def test_the_cgroup_table_keeps_to_the_agents_bounds(workdir):
-    """agent.max_cgroups and agent.cgroup_depth reach the cgroup table the agent samples."""
-    agent = AgentProcess(workdir, agent={"table_every": 1, "max_cgroups": 2, "cgroup_depth": 1})
+    """agent.max_cgroups and agent.cgroup_depth reach the cgroup table the agent
+    samples, and agent.max_netns the network namespaces."""
+    agent = AgentProcess(workdir, agent={"table_every": 1, "max_cgroups": 2, "cgroup_depth": 1, "max_netns": 3})
     agent.start()
     try:
         client = agent.wait_ready()
         with client:
             record = client.latest()
+        netns = record.snapshot["netns"]
+        assert netns["limits"] == {"max_netns": 3} and netns["visited"] <= 3
+        assert [ns["host"] for ns in netns["namespaces"]][:1] == [True]
         cgroups = record.snapshot["cgroups"]
         if cgroups is None:
             pytest.skip("no cgroup hierarchy here: %s" % record.snapshot["meta"]["errors"])

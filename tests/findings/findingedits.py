@@ -9,6 +9,7 @@ changes cur (or both).
 
 import copy
 
+from hostdiag.sources.netns import COUNTERS as NETNS_COUNTERS
 from hostdiag.model.records import PROCESS, TCP_SOCKET_ROW
 
 RECORD_KEYS = PROCESS.names
@@ -276,4 +277,46 @@ def cgroup(before=None, after=None):
         cur.cgroups = cgroups_section([cgroup_row("/"), cgroup_row(**(after or {}))])
         worker = dict(proc(60, comm="web"), cgroup=WORKLOAD_PATH)
         table([worker], [dict(worker, utime=150)])(prev, cur)
+    return edit
+
+
+# --- network namespaces ----------------------------------------------------------
+
+NETNS_INODE = 4026532999
+NETNS_NAME = "web-ns"
+
+
+def netns_record(inode=NETNS_INODE, name=NETNS_NAME, host=False, **inc):
+    """A namespace record as the netns table gives it; ``inc`` adds to its
+    counters by name (Tcp, Udp and TcpExt names are distinct)."""
+    counters = {part: {group: {name_: 1000 + inc.get(name_, 0) for name_ in names}
+                       for group, names in groups.items()}
+                for part, groups in NETNS_COUNTERS.items()}
+    return {"inode": inode, "name": name, "host": host, "processes": 1, "pids": [] if host else [61],
+            "cgroup": WORKLOAD_PATH, "snmp": None if host else counters["snmp"],
+            "netstat": None if host else counters["netstat"],
+            "sockets": None if host else {
+                "source": "netlink", "tcp_total": 2, "tcp_states": {"ESTABLISHED": 1, "LISTEN": 1},
+                "listeners": [{"family": "inet", "local": "0.0.0.0", "local_port": 8080, "inode": 97,
+                               "backlog": 129, "backlog_max": 128}], "listeners_total": 1,
+                "retransmitting": [{"state": "ESTABLISHED", "local": "10.0.0.2", "local_port": 8080,
+                                    "remote": "10.0.0.9", "remote_port": 5555,
+                                    "total_retrans": 40 + inc.get("RetransSegs", 0), "rtt": 9000,
+                                    "inode": 96}],
+                "udp_total": 1, "udp_drops": inc.get("RcvbufErrors", 0), "unix_total": 0}}
+
+
+def netns(**inc):
+    """Edit: both snapshots list the host's namespace and one other, whose
+    counters grow by ``inc`` over the interval, with a process in the
+    web.service cgroup (pid 61)."""
+    def edit(prev, cur):
+        host = netns_record(inode=4026531840, name=None, host=True)
+        for snapshot, grown in ((prev, {}), (cur, inc)):
+            snapshot.netns = {"limits": {"max_netns": 16}, "total": 1, "visited": 1, "denied": 0,
+                              "namespaces": [host, netns_record(**grown)]}
+        cgroup()(prev, cur)
+        worker = dict(proc(61, comm="api"), cgroup=WORKLOAD_PATH)
+        prev.processes["processes"].append(worker)
+        cur.processes["processes"].append(worker)
     return edit

@@ -10,11 +10,12 @@ import re
 import pytest
 
 from findingedits import (
-    WORKLOAD_PATH, available, cgroup, conntrack, d_state, disk, fs, kernel, kmsg, link, listener, load, one_cpu_ticks,
-    oom_since_boot, proto, psi, retrans, softnet, total_ticks, vmstat, zombies,
+    WORKLOAD_PATH, available, cgroup, conntrack, d_state, disk, fs, kernel, kmsg, link, listener, load, netns,
+    one_cpu_ticks, oom_since_boot, proto, psi, retrans, softnet, total_ticks, vmstat, zombies,
 )
 from hostdiag import findings as F
 from hostdiag.derive import derive_rates
+from hostdiag.findings import netns as N
 from hostdiag.findings import rules as R
 from hostdiag.model import Cpu, Memory, Snapshot
 
@@ -108,6 +109,16 @@ CASES = [
      listener(127), False),
     (R.rule_tcp_listener_full, "tcp_listener_full", "warn", "0.0.0.0:8080", listener(5, 5),
      listener(5, None), False),     # /proc gives no backlog limit: never full
+    (N.rule_netns_retransmits, "netns_tcp_retransmits", "warn", "netns web-ns", netns(OutSegs=1000, RetransSegs=30),
+     netns(OutSegs=1000, RetransSegs=10), True),
+    (N.rule_netns_retransmits, "netns_tcp_retransmits", "warn", "netns web-ns", netns(OutSegs=100, RetransSegs=3),
+     netns(OutSegs=50, RetransSegs=5), True),     # 10 %, but under 100 segments/s
+    (N.rule_netns_listen, "netns_listen_overflow", "warn", "netns web-ns", netns(ListenOverflows=1),
+     netns(PassiveOpens=50), True),
+    (N.rule_netns_listen, "netns_listen_overflow", "warn", "netns web-ns", netns(ListenDrops=2),
+     netns(ActiveOpens=50), True),
+    (N.rule_netns_udp_errors, "netns_udp_errors", "warn", "netns web-ns", netns(InErrors=2, RcvbufErrors=2),
+     netns(NoPorts=40, InDatagrams=500), True),
 ]
 CASE_IDS = ["%s-%s-%d" % (c[1], c[2], i) for i, c in enumerate(CASES)]
 
@@ -250,3 +261,14 @@ def test_cgroup_rules_survive_rates_without_their_snapshot(pair):
     cur.cgroups = {"cgroups": [None, {"path": 3}, {"path": "/z", "memory": "x", "pids": [], "pressure": 1}],
                    "workloads": []}
     assert F.evaluate(cur, None) == []
+
+
+def test_a_netns_finding_names_the_namespace_its_workload_and_a_process(pair):
+    prev, cur = pair
+    netns(OutSegs=1000, RetransSegs=50)(prev, cur)
+    found = F.evaluate(cur, derive_rates(prev, cur), prev)
+    assert [f["id"] for f in found] == ["netns_tcp_retransmits"]
+    assert found[0]["title"] == ("TCP retransmits 4.8 % of segments sent in netns web-ns (web.service, api[61]); "
+                                 "10.0.0.2:8080 -> 10.0.0.9:5555 50 retrans/s")
+    # The host's own counters are flat (the calm pair sent nothing): no host ratio to show.
+    assert "host_retransmit_pct" not in found[0]["evidence"]

@@ -7,7 +7,10 @@ import os
 import pathlib
 import pkgutil
 import re
+import shutil
 import socket
+import subprocess
+import uuid
 
 import pytest
 
@@ -16,6 +19,7 @@ from hostdiag.model import records as R
 from hostdiag.sampler.system import SystemCollector
 from hostdiag.sampler.tables import TableCollector, attach
 from hostdiag.sources.hostroot import HostRoot
+from hostdiag.sources.netns import NetnsTable
 from hostdiag.sources.problems import Problems
 
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "snapshot.md"
@@ -36,6 +40,8 @@ def _type_errors(record_kind, records):
                 ok = False
             if field.type == "list of str":
                 ok = ok and all(isinstance(item, str) for item in value)
+            if field.type == "list of int":
+                ok = ok and all(isinstance(item, int) and not isinstance(item, bool) for item in value)
             if not ok:
                 wrong.append((field.name, value))
     return wrong
@@ -106,6 +112,20 @@ def test_live_cgroups_and_workloads_carry_exactly_the_declared_fields(live):
     assert "/" in [row["path"] for row in rows]
     assert all(isinstance(row["inode"], int) for row in rows)
     _check(R.WORKLOAD, list(live.cgroups["workloads"].values()))
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None, reason="ip netns add needs root and iproute2")
+def test_live_network_namespaces_carry_exactly_the_declared_fields(live):
+    name = "hd-rec-" + uuid.uuid4().hex[:8]
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        with NetnsTable(HostRoot(), max_netns=4096) as table:
+            section = table.collect(Problems(), live.processes)
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=True)
+    _check(R.NETNS, section["namespaces"])
+    assert section["namespaces"][0]["host"] and section["namespaces"][0]["pids"]
+    assert name in [ns["name"] for ns in section["namespaces"]]
 
 
 @pytest.mark.parametrize("tree", sorted(p.name for p in FIXTURES.iterdir() if (p / "proc" / "diskstats").exists()))

@@ -298,7 +298,8 @@ class Agent:
         for problem in self.history.info().get("problems") or ():
             log.warning("history: %s", problem)
         self.sampler = Sampler(self.root, cgroup_depth=self.config.agent.cgroup_depth,
-                               max_cgroups=self.config.agent.max_cgroups)
+                               max_cgroups=self.config.agent.max_cgroups,
+                               max_netns=self.config.agent.max_netns)
         self.server = AgentServer(self.history, listeners_from(self.config), limits_from(self.config),
                                   describe=self.describe)
         try:

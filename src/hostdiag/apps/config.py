@@ -496,6 +496,10 @@ SETTINGS = (
     Setting("agent.budget", _Duration(0.01, 3600, nullable=True), BUDGET_DERIVED,
             "Time budget of one collection in seconds; at most agent.interval. "
             "Default: agent.interval x agent.budget_ratio."),
+    Setting("agent.max_netns", _Number(2, 4096, integer=True), 16,
+            "Network namespaces besides the host's whose counters and sockets one table sample reads; "
+            "with more, a window moves over them in turn (each costs a sock_diag dump; "
+            "docs/snapshot.md). Needs a restart."),
     Setting("spool.enabled", _Bool(), True,
             "Keep history on disk. Off: the memory ring only, lost on restart."),
     Setting("spool.dir", _Path(), "/var/lib/hostdiag/spool",

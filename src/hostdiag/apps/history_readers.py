@@ -409,7 +409,7 @@ class Moment:
         if self.tables is not None and tables_previous is not None and self.rates is not None:
             table_rates = derive_rates(typed_snapshot(Snapshot, tables_previous),
                                        typed_snapshot(Snapshot, self.tables))
-            self.rates = dict(self.rates, processes=table_rates["processes"], sockets=table_rates["sockets"])
+            self.rates = dict(self.rates, **{name: table_rates[name] for name in _TABLES})
         self.findings = evaluate(self.snapshot, self.rates, self.previous_snapshot)
 
     def summary(self):
@@ -419,11 +419,12 @@ class Moment:
         return out
 
 
-_TABLES = ("processes", "sockets")
+# The sections the agent takes every agent.table_every samples (null in between).
+_TABLES = ("processes", "sockets", "cgroups", "netns")
 
 
 def _with_tables(record, tables):
-    """``record``'s snapshot with the process and socket tables of ``tables``."""
+    """``record``'s snapshot with the tables (:data:`_TABLES`) of ``tables``."""
     if tables is None:
         return record
     snapshot = dict(record.snapshot)

@@ -11,10 +11,12 @@ every few records), given as (tables record, the tables record before it).
 
 import math
 
+from hostdiag.derive.cgroup_rates import cgroup_rates
 from hostdiag.derive.process_rates import process_key, process_rates, top_processes
 
 DIFF_TOP = 15
 PROCESS_TOP = 5
+WORKLOAD_TOP = 5
 NS = 1_000_000_000
 
 
@@ -198,6 +200,59 @@ def socket_changes(a, b):
 
 
 
+def _interval_s(current, previous):
+    return ((current.snapshot.get("meta") or {}).get("mono_ns", 0)
+            - (previous.snapshot.get("meta") or {}).get("mono_ns", 0)) / NS
+
+
+def workload_view(current, previous):
+    """The cgroup table of a tables record: ``{"seq", "rated", "rows": {path:
+    {"cpu_pct", "memory_bytes"}}, "workloads": {path: workload}}``, CPU
+    against the previous tables record (None without it); None when the
+    record has no cgroup table."""
+    if current is None or not isinstance(current.snapshot.get("cgroups"), dict):
+        return None
+    section = current.snapshot["cgroups"]
+    rates = {}
+    if previous is not None and isinstance(previous.snapshot.get("cgroups"), dict):
+        rates = cgroup_rates(previous.snapshot["cgroups"], section, _interval_s(current, previous))
+    rows = {}
+    for row in section.get("cgroups") or ():
+        if isinstance(row, dict) and isinstance(row.get("path"), str) and row["path"] != "/":
+            memory = (row.get("memory") or {}).get("current") if isinstance(row.get("memory"), dict) else None
+            rows[row["path"]] = {"cpu_pct": (rates.get(row["path"]) or {}).get("cpu_pct"),
+                                 "memory_bytes": memory if _number(memory) else None}
+    workloads = section.get("workloads")
+    return {"seq": current.seq, "rated": any(r["cpu_pct"] is not None for r in rows.values()),
+            "rows": rows, "workloads": workloads if isinstance(workloads, dict) else {}}
+
+
+def workload_changes(a, b, top=WORKLOAD_TOP):
+    """What changed in the cgroup tables between two workload views: B's top
+    ``top`` cgroups by CPU and by memory with their values at A, and the
+    cgroups only one side has (made, removed; at most ``top`` each)."""
+    if a is None or b is None:
+        return None
+
+    def ranked(measure):
+        return sorted((p for p in b["rows"] if _number(b["rows"][p][measure])),
+                      key=lambda p: (-b["rows"][p][measure], p))[:top]
+
+    out = {"a_seq": a["seq"], "b_seq": b["seq"], "rated": a["rated"] and b["rated"], "top": {},
+           "made": sorted(set(b["rows"]) - set(a["rows"]))[:top],
+           "removed": sorted(set(a["rows"]) - set(b["rows"]))[:top],
+           "workloads": {}}
+    for category, measure in (("cpu", "cpu_pct"), ("memory", "memory_bytes")):
+        out["top"][category] = [{"path": p, "measure": measure, "a": (a["rows"].get(p) or {}).get(measure),
+                                 "b": b["rows"][p][measure], "new": p not in a["rows"]} for p in ranked(measure)]
+    named = {row["path"] for rows in out["top"].values() for row in rows} | set(out["made"])
+    for path in named:
+        out["workloads"][path] = b["workloads"].get(path)
+    for path in out["removed"]:
+        out["workloads"][path] = a["workloads"].get(path)
+    return out
+
+
 def diff_moments(a, b, tables_a, tables_b, filesystem_usage, top=DIFF_TOP):
     """The diff of moments ``a`` and ``b`` as plain data: how far apart,
     the findings that appeared, cleared or persisted, the ``top`` biggest
@@ -208,6 +263,7 @@ def diff_moments(a, b, tables_a, tables_b, filesystem_usage, top=DIFF_TOP):
     views = [process_view(current, previous) for current, previous in tables]
     sockets = [current.snapshot.get("sockets") if current is not None else None for current, _ in tables]
     processes = process_changes(*views)
+    workloads = workload_changes(*(workload_view(current, previous) for current, previous in tables))
     return {
         "apart_s": (b.record.wall_ns - a.record.wall_ns) / NS,
         "same_boot": a.record.boot_id == b.record.boot_id,
@@ -219,5 +275,6 @@ def diff_moments(a, b, tables_a, tables_b, filesystem_usage, top=DIFF_TOP):
         "processes": None if processes is None else dict(
             processes, a_seq=views[0]["seq"], b_seq=views[1]["seq"], rated=views[0]["rated"] and views[1]["rated"]),
         "sockets": socket_changes(*sockets),
+        "workloads": workloads,
         "tables_seq": [None if current is None else current.seq for current, _ in tables],
     }

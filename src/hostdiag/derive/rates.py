@@ -83,10 +83,17 @@ percent, 0–100; every leaf may be ``None``)::
                     memory_max_events, major_faults_per_s, read_bytes_per_s,
                     write_bytes_per_s, forks_refused, pressure; all None for a
                     cgroup new in the interval (path and inode)
+    netns           None unless both snapshots have a netns section, else
+                    {namespace inode: rates} for every namespace besides the
+                    host's that both visited (:mod:`hostdiag.derive.netns_rates`):
+                    retrans_segs_per_s, out_segs_per_s, retransmit_pct,
+                    listen_overflows_per_s, listen_drops_per_s,
+                    udp_in_errors_per_s, udp_rcvbuf_errors_per_s, ...
 """
 
 from hostdiag.derive.cgroup_rates import cgroup_rates
 from hostdiag.derive.counters import get, growth, is_number
+from hostdiag.derive.netns_rates import netns_rates
 from hostdiag.derive.process_rates import process_rates
 from hostdiag.derive.socket_rates import socket_rates
 
@@ -208,6 +215,7 @@ def derive_rates(prev, cur):
         "processes": _processes(prev, cur, rate_dt),
         "sockets": _sockets(prev.sockets, cur.sockets, rate_dt),
         "cgroups": _cgroups(prev.cgroups, cur.cgroups, rate_dt),
+        "netns": _netns(prev.netns, cur.netns, rate_dt),
     }
 
 
@@ -380,3 +388,9 @@ def _cgroups(a, b, dt):
     if not isinstance(a, dict) or not isinstance(b, dict):
         return None
     return cgroup_rates(a, b, dt)
+
+
+def _netns(a, b, dt):
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return None
+    return netns_rates(a, b, dt)

@@ -10,7 +10,7 @@ the store and the rates take it as it is. The declaration is the authority:
 tests hold the sampler's live records, the parsers' field lists and
 docs/snapshot.md's tables to it.
 
-Types: ``int``, ``float``, ``str``, ``bool``, ``list of str`` and ``object``
+Types: ``int``, ``float``, ``str``, ``bool``, ``list of str``, ``list of int`` and ``object``
 (a dict); any field may also be null (unknown, not given by this kernel or
 source, or access denied). An empty unit means none (a name, an id, a flag).
 """
@@ -26,6 +26,7 @@ VALUE_TYPES = {
     "str": (str,),
     "bool": (bool,),
     "list of str": (list,),
+    "list of int": (list,),
     "object": (dict,),
 }
 
@@ -197,4 +198,24 @@ WORKLOAD = Record("workload", (
     ("uid", "int", "", "the user of `user@UID.service` or `user-UID.slice` on the path"),
 ))
 
-RECORDS = (PROCESS, TCP_SOCKET_ROW, LISTENER, LINK, DISK, FILESYSTEM, CGROUP, WORKLOAD)
+NETNS = Record("network namespace", (
+    ("inode", "int", "", "the namespace's inode (`/proc/PID/ns/net`): its identity while it exists"),
+    ("name", "str", "", "its name under `/run/netns` (`ip netns add`), else null"),
+    ("host", "bool", "", "the host's namespace: the one the `network` and `sockets` sections describe"),
+    ("processes", "int", "processes", "processes seen in it (kernel threads aside)"),
+    ("pids", "list of int", "", "the lowest pids of those, at most 4"),
+    ("cgroup", "str", "",
+     "the cgroup most of its processes are in: its workload is `cgroups.workloads[cgroup]`; "
+     "null without processes"),
+    ("snmp", "object", "counts since the namespace was made",
+     "`{Tcp: {…}, Udp: {…}}`, the counters of `/proc/PID/net/snmp` listed in docs/snapshot.md; "
+     "null for the host's and when unreadable"),
+    ("netstat", "object", "counts since the namespace was made",
+     "`{TcpExt: {…}}`, the counters of `/proc/PID/net/netstat` listed in docs/snapshot.md; "
+     "null for the host's and when unreadable"),
+    ("sockets", "object", "sockets; packets",
+     "a summary of its sockets (sock_diag from inside it), listed in docs/snapshot.md; "
+     "null for the host's and when unreadable"),
+))
+
+RECORDS = (PROCESS, TCP_SOCKET_ROW, LISTENER, LINK, DISK, FILESYSTEM, CGROUP, WORKLOAD, NETNS)

@@ -87,6 +87,9 @@ class Snapshot:
     processes: Optional[Dict[str, Any]] = None
     sockets: Optional[Dict[str, Any]] = None
     cgroups: Optional[Dict[str, Any]] = None     # records.CGROUP rows, records.WORKLOAD
+    # The network namespaces besides the host's, with their counters and
+    # sockets (records.NETNS); taken with the tables, None in between.
+    netns: Optional[Dict[str, Any]] = None
 
     def to_dict(self):
         """Plain data (dicts, lists, str, int, float, bool, None) for the encoders,

@@ -154,11 +154,20 @@ class SocketTable:
 
     ``parser`` is the sock_diag twin to use (default: the live one, see
     ``diag version``); ``netlink=False`` forces the /proc fallback.
+
+    Another network namespace's sockets (:mod:`hostdiag.sources.netns`):
+    ``opener`` returns a NETLINK_SOCK_DIAG ``socket.socket`` bound inside
+    it (instead of pyroute2's, bound in the caller's namespace), and
+    ``net_dir`` is the /proc/PID/net directory of a process inside it for
+    the fallback (None: no fallback, the sockets are None). The default
+    ``net_dir`` is the root's /proc/net.
     """
 
     def __init__(self, root, parser=None, netlink=True, detail_per_rank=DETAIL_PER_RANK,
-                 max_tcp_rows=MAX_TCP_ROWS, max_udp=MAX_UDP):
+                 max_tcp_rows=MAX_TCP_ROWS, max_udp=MAX_UDP, opener=None, net_dir=""):
         self.root = root
+        self.opener = opener
+        self.net_dir = root.proc("net") if net_dir == "" else net_dir
         self.parser = parser or live_sockdiag
         self.use_netlink = netlink and root.live
         self.detail_per_rank = detail_per_rank
@@ -169,6 +178,11 @@ class SocketTable:
         self._requests = None
         self._templates = [None, None]
         self._view = memoryview(bytearray(RECV_SIZE))
+        # Names of TCP requests ("tcp4", "tcp6-listen", ...) the netlink
+        # collection leaves out: set by a caller that knows from sockstat that
+        # no such socket exists. Each TCP dump walks the kernel's whole TCP
+        # hash table, which every network namespace shares.
+        self.skip = frozenset()
 
     # --- the netlink socket ---------------------------------------------------------
 
@@ -190,6 +204,8 @@ class SocketTable:
 
     def socket(self):
         """The open sock_diag socket (a plain ``socket.socket`` on pyroute2's descriptor)."""
+        if self._sock is None and self.opener is not None:
+            self._sock = self.opener()
         if self._sock is None:
             try:
                 from pyroute2 import DiagSocket
@@ -210,6 +226,11 @@ class SocketTable:
                                   exc.strerror or str(exc)) from None
             self._diag, self._sock = diag, sock
         return self._sock
+
+    @property
+    def is_open(self):
+        """True while the sock_diag socket is open."""
+        return self._sock is not None
 
     def close(self):
         if self._sock is not None:
@@ -301,6 +322,8 @@ class SocketTable:
         try:
             for name, into in (("tcp4", rows), ("tcp4-listen", listening),
                                ("tcp6", rows), ("tcp6-listen", listening)):
+                if name in self.skip:
+                    continue
                 try:
                     got, bad = self._dump(name, lambda data: scan(data, states))
                 except SourceError as exc:
@@ -470,12 +493,23 @@ class SocketTable:
 
     # --- the /proc/net fallback -------------------------------------------------------------
 
+    def _net_file(self, name, problems):
+        """The path of /proc/net file ``name`` to fall back on, or None (with
+        an entry in ``problems``) when there is no ``net_dir``."""
+        if self.net_dir is None:
+            problems.add(SOURCE, "procfs:net/%s" % name, UNAVAILABLE,
+                         "no process inside this network namespace to read /proc/PID/net from")
+            return None
+        return os.path.join(self.net_dir, name)
+
     def _collect_procfs(self, problems):
         rows = []
         read_any = False
         for name in ("tcp", "tcp6"):
-            got = problems.parse(self.root, SOURCE, self.root.proc("net", name),
-                                 procnet.parse_net_inet)
+            path = self._net_file(name, problems)
+            if path is None:
+                return None
+            got = problems.parse(self.root, SOURCE, path, procnet.parse_net_inet)
             if got is not None:
                 read_any = True
                 rows += got
@@ -495,15 +529,15 @@ class SocketTable:
     def _udp_procfs(self, problems):
         rows = []
         for name in ("udp", "udp6"):
-            got = problems.parse(self.root, SOURCE, self.root.proc("net", name),
-                                 procnet.parse_net_inet)
+            path = self._net_file(name, problems)
+            got = None if path is None else problems.parse(self.root, SOURCE, path, procnet.parse_net_inet)
             if got is not None:
                 rows += got
         return self._udp_section(rows)
 
     def _unix_procfs(self, problems):
-        counts = problems.parse(self.root, SOURCE, self.root.proc("net", "unix"),
-                                procnet.parse_net_unix)
+        path = self._net_file("unix", problems)
+        counts = None if path is None else problems.parse(self.root, SOURCE, path, procnet.parse_net_unix)
         if counts is None:
             return None
         return _unix_summary(counts.items())

@@ -158,7 +158,7 @@ class MetricsServer:
 
     def publish(self, snapshot, rates=None, findings=()):
         """Make ``snapshot`` (plain dict; not to be mutated afterwards) the one
-        served. The process and socket tables of a snapshot that lacks them
+        served. The tables (processes, sockets, cgroups, namespaces) of a snapshot that lacks them
         (the agent takes them every N-th sample) are carried over from the
         previous one of the same boot, with the process rates derived for
         them, so their series do not come and go. The tables are summarized
@@ -166,7 +166,7 @@ class MetricsServer:
         processes), not at each scrape."""
         previous = self.latest
         if previous is not None and _boot(previous.snapshot) == _boot(snapshot):
-            carried = {section: previous.snapshot.get(section) for section in ("processes", "sockets")
+            carried = {section: previous.snapshot.get(section) for section in TABLE_SECTIONS
                        if snapshot.get(section) is None and previous.snapshot.get(section) is not None}
             if carried:
                 snapshot = dict(snapshot, **carried)
@@ -435,12 +435,15 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Al
             431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
+# The sections the agent takes every agent.table_every samples, null in between.
+TABLE_SECTIONS = ("processes", "sockets", "cgroups", "netns")
+
+
 def _same_tables(previous, snapshot, rates):
     """True when ``snapshot`` holds the very table objects (and process
     rates) of the previous sample: its summary still holds. The previous
     sample keeps them alive, so identity cannot be a reused id."""
-    return (previous.snapshot.get("processes") is snapshot.get("processes")
-            and previous.snapshot.get("sockets") is snapshot.get("sockets")
+    return (all(previous.snapshot.get(section) is snapshot.get(section) for section in TABLE_SECTIONS)
             and (previous.rates or {}).get("processes") is (rates or {}).get("processes"))
 
 

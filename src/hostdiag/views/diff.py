@@ -1,7 +1,9 @@
 """`diag diff` as text: the two moments, then what changed in findings,
-counters, processes and sockets (the document of :mod:`hostdiag.derive.diff`)."""
+counters, processes, sockets and workloads (the document of :mod:`hostdiag.derive.diff`)."""
 
 import math
+
+from hostdiag.findings.workloads import workload_label
 
 from hostdiag.views.history import short_boot
 from hostdiag.views.text import human_bits, human_bytes, human_count
@@ -111,5 +113,34 @@ def render_diff(diff):
             lines.append("  listen+  " + ", ".join(sockets["listeners_opened"]))
         if sockets["listeners_closed"]:
             lines.append("  listen-  " + ", ".join(sockets["listeners_closed"]))
+    lines.extend(workload_lines(diff.get("workloads")))
     return "\n".join(lines) + "\n"
+
+
+def _workload_name(workloads, path):
+    workload = workloads.get(path)
+    return workload_label(workload if isinstance(workload, dict) else {"kind": "other"}, path, width=32)
+
+
+def workload_lines(workloads):
+    """The WORKLOADS block of a diff (:func:`hostdiag.derive.diff.workload_changes`), as lines."""
+    lines = ["WORKLOADS"]
+    if workloads is None:
+        lines.append("  not in these snapshots")
+        return lines
+    names = workloads["workloads"]
+    lines.append("  cgroup tables of seq %s and %s" % (workloads["a_seq"], workloads["b_seq"]))
+    if not workloads["rated"]:
+        lines.append("  (CPU needs two tables in a row of the same boot: not kept here)")
+    for category, label in (("cpu", "top cpu"), ("memory", "top mem")):
+        for row in workloads["top"].get(category) or ():
+            path = "x_pct" if row["measure"] == "cpu_pct" else "x_bytes"   # _value formats by the suffix
+            lines.append(("  %-8s %-32s %10s -> %-10s %s" % (
+                label, _workload_name(names, row["path"]), _value(path, row["a"]), _value(path, row["b"]),
+                "(new)" if row["new"] else "")).rstrip())
+    if workloads["made"]:
+        lines.append("  made     " + ", ".join(_workload_name(names, p) for p in workloads["made"]))
+    if workloads["removed"]:
+        lines.append("  removed  " + ", ".join(_workload_name(names, p) for p in workloads["removed"]))
+    return lines
 

@@ -16,6 +16,8 @@ import datetime
 import re
 import time
 
+from hostdiag.findings.workloads import limit_bytes, workload_label
+
 NS = 1_000_000_000
 
 #: Sort keys: key pressed -> (name shown, the process field sorted on).
@@ -27,6 +29,12 @@ INTERVALS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 #: Findings shown at most (the rest are counted on one line).
 MAX_FINDINGS = 4
+
+#: Workloads (cgroups) in the WORKLOADS pane, and the width of their names.
+MAX_WORKLOADS = 3
+WORKLOAD_WIDTH = 28
+#: Process rows the WORKLOADS pane always leaves: on a shorter screen it is not shown.
+MIN_PROCESS_ROWS = 10
 
 #: Keys curses reports for Enter, Escape and Backspace.
 ENTER_KEYS = (10, 13)
@@ -259,6 +267,50 @@ def _network(rates, count=2):
                                 for name, l in busiest)]
 
 
+def _workload_items(snapshot, rates):
+    """[(label, row, its rates)] of the cgroups that are workloads: not the
+    root, not a slice (the sum of its children), one path per workload."""
+    section = snapshot.get("cgroups")
+    known = section.get("workloads") if isinstance(section, dict) else None
+    per = _get(rates, "cgroups") or {}
+    seen, items = set(), []
+    for row in sorted((r for r in section.get("cgroups") or () if isinstance(r, dict)
+                       and isinstance(r.get("path"), str)), key=lambda r: r["path"]):
+        workload = (known or {}).get(row["path"]) if isinstance(known, dict) else None
+        workload = workload if isinstance(workload, dict) else {"kind": "other", "name": row["path"]}
+        identity = (workload.get("kind"), workload.get("name"), workload.get("id"))
+        if row["path"] == "/" or workload.get("kind") == "slice" or identity in seen:
+            continue
+        seen.add(identity)
+        items.append((printable(workload_label(workload, row["path"], WORKLOAD_WIDTH)), row,
+                      per.get(row["path"]) or {}))
+    return items
+
+
+def _workloads(snapshot, rates):
+    """The WORKLOADS pane: the busiest workloads by CPU (by memory before the
+    first rates), with memory, its limit and CPU throttling; nothing
+    without a cgroup table."""
+    section = snapshot.get("cgroups")
+    if not isinstance(section, dict):
+        return []
+    items = _workload_items(snapshot, rates)
+
+    def rank(item):
+        return (_num(item[2].get("cpu_pct")) or 0, _num(_get(item[1], "memory", "current")) or 0)
+
+    top = sorted(items, key=rank, reverse=True)[:MAX_WORKLOADS]
+    lines = ["WORKLOADS  %d cgroups, top by cpu" % len(section.get("cgroups") or ())]
+    for label, row, r in top:
+        limit = limit_bytes(_get(row, "memory", "max"))
+        memory = compact_bytes(_num(_get(row, "memory", "current")))
+        throttled = _num(r.get("throttled_periods_pct"))
+        lines.append("  %-*s cpu %6s  mem %6s%s%s" % (
+            WORKLOAD_WIDTH, label, _pct(r.get("cpu_pct")), memory, " of %s" % compact_bytes(limit) if limit else "",
+            "  throttled %s" % _pct(throttled) if throttled else ""))
+    return lines
+
+
 PROCESS_HEADER = "%7s %-8s %1s %6s %7s %7s %7s %4s  %s" % ("PID", "USER", "S", "CPU%", "RSS", "IO/s", "FLT/s",
                                                           "THR", "COMMAND")
 
@@ -278,12 +330,17 @@ LIVE_HINTS = "c m i f sort  / filter  space pause  +- every  q quit"
 def render_screen(frame, state, width=80, height=24, hints=None):
     """The lines of the screen for ``frame`` ({"snapshot", "rates",
     "findings", "source", "note", "status" (instead of the interval)}; rates None before the second sample) and
-    ``state``: at most ``height`` lines, none wider than ``width``. ``hints``:
+    ``state``: at most ``height`` lines, none wider than ``width``. The
+    WORKLOADS pane (with a cgroup table) is shown when :data:`MIN_PROCESS_ROWS`
+    process rows still fit below it. ``hints``:
     the keys to list (default :data:`LIVE_HINTS`)."""
     snapshot, rates = frame.get("snapshot") or {}, frame.get("rates")
     lines = _header(frame, state)
     lines += _findings(frame.get("findings") or [])
     lines += _cpu_memory(snapshot, rates) + _disks(rates) + _network(rates)
+    workloads = _workloads(snapshot, rates)
+    if height - len(lines) - len(workloads) - 3 >= MIN_PROCESS_ROWS:   # 3: blank, keys, column names
+        lines += workloads
     name, field = SORTS[state.sort]
     rows = select_processes(process_rows(snapshot, rates), field, state.filter)
     if state.typing is not None:
