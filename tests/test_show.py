@@ -84,7 +84,7 @@ def test_show_at_a_time_picks_the_record_at_or_before_it(world, capsys, source):
     records = world["records"]
     target = records[9]
     halfway = (records[10].wall_ns - target.wall_ns) // 2
-    code, out, err = run(capsys, main_show, ["--at", at(target, halfway), *source(world)])
+    code, out, err = run(capsys, main_show, ["--at", at(target, halfway), "--width", "200", *source(world)])
     assert code == 0, err
     lines = out.splitlines()
     assert "seq 9 at" in lines[0]
@@ -485,7 +485,7 @@ def test_store_ranges_gaps_and_replay_agree_with_the_agent(world, capsys):
     with CollectorStore(world["store"], readonly=True) as store:
         (boot,) = store.boots("web1")
     later = str(boot["last_wall_ns"] + 10 * NS)
-    code, out, _ = run(capsys, main_show, ["--at", later, *store_args(world)])
+    code, out, _ = run(capsys, main_show, ["--at", later, "--width", "200", *store_args(world)])
     assert code == 0
     lines = out.splitlines()
     assert " seq %d at %s " % (boot["last_seq"], format_time(boot["last_wall_ns"])) in lines[0]
