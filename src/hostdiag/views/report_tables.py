@@ -12,7 +12,9 @@ from hostdiag.derive.process_rates import process_key, top_processes
 from hostdiag.derive.socket_rates import listeners_overflowing
 from hostdiag.findings import connection_rankings, socket_inodes_named
 from hostdiag.findings.workloads import cgroup_rows, cpu_limit_pct, limit_bytes, workload_label, workload_of
-from hostdiag.views.text import YELLOW, Column, cut_end, cut_middle, get, human_bytes, human_count, listed, num, whole_pct
+from hostdiag.views.text import (
+    YELLOW, Column, cut_end, cut_middle, get, human_bytes, human_count, listed, num, whole_pct,
+)
 
 MAX_NAMED_PROCESSES = 5     # D-state and zombie processes named, each
 TOP_PROCESSES = 5           # rows per top-process table
@@ -24,7 +26,8 @@ WORKLOAD_WIDTH = 64         # the longest workload name kept; the table cuts it 
 PROC_WORKLOAD_WIDTH = 16    # the workload column of the process tables at its widest
 SCREEN_PROCESSES = 5        # rows of the one-screen process table that go after other blocks' spare lines
 MIN_SCREEN_PROCESSES = 3    # ... and that stay whatever the findings need
-# (top_processes category, rows picked) for the one-screen process table, in this order.
+# (top_processes category, rows picked) for the one-screen process table, in this order
+# (without rates: the top by memory alone).
 _SCREEN_PICKS = (("cpu", 5), ("rss", 2), ("io", 1), ("faults", 1))
 
 # --- the workloads (cgroup table) ---------------------------------------------
@@ -168,7 +171,8 @@ def _process_columns(titles, workloads):
     cgroup table) and the command: when too wide the comm goes first (the
     command shows the program), the command is cut to 20 columns, the
     workload to 8, then the workload and the user go, in that order."""
-    columns = [Column("pid"), Column("user", "<", rank=3, widest=10), Column("comm", "<", rank=2, widest=16, redundant=True)]
+    columns = [Column("pid"), Column("user", "<", rank=3, widest=10),
+               Column("comm", "<", rank=2, widest=16, redundant=True)]
     columns += [Column(title) for title in titles]
     if workloads:
         columns.append(Column("workload", "<", rank=4, shrink=8, cut=cut_middle, widest=PROC_WORKLOAD_WIDTH))
@@ -211,7 +215,8 @@ def processes_block(screen, budget, snapshot, rates):
                   and isinstance(r.get("start_time"), int)]
     proc_rates = get(rates, "processes")
     proc_rates = proc_rates if isinstance(proc_rates, dict) else None
-    top = top_processes({"processes": identified}, proc_rates or {}, TOP_PROCESSES)
+    top = top_processes({"processes": identified}, proc_rates or {},
+                        TOP_PROCESSES if screen.full else SCREEN_PROCESSES + 3)
     by_key = {process_key(r): r for r in identified}
     # With the cgroup table, a workload column before the command.
     workloads = isinstance(snapshot.cgroups, dict)
@@ -239,7 +244,7 @@ def _top_process_table(screen, budget, snapshot, top, by_key, proc_rates, worklo
     the top one by memory, by I/O and by faults not among them, each with
     all four measures, ordered by CPU (without rates: the top by memory)."""
     picked = []
-    for category, count in _SCREEN_PICKS:
+    for category, count in _SCREEN_PICKS if proc_rates is not None else (("rss", len(top.get("rss") or ())),):
         for row in (top.get(category) or ())[:count]:
             key = process_key(row)
             if key not in picked:
