@@ -7,7 +7,7 @@ D-state and zombie processes by name, the top processes).
 
 Two views of one snapshot, both ``width`` columns wide, no line wider:
 
-- the one-screen view (the default) fits SCREEN_LINES (40) lines: a block
+- the one-screen view (the default) fits SCREEN_LINES (38) lines: a block
   whose figures are quiet folds to one line, and when a busy host still
   needs more lines the least useful ones go first (:class:`ScreenBudget`);
 - the full view (``full=True``) prints every block in whole.
@@ -264,7 +264,7 @@ def _load(screen, snapshot):
 # (label, rates key, rank in the one-screen view)
 _CPU_COLUMNS = (("usr", "user_pct", 1), ("nice", "nice_pct", 4), ("sys", "system_pct", 1),
                 ("iowait", "iowait_pct", 1), ("irq", "irq_pct", 3), ("soft", "softirq_pct", 3),
-                ("steal", "steal_pct", 1), ("guest", "guest_pct", 4), ("idle", "idle_pct", 2))
+                ("steal", "steal_pct", 1), ("guest", "guest_pct", 4), ("idle", "idle_pct", 4))
 
 # Per-CPU lines leave out the states that are rarely uneven between CPUs.
 _ONE_CPU_COLUMNS = tuple(c for c in _CPU_COLUMNS if c[0] not in ("nice", "guest"))
@@ -286,8 +286,9 @@ def _cpu(screen, budget, rates):
     busiest = sorted(cpus, key=lambda name: (-(num(get(cpus[name], "busy_pct")) or 0.0), str(name)))
     if screen.full:
         for name in busiest[:BUSIEST_CPUS]:
-            screen.add_parts("", [("%-6s busy %s" % (name, whole_pct(get(cpus[name], "busy_pct"))), 0)]
-                             + _cpu_parts(cpus[name], _ONE_CPU_COLUMNS))
+            # One line per CPU, whatever the width: the states it cannot hold go.
+            screen.add("", fit_parts([("%-6s busy %s" % (name, whole_pct(get(cpus[name], "busy_pct"))), 0)]
+                                     + _cpu_parts(cpus[name], _ONE_CPU_COLUMNS), screen.body))
         screen.add_parts("", [("ctxsw %s/s" % human_count(cpu.get("ctxt_per_s")), 0),
                               ("intr %s/s" % human_count(cpu.get("intr_per_s")), 0),
                               ("softirq %s/s" % human_count(cpu.get("softirq_per_s")), 0),

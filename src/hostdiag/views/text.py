@@ -8,7 +8,9 @@ ellipsis "…", each one column wide.
 """
 
 DEFAULT_WIDTH = 80          # columns when the output is not a terminal
-SCREEN_LINES = 40           # lines of the report's one-screen view
+# Lines of the report's one-screen view: a 40-line terminal less the line of
+# the command and the prompt after it.
+SCREEN_LINES = 38
 MIN_WIDTH, MAX_WIDTH = 40, 1000     # the widths a report is laid out for
 LABEL_WIDTH = 9             # the block label ("MEMORY", "PROC CPU") before the text
 ELLIPSIS = "…"
