@@ -262,9 +262,9 @@ def _load(screen, snapshot):
 
 
 # (label, rates key, rank in the one-screen view)
-_CPU_COLUMNS = (("usr", "user_pct", 1), ("nice", "nice_pct", 4), ("sys", "system_pct", 1),
+_CPU_COLUMNS = (("usr", "user_pct", 1), ("nice", "nice_pct", 5), ("sys", "system_pct", 1),
                 ("iowait", "iowait_pct", 1), ("irq", "irq_pct", 3), ("soft", "softirq_pct", 3),
-                ("steal", "steal_pct", 1), ("guest", "guest_pct", 4), ("idle", "idle_pct", 4))
+                ("steal", "steal_pct", 1), ("guest", "guest_pct", 5), ("idle", "idle_pct", 4))
 
 # Per-CPU lines leave out the states that are rarely uneven between CPUs.
 _ONE_CPU_COLUMNS = tuple(c for c in _CPU_COLUMNS if c[0] not in ("nice", "guest"))
