@@ -13,7 +13,7 @@ from hostdiag.derive.socket_rates import listeners_overflowing
 from hostdiag.findings import connection_rankings, socket_inodes_named
 from hostdiag.findings.workloads import cgroup_rows, cpu_limit_pct, limit_bytes, workload_label, workload_of
 from hostdiag.views.text import (
-    YELLOW, Column, cut_end, cut_middle, get, human_bytes, human_count, listed, num, whole_pct,
+    YELLOW, Column, cut_end, cut_middle, get, human_bytes, human_count, listed, num, whole_pct, without_empty_columns,
 )
 
 MAX_NAMED_PROCESSES = 5     # D-state and zombie processes named, each
@@ -114,7 +114,10 @@ def workloads_block(screen, budget, snapshot, rates):
         return
     shown = chosen if screen.full else chosen[:SCREEN_WORKLOADS]
     codes = [YELLOW if (num(r.get("throttled_periods_pct")) or 0) > 25 else None for _, _, r in shown]
-    screen.add_table("", _WORKLOAD_COLUMNS, [_workload_cells(*item) for item in shown], codes=codes)
+    columns, rows = _WORKLOAD_COLUMNS, [_workload_cells(*item) for item in shown]
+    if not screen.full:
+        columns, rows = without_empty_columns(columns, rows)
+    screen.add_table("", columns, rows, codes=codes)
     budget.spare(*[5] * (len(shown) - 1))
 
 
@@ -264,13 +267,9 @@ def _top_process_table(screen, budget, snapshot, top, by_key, proc_rates, worklo
             human_count(r.get("majflt_per_s")))
             + ((_process_workload(snapshot, record),) if workloads else ()) + (_command(record),)))
     cells.sort(key=lambda c: (-c[0], c[1]))
-    rows = [c[2] for c in cells]
     columns = _process_columns(("cpu%", "rss", "io/s", "majflt"), workloads)
     columns[6].rank = 5     # major faults per second: left out first
-    # Columns with nothing to tell (no rates, no major fault) are left out.
-    quiet = [i for i in (3, 5, 6) if all(row[i] in ("-", "0") for row in rows)]
-    columns = [c for i, c in enumerate(columns) if i not in quiet]
-    rows = [tuple(v for i, v in enumerate(row) if i not in quiet) for row in rows]
+    columns, rows = without_empty_columns(columns, [c[2] for c in cells])
     screen.add_table("PROC TOP", columns, rows)
     budget.spare(*[8 if i >= SCREEN_PROCESSES else 5 for i in range(MIN_SCREEN_PROCESSES, len(rows))])
 

@@ -206,6 +206,15 @@ def fit_table(columns, rows, width):
     return [line([c.title for c in columns])] + [line(row) for row in cells]
 
 
+def without_empty_columns(columns, rows, empty=("-", "", "0")):
+    """``columns`` and ``rows`` less the columns whose every cell is one of
+    ``empty`` (no rates, no limit, nothing read): on one screen they tell
+    nothing. The first column always stays."""
+    gone = {i for i in range(1, len(columns)) if rows and all(str(row[i]) in empty for row in rows)}
+    return ([c for i, c in enumerate(columns) if i not in gone],
+            [tuple(v for i, v in enumerate(row) if i not in gone) for row in rows])
+
+
 class Screen:
     """The lines of a report ``width`` columns wide: every line added is cut
     to the width before it is painted (ANSI colour only when ``color``).
