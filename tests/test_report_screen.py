@@ -216,3 +216,22 @@ def test_under_a_terminal_the_report_takes_its_width():
     assert lines[0].startswith("hostdiag  ") and any(line.startswith("PROC TOP") for line in lines)
     assert len(lines) <= 40
     assert 80 < max(len(line) for line in lines) <= 100, "\n".join(lines)
+
+
+def test_the_screen_budget_leaves_out_the_highest_ranks_first():
+    from hostdiag.views.report import ScreenBudget
+    from hostdiag.views.text import Screen
+
+    screen = Screen(False)
+    budget = ScreenBudget(screen)
+    for name, rank in (("a", 0), ("b", 2), ("c", 0), ("d", 5), ("e", 2), ("f", 5)):
+        screen.add(name)
+        if rank:
+            budget.spare(rank)
+    assert budget.kept() == 2
+    budget.fit(4)
+    assert screen.lines == ["a", "b", "c", "e"]
+    budget = ScreenBudget(screen)
+    budget.spare(1, 1)
+    budget.fit(1)  # more to leave out than is spare: the kept lines stay
+    assert screen.lines == ["a", "b"]

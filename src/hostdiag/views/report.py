@@ -87,7 +87,7 @@ class ScreenBudget:
         """Leaves out spare lines until the screen has at most ``lines``."""
         order = sorted(self.ranks, key=lambda i: (self.ranks[i], i))
         extra = len(self.screen.lines) - lines
-        gone = set(order[len(order) - extra:]) if extra > 0 else set()
+        gone = set(order[max(0, len(order) - extra):]) if extra > 0 else set()
         self.screen.lines = [line for i, line in enumerate(self.screen.lines) if i not in gone]
 
 
@@ -403,7 +403,7 @@ def _disks(screen, budget, snapshot, rates):
         budget.spare(6)
 
 
-def one_per_filesystem(filesystems):
+def _one_per_filesystem(filesystems):
     """[(entry, [its other mount points])]: one entry per filesystem (the
     same device numbers: a bind mount such as /run/netns is the filesystem
     it shows again), the first mounted first."""
@@ -430,7 +430,7 @@ def _filesystems(screen, budget, snapshot):
         screen.add("FS", "-")
         return
     rows = []
-    for fs, also in one_per_filesystem(snapshot.filesystems):
+    for fs, also in _one_per_filesystem(snapshot.filesystems):
         space, inodes = filesystem_usage(fs)
         rows.append((space if space is not None else -1.0, inodes, fs, also))
     rows.sort(key=lambda row: -row[0])

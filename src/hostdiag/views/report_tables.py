@@ -3,7 +3,9 @@ memory, I/O and pressure, with their limits and throttling), the process table
 (counts by state, D-state and zombie processes by name, top processes by CPU,
 memory, I/O and faults, each with its workload) and the socket table (TCP
 states, top connections, full listeners). Each block is a pure function of a
-snapshot and its rates that adds lines to a :class:`~hostdiag.views.text.Screen`.
+snapshot and its rates that adds lines to a :class:`~hostdiag.views.text.Screen`,
+in whole with ``screen.full``, else the one-screen view's lines, marking those
+that may go on the report's :class:`~hostdiag.views.report.ScreenBudget`.
 :func:`socket_inodes_shown` says which sockets the report and the findings
 name, so that the caller looks up their processes (and only theirs).
 """
