@@ -99,7 +99,7 @@ def test_real_cpu_percent_sums_to_100(real_pair):
     ticks["user"] -= ticks["guest"]
     ticks["nice"] -= ticks["guest_nice"]
     assert total["idle_pct"] == pytest.approx(100.0 * ticks["idle"] / sum(ticks.values()))
-    busy_ticks = sum(ticks.values()) - ticks["idle"] - ticks["iowait"]
+    busy_ticks = sum(ticks.values()) - ticks["idle"] - ticks["iowait"] - ticks["steal"]
     assert total["busy_pct"] == pytest.approx(100.0 * busy_ticks / sum(ticks.values()))
 
 
@@ -157,6 +157,16 @@ def test_same_counters_give_zero_rates(real_pair):
 ])
 def test_counter_rate(a, b, dt, expected):
     assert counter_rate(a, b, dt) == expected
+
+
+def test_busy_leaves_steal_apart():
+    """busy is what sar and top count as the CPUs' own work: steal (time the
+    hypervisor gave to another guest) is neither busy nor idle."""
+    a = dict.fromkeys(CPU_STATES, 0)
+    b = dict(a, user=50, system=10, steal=20, iowait=5, idle=15)
+    pct = cpu_percent(a, b, 1.0)
+    assert pct["steal_pct"] == pytest.approx(20.0)
+    assert pct["busy_pct"] == pytest.approx(60.0)
 
 
 def test_cpu_percent_splits_guest_out_of_user():

@@ -25,6 +25,7 @@ from hostdiag.apps.history_readers import Rec, find_moment, table_records
 from hostdiag.apps.timespec import NS, parse_span, parse_time
 from hostdiag.derive.diff import counter_changes, finding_changes, process_changes, process_view, socket_changes
 from hostdiag.store.sqlite import CollectorStore
+from hostdiag.views.history import short_boot
 from hostdiag.views.timefmt import format_time
 from agentproc import AgentProcess, CollectorProcess, write_toml
 
@@ -84,7 +85,7 @@ def test_show_at_a_time_picks_the_record_at_or_before_it(world, capsys, source):
     records = world["records"]
     target = records[9]
     halfway = (records[10].wall_ns - target.wall_ns) // 2
-    code, out, err = run(capsys, main_show, ["--at", at(target, halfway), *source(world)])
+    code, out, err = run(capsys, main_show, ["--at", at(target, halfway), "--width", "200", *source(world)])
     assert code == 0, err
     lines = out.splitlines()
     assert "seq 9 at" in lines[0]
@@ -485,12 +486,24 @@ def test_store_ranges_gaps_and_replay_agree_with_the_agent(world, capsys):
     with CollectorStore(world["store"], readonly=True) as store:
         (boot,) = store.boots("web1")
     later = str(boot["last_wall_ns"] + 10 * NS)
-    code, out, _ = run(capsys, main_show, ["--at", later, *store_args(world)])
+    code, out, _ = run(capsys, main_show, ["--at", later, "--width", "200", *store_args(world)])
     assert code == 0
     lines = out.splitlines()
     assert " seq %d at %s " % (boot["last_seq"], format_time(boot["last_wall_ns"])) in lines[0]
     assert lines[2] == ("GAP      no sample since %s (10.0s before the asked time): the agent is down or "
                         "stalled; this is the newest record" % format_time(boot["last_wall_ns"]))
+    # Off a terminal: 80 columns, the notes wrapped between their parts, one screen in all.
+    code, out, _ = run(capsys, main_show, ["--at", later, *store_args(world)])
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80 and len(lines) <= 40
+    assert lines[1].startswith("         record %s seq %d at %s" % (
+        short_boot(boot["boot_id"]), boot["last_seq"], format_time(boot["last_wall_ns"])))
+    gap = lines.index(next(line for line in lines if line.startswith("GAP")))
+    assert " ".join(line[9:] for line in lines[gap:gap + 3]) == (
+        "no sample since %s (10.0s before the asked time): the agent is down or stalled; this is the newest "
+        "record" % format_time(boot["last_wall_ns"]))
+    code, out, _ = run(capsys, main_show, ["--at", later, "--full", "--width", "132", *store_args(world)])
+    assert len(out.splitlines()) > 40 and max(len(line) for line in out.splitlines()) <= 132
 
     assert main_replay([*store_args(world), "--once", *span, "--at", str(records[5].wall_ns)]) == 0
     lines = capsys.readouterr().out.splitlines()

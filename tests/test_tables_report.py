@@ -103,7 +103,7 @@ def document(scene):
 
 @pytest.fixture(scope="module")
 def text(scene):
-    result = diag("--interval", "1")
+    result = diag("--interval", "1", "--full", "--width", "200")
     assert result.returncode == 0, result.stderr
     assert result.stderr == b""
     return result.stdout.decode()

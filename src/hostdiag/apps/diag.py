@@ -16,6 +16,7 @@ from hostdiag import __version__
 from hostdiag.apps.common import (
     EXIT_FAILED, EXIT_OK, ArgumentParser, CommandFailed, add_root_options, host_root, run_command,
 )
+from hostdiag.apps.terminal import add_screen_options, report_width
 
 COMMANDS = ("report", "version")
 # Commands with parsers of their own: `diag NAME ARGS` runs module.function(ARGS).
@@ -64,6 +65,7 @@ def _add_report_options(report):
                         help="seconds between the two snapshots; 0 takes one snapshot, no rates (default 1)")
     report.add_argument("--format", choices=("text", "json", "msgpack"), default="text")
     report.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
+    add_screen_options(report)
     report.add_argument("--no-netlink", action="store_true",
                         help="read links and sockets from /proc/net instead of netlink")
     report.add_argument("--no-tables", action="store_true",
@@ -156,7 +158,8 @@ def cmd_report(args, out):
     findings = evaluate(current, rates, previous)
     if args.format == "text":
         color = args.output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        payload = render_text(current, rates, findings, color=color).encode()
+        width = report_width(args, sys.stdout if args.output is None else None)
+        payload = render_text(current, rates, findings, color=color, width=width, full=args.full).encode()
     else:
         document = {
             "schema_version": current.meta.schema_version,

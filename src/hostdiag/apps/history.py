@@ -28,6 +28,7 @@ from math import ceil
 from hostdiag.apps.common import EXIT_OK, ArgumentParser, CommandFailed, UsageError, run_command
 from hostdiag.apps.history_readers import (add_source_options, find_moment, open_history, table_records,
                                            time_gaps, typed_snapshot)
+from hostdiag.apps.terminal import add_screen_options, report_width
 from hostdiag.apps.timespec import NS, parse_span, parse_time
 from hostdiag.derive.buckets import (MAX_BUCKETS, RATES_PREFIX, bucket_count, bucketize, metric_value,
                                      numeric_paths)
@@ -207,6 +208,7 @@ def main_show(argv):
         parser.add_argument("--window", type=_window, default=None, metavar="N",
                             help="rates over the N seconds before the record (default: from the record before)")
         parser.add_argument("--format", choices=("text", "json"), default="text")
+        add_screen_options(parser)
         add_source_options(parser)
         return parser
 
@@ -217,7 +219,8 @@ def main_show(argv):
         moment = find_moment(history, args.asked_ns, args.window)
         if args.format == "json":
             return _json(show_document(history, moment))
-        return render_show(history.label(), moment, color=_want_color(args.format))
+        return render_show(history.label(), moment, color=_want_color(args.format),
+                           width=report_width(args, sys.stdout), full=args.full)
 
     return _run("diag show", argv, build, act, check)
 

@@ -20,7 +20,8 @@ percent, 0–100; every leaf may be ``None``)::
                      softirq, steal, guest, guest_nice (guest time is taken
                      out of user and guest_nice out of nice, as mpstat does,
                      so the states sum to 100), plus busy_pct = 100 - idle -
-                     iowait
+                     iowait - steal (the CPUs' own work, steal apart as
+                     in sar and top)
       cpus          {"cpu0": same keys as total} for CPUs in both snapshots
       ctxt_per_s    context switches per second
       intr_per_s    interrupts per second (all sources)
@@ -229,8 +230,9 @@ def cpu_percent(a, b, dt):
             inc[host] = max(inc[host] - inc[guest], 0)
     elapsed = _total(v for v in inc.values() if v is not None)
     result = {state + "_pct": _ratio(inc[state], elapsed, 100.0) for state in CPU_STATES}
-    idle, iowait = result["idle_pct"], result["iowait_pct"]
-    result["busy_pct"] = None if idle is None or iowait is None else max(100.0 - idle - iowait, 0.0)
+    # Busy as sar and top count it: steal is time the CPU ran another guest.
+    idle, iowait, steal = result["idle_pct"], result["iowait_pct"], result["steal_pct"]
+    result["busy_pct"] = None if idle is None or iowait is None else max(100.0 - idle - iowait - (steal or 0.0), 0.0)
     return result
 
 

@@ -3,6 +3,7 @@ a header naming the record) and `diag history` (boots, gaps, what is kept)."""
 
 from hostdiag.derive.gaps import CAUSES
 from hostdiag.views.report import render_text
+from hostdiag.views.text import DEFAULT_WIDTH, LABEL_WIDTH, SCREEN_LINES, wrap_parts
 from hostdiag.views.timefmt import NS, format_span, format_time
 
 
@@ -11,34 +12,45 @@ def short_boot(boot_id):
     return "boot %s" % (str(boot_id)[:8] if boot_id else "?")
 
 
-def render_show(label, moment, color=False):
-    """The report of ``moment`` (its snapshot, rates and findings) under the
-    lines that say which record of the history ``label`` it is, the rates'
-    base, the gap the asked time falls in and where the tables come from."""
+def render_show(label, moment, color=False, width=DEFAULT_WIDTH, full=False):
+    """The report of ``moment`` (its snapshot, rates and findings) in
+    ``width`` columns under the lines that say which record of the history
+    ``label`` it is, the rates' base, the gap the asked time falls in and
+    where the tables come from; the one-screen view keeps its SCREEN_LINES
+    with these lines in, unless ``full``."""
     record, previous = moment.record, moment.previous
-    lines = ["history  %s  record %s seq %d at %s (asked %s, %s before)" % (
-        label, short_boot(record.boot_id), record.seq, format_time(record.wall_ns),
-        format_time(moment.asked_ns), format_span((moment.asked_ns - record.wall_ns) / NS))]
+    # (label, the parts of its text): a part is never split by the width.
+    notes = [("history", [label, "record %s seq %d at %s" % (short_boot(record.boot_id), record.seq,
+                                                             format_time(record.wall_ns)),
+                          "(asked %s, %s before)" % (format_time(moment.asked_ns),
+                                                     format_span((moment.asked_ns - record.wall_ns) / NS))])]
     if previous is None:
-        lines.append("rates    none: no earlier record of this boot is kept")
+        notes.append(("rates", ["none: no earlier record of this boot is kept"]))
     else:
-        lines.append("rates    from seq %d at %s" % (previous.seq, format_time(previous.wall_ns)))
+        notes.append(("rates", ["from seq %d at %s" % (previous.seq, format_time(previous.wall_ns))]))
     gap = moment.gap
     if gap is not None and "since_ns" in gap:
-        lines.append("GAP      no sample since %s (%s before the asked time): the agent is down or stalled; "
-                     "this is the newest record" % (format_time(gap["since_ns"]), format_span(gap["seconds"])))
+        notes.append(("GAP", ["no sample since %s" % format_time(gap["since_ns"]),
+                              "(%s before the asked time):" % format_span(gap["seconds"]),
+                              "the agent is down or stalled;", "this is the newest record"]))
     elif gap is not None:
-        lines.append("GAP      the asked time is inside a gap: no sample from %s to %s (%s, %s); this is the "
-                     "record before it" % (format_time(gap["start_ns"]), format_time(gap["end_ns"]),
-                                           format_span(gap["seconds"]), gap_cause(gap)))
+        notes.append(("GAP", ["the asked time is inside a gap:",
+                              "no sample from %s to %s" % (format_time(gap["start_ns"]), format_time(gap["end_ns"])),
+                              "(%s, %s);" % (format_span(gap["seconds"]), gap_cause(gap)),
+                              "this is the record before it"]))
     tables = moment.tables
     if tables is not None:
-        lines.append("tables   processes and sockets from seq %d, %s %s this record" % (
-            tables.seq, format_span(abs(tables.wall_ns - record.wall_ns) / NS),
-            "before" if tables.wall_ns <= record.wall_ns else "after"))
+        notes.append(("tables", ["processes and sockets from seq %d," % tables.seq, "%s %s this record" % (
+            format_span(abs(tables.wall_ns - record.wall_ns) / NS),
+            "before" if tables.wall_ns <= record.wall_ns else "after")]))
     elif record.snapshot.get("processes") is None and record.snapshot.get("sockets") is None:
-        lines.append("tables   none: no record near this one has the process and socket tables")
-    return "\n".join(lines) + "\n" + render_text(moment.snapshot, moment.rates, moment.findings, color=color)
+        notes.append(("tables", ["none: no record near this one has the process and socket tables"]))
+    lines = []
+    for name, parts in notes:
+        for i, line in enumerate(wrap_parts(parts, width - LABEL_WIDTH, " ")):
+            lines.append(("%-*s%s" % (LABEL_WIDTH, "" if i else name, line)))
+    return "\n".join(lines) + "\n" + render_text(moment.snapshot, moment.rates, moment.findings, color=color,
+                                                 width=width, full=full, lines=SCREEN_LINES - len(lines))
 
 
 def gap_cause(gap):
