@@ -19,7 +19,8 @@ The hosts (see :data:`HOSTS`):
 
 Processes: per host, pids 100, 200, 300 with CPU per second of 10 %, 20 %
 and, on web2, 90 % (else 30 %); resident sizes 100, 200, 300 MiB (db1: 300
-MiB, 1 GiB, 2 GiB); reads of 1, 2, 3 MB/s.
+MiB, 1 GiB, 2 GiB); reads of 1, 2, 3 MB/s; each in the systemd unit named
+after it (``pgbouncer.service``).
 """
 
 from hostdiag.encode.wire import encode_msgpack
@@ -125,6 +126,10 @@ def snapshot(host, seq):
                                                          "rows": _socket_rows(host, second)},
                            "owners": {"5001": [{"pid": 200, "comm": "pgbouncer"}],
                                       "5002": [{"pid": 100, "comm": "nginx"}]}}
+        comms = _DB_COMM if host == "db1" else _COMM
+        snap["cgroups"] = {"cgroups": [], "workloads": {
+            "/system.slice/%s.service" % comm: {"kind": "unit", "name": "%s.service" % comm, "unit": comm + ".service"}
+            for comm in comms.values()}}
     return snap
 
 

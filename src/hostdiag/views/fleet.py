@@ -89,7 +89,7 @@ def render_findings(rows, from_ns, to_ns):
                      _when(row["last_ns"], not one_day), row["samples"], _culprit(row)))
     lines = _table(("host", "sev", "rule", "first", "last", "n", "culprit"), body, right=(5,),
                    widths={0: 14, 2: 20})
-    out = ["findings %s" % span, lines[0]]
+    out = [_clip("findings %s" % span, WIDTH), lines[0]]
     for line, row in zip(lines[1:], rows):
         out.append(line)
         out.append(_clip("    " + row["title"], WIDTH))
@@ -108,8 +108,8 @@ def render_top(rows, by, at_ns, window_s):
     """The top rows, largest first: processes (host, pid, comm, user, the
     measure, CPU, RSS, I/O, when) or connections (host, local -> remote,
     retransmits/s, RTT, holder)."""
-    head = "top by %s at %s (each host's newest table sample in the %s before)" % (
-        by, _when(at_ns), format_span(window_s))
+    head = _clip("top by %s at %s (each host's newest tables, %s back)" % (
+        by, _when(at_ns), format_span(window_s)), WIDTH)
     if not rows:
         return "%s: nothing\n" % head
     if by == "retrans":
