@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 
 import pytest
 
@@ -294,3 +295,60 @@ def test_the_docs_schema_is_the_stores(clickhouse_url):
                 " SETTINGS index_granularity = 8192", "")
             assert _spaced(created) == documented[table], table
     assert sorted(documented) == sorted(tables)
+
+
+def test_findings_off_stores_none(server, tmp_path, capsys):
+    url = server.url("nofindings")
+    for location in (url, str(tmp_path)):
+        store = open_collector_store(location, findings=False)
+        try:
+            assert Writer(store, queue.Queue(), [], 5.0, threading.Event()).commit(scenes.record_items())
+        finally:
+            store.close()
+        assert fleet_json(capsys, location, "findings", "--since", str(START), "--until", str(START + 9 * S)) \
+            ["rows"] == []
+        assert _top(capsys, location, "--by", "rss", "--at", str(START + 7 * S))  # the tables are kept
+    with ClickHouseStore(url, readonly=True) as ch:
+        assert ch.rows("SELECT count() AS n, countIf(cpu_pct IS NOT NULL) AS rated FROM processes") == [
+            {"n": str(4 * 4 * 3), "rated": "0"}]
+
+
+def test_findings_go_with_their_records_at_retention(server, tmp_path):
+    """SQLite deletes a deleted record's findings; ClickHouse drops their day with the records'."""
+    day = 86400 * S
+    old = [i for i in scenes.record_items(hosts=("db1",)) if i[0] == "record"]
+    # db1's seqs 5-8 a day ago, its seqs 1-4 ten days before them: retention (5 days, against the
+    # clock in ClickHouse, against the newest record in SQLite) takes the first four.
+    shift = time.time_ns() - START - day
+    items = [i[:5] + (i[5] + shift - (10 * day if i[4] <= 4 else 0),) + i[6:] for i in old]
+    for location in (server.url("retention_findings"), str(tmp_path)):
+        # Two writer lifetimes: the second starts a new chain of keyframe and deltas in SQLite,
+        # which retention deletes whole.
+        store = open_collector_store(location)
+        try:
+            assert Writer(store, queue.Queue(), [], 5.0, threading.Event()).commit(items[:4])
+        finally:
+            store.close()
+        store = open_collector_store(location, max_host_age_s=5 * 86400)
+        try:
+            assert Writer(store, queue.Queue(), [], 5.0, threading.Event()).commit(items[4:])
+            store.begin()
+            assert store.enforce_retention("db1") == 4
+            store.commit()
+        finally:
+            store.close()
+        assert [r[1] for r in _stored_findings(location)] == [5, 6, 7, 8]
+
+
+def test_a_store_made_before_the_rate_columns_gets_them(server):
+    url = server.url("older")
+    with ClickHouseStore(url) as store:
+        for table, column, _ in (("processes", "cpu_pct", 0), ("processes", "io_bytes_per_s", 0),
+                                 ("sockets", "inode", 0), ("sockets", "retrans_per_s", 0), ("sockets", "pid", 0),
+                                 ("sockets", "comm", 0)):
+            store.query("ALTER TABLE %s DROP COLUMN %s" % (table, column))
+    _store_scene(url)  # a writer of this version opens it, adds the columns and writes them
+    with ClickHouseStore(url, readonly=True) as store:
+        assert store.rows("SELECT pid, cpu_pct FROM processes FINAL WHERE host = 'web2' AND seq = 8 "
+                          "ORDER BY pid") == [{"pid": 100, "cpu_pct": 10}, {"pid": 200, "cpu_pct": 20},
+                                               {"pid": 300, "cpu_pct": 90}]

@@ -228,12 +228,14 @@ def _rate(new, old, seconds):
 
 class ClickHouseStore:
     """The fleet store at ``url``. ``readonly``: for readers, no table is created.
+    ``findings``: evaluate each record's findings and the rates of its
+    processes and connections (else those rows and columns stay empty).
 
     Not thread-safe: one connection used by one thread at a time.
     """
 
     def __init__(self, url, readonly=False, max_host_age_s=DEFAULT_MAX_HOST_AGE_S, timeout=DEFAULT_TIMEOUT_S,
-                 clock=time.time_ns):
+                 clock=time.time_ns, findings=True):
         try:
             self.address, self.port, self.database = parse_url(url)
         except ValueError as exc:
@@ -248,7 +250,7 @@ class ClickHouseStore:
         self._batch = None
         self._seen = {}  # (host, agent_id, boot_id) -> [newest seq stored before this process, seqs added since]
         self._previous = {}  # (host, agent_id, boot_id) -> (seq, wall_ns, counters) for rates
-        self._findings = FindingsStream()
+        self._findings = FindingsStream() if findings else None
         self._next_retention = 0.0
         self.corrupt_skipped = 0
         if not readonly:
@@ -341,7 +343,8 @@ class ClickHouseStore:
         # What this process believed stored may not be: ask the server again.
         self._seen.clear()
         self._previous.clear()
-        self._findings.clear()
+        if self._findings is not None:
+            self._findings.clear()
 
     def set_host(self, name, address=None, hostname=None):
         row = {"name": name, "address": address, "hostname": hostname, "updated_ns": self._clock(),
@@ -420,7 +423,7 @@ class ClickHouseStore:
                 rates[rate] = _rate(sample[counter], old[counter], seconds)
         sample.update(rates)
         self._batch["samples"].append(sample)
-        evaluated = self._findings.evaluate(
+        evaluated = None if self._findings is None else self._findings.evaluate(
             ident["host"], ident["agent_id"], ident["boot_id"], ident["seq"], doc,
             lambda boot_id, seq: self._bases(ident["host"], ident["agent_id"], boot_id, seq))
         rates = evaluated.rates if evaluated is not None else None

@@ -9,16 +9,17 @@ from hostdiag.store.sqlite import CollectorStore, StoreError
 __all__ = ["open_collector_store", "fleet_queries", "is_url", "StoreError"]
 
 
-def open_collector_store(location, readonly=False, max_host_bytes=None, max_host_age_s=None):
-    """The store at ``location``; limits left None keep the store's defaults."""
-    limits = {}
+def open_collector_store(location, readonly=False, max_host_bytes=None, max_host_age_s=None, findings=True):
+    """The store at ``location``; limits left None keep the store's defaults.
+    ``findings``: a writer evaluates and keeps each record's findings."""
+    options = {"findings": findings}
     if max_host_age_s is not None:
-        limits["max_host_age_s"] = max_host_age_s
+        options["max_host_age_s"] = max_host_age_s
     if is_url(location):
-        return ClickHouseStore(location, readonly=readonly, **limits)
+        return ClickHouseStore(location, readonly=readonly, **options)
     if max_host_bytes is not None:
-        limits["max_host_bytes"] = max_host_bytes
-    return CollectorStore(location, readonly=readonly, **limits)
+        options["max_host_bytes"] = max_host_bytes
+    return CollectorStore(location, readonly=readonly, **options)
 
 
 def fleet_queries(store):

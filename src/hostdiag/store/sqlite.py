@@ -165,6 +165,7 @@ def _readonly_uri(path):
 
 class CollectorStore:
     """The store in ``directory``. ``readonly``: for readers, no lock, no writes.
+    ``findings``: evaluate and keep each record's findings.
 
     A writer holds ``<directory>/lock`` (flock) for its lifetime: one
     collector per store. Not thread-safe: one connection used by one thread
@@ -173,7 +174,7 @@ class CollectorStore:
     """
 
     def __init__(self, directory, readonly=False, max_host_bytes=DEFAULT_MAX_HOST_BYTES,
-                 max_host_age_s=DEFAULT_MAX_HOST_AGE_S, clock=time.time_ns):
+                 max_host_age_s=DEFAULT_MAX_HOST_AGE_S, clock=time.time_ns, findings=True):
         self.directory = os.fspath(directory)
         self.path = database_path(self.directory)
         self.readonly = readonly
@@ -185,7 +186,7 @@ class CollectorStore:
         self._cursor = None  # _Tip of the record the last read rebuilt (the next one's base)
         self._host_ids = {}
         self._boot_keys = {}
-        self._findings = FindingsStream()
+        self._findings = FindingsStream() if findings else None
         self.corrupt_skipped = 0
         if readonly:
             if not os.path.exists(self.path):
@@ -360,7 +361,8 @@ class CollectorStore:
             self._tips.clear()
             self._host_ids.clear()
             self._boot_keys.clear()
-            self._findings.clear()
+            if self._findings is not None:
+                self._findings.clear()
 
     def add_record(self, host_name, agent_id, boot_id, seq, wall_ns, payload):
         """Store one record (``payload``: msgpack bytes) inside the caller's
@@ -390,7 +392,7 @@ class CollectorStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (boot_key, seq, host, wall_ns, codec, zlib.crc32(payload), len(payload), len(stored), stored))
         self.db.execute("UPDATE hosts SET stored_bytes = stored_bytes + ? WHERE host_id = ?", (len(stored), host))
-        if doc is not None:
+        if doc is not None and self._findings is not None:
             self._add_findings(host_name, agent_id, boot_id, seq, wall_ns, doc, host, boot_key)
         return True
 
