@@ -584,8 +584,8 @@ SETTINGS = (
     Setting("collector.findings", _Bool(), True,
             "Evaluate each record's findings as it is stored and keep them, with the rates of its processes "
             "and connections (ClickHouse), for `diag fleet` (docs/fleet.md). The writer's CPU: about 0.5 ms "
-            "a record, and 10 to 50 ms a record with the tables of 1,000 processes. Off: no findings and no "
-            "process or connection rates are stored."),
+            "a record, 15 ms a record with the tables of 1,100 processes (benchmarks/README.md). Off: no "
+            "findings and no process or connection rates are stored."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
