@@ -8,6 +8,7 @@ report from the agent and from that store; the columnar tables must hold
 what the snapshots hold.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -204,3 +205,29 @@ class socket_closed_port:
 
     def __exit__(self, *exc):
         self.sock.close()
+
+
+def test_diag_fleet_reads_what_the_collector_stored(world, capsys):
+    """`diag fleet` on the store the collector process wrote: the host at its newest record, and the
+    top processes by memory at a moment, exactly those of the newest table before it."""
+    from hostdiag.apps.fleet import main_fleet
+
+    records = world["records"]
+    code, out, err = run(capsys, main_fleet, ["hosts", "--store", world["url"], "--format", "json"])
+    assert code == 0, err
+    with ClickHouseStore(world["url"], readonly=True) as store:
+        newest = store.newest("web1")[1]
+        stored_findings = store.rows("SELECT count() AS n FROM findings FINAL WHERE host = 'web1' AND seq = %d"
+                                     % newest[1])
+    [host] = json.loads(out)["rows"]
+    assert (host["host"], host["boot_id"], host["seq"], host["last_ns"]) == ("web1",) + newest
+    assert host["findings"] == int(stored_findings[0]["n"])
+    at = records[RECORDS].wall_ns
+    code, out, err = run(capsys, main_fleet, ["top", "--by", "rss", "--at", str(at), "--limit", "5",
+                                              "--store", world["url"], "--format", "json"])
+    assert code == 0, err
+    tables = max(seq for seq, r in records.items() if r.snapshot.get("processes") is not None)
+    wanted = sorted(((p["rss_bytes"], p["pid"]) for p in records[tables].snapshot["processes"]["processes"]
+                     if p.get("rss_bytes")), key=lambda v: (-v[0], v[1]))[:5]
+    rows = json.loads(out)["rows"]
+    assert [(r["value"], r["pid"], r["seq"]) for r in rows] == [(rss, pid, tables) for rss, pid in wanted]

@@ -207,7 +207,8 @@ class Collector:
     def run(self):
         try:
             self.store = open_collector_store(self.store_dir, max_host_bytes=self.max_host_bytes,
-                                              max_host_age_s=self.max_host_age_s)
+                                              max_host_age_s=self.max_host_age_s,
+                                              findings=self.config.collector.findings)
         except StoreError as exc:
             log.error("cannot start: collector.store: %s", exc)
             return EXIT_FAILED

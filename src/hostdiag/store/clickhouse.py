@@ -17,8 +17,15 @@ whole days: ``ALTER TABLE ... DROP PARTITION``):
               context switches, load, memory, network and disk totals) and
               rates per second computed from the record before it (NULL when
               that record is not the previous seq of the same boot).
+``processes`` and ``sockets`` carry rates too: ``cpu_pct``, ``io_bytes_per_s``
+of a process and ``retrans_per_s`` of a connection, against the newest
+earlier record with tables (findings/stream.py), the numbers the findings use.
 ``processes`` one row per process of a record that carries the process table.
 ``sockets``   one row per TCP socket of a record that carries the socket table.
+``findings``  one row per finding of a record (store/findings_rows.py): rule,
+              severity, subject, title, threshold, the evidence as two
+              parallel arrays (names, values: 18.16 has no Map), the first
+              culprit's pid, comm and workload.
 ``gaps``, ``hosts``, ``status`` as in the SQLite store (store/sqlite.py).
 
 A batch (``begin`` ... ``commit``) is sent at ``commit``: the derived
@@ -45,6 +52,8 @@ import urllib.parse
 import zlib
 
 from hostdiag.encode.wire import decode_msgpack
+from hostdiag.findings.stream import TABLES_LOOKBACK, FindingsStream
+from hostdiag.store.findings_rows import connection_rates_of, finding_rows, process_rates_of
 from hostdiag.store.sqlite import MAX_PAYLOAD_BYTES, StoredRecord, StoreError
 
 SCHEME = "clickhouse://"
@@ -93,6 +102,17 @@ _SOCKET_COLUMNS = (
     ("family", "String"), ("state", "String"), ("local", "String"), ("local_port", "UInt32"),
     ("remote", "String"), ("remote_port", "UInt32"), ("rqueue", "UInt64"), ("wqueue", "UInt64"),
     ("uid", "UInt32"), ("rtt", "Float64"), ("total_retrans", "UInt64"), ("bytes_acked", "UInt64"),
+    ("inode", "UInt64"),
+)
+# Computed by the writer, not read from the snapshot's rows.
+_PROCESS_RATE_COLUMNS = (("cpu_pct", "Float64"), ("io_bytes_per_s", "Float64"))
+_SOCKET_EXTRA_COLUMNS = (("retrans_per_s", "Float64"), ("pid", "UInt32"), ("comm", "String"))
+_FINDING_COLUMNS = (
+    ("n", "UInt16"), ("rule", "String"), ("severity", "String"), ("subject", "Nullable(String)"),
+    ("title", "String"), ("threshold", "String"), ("evidence_keys", "Array(String)"),
+    ("evidence_values", "Array(Float64)"), ("culprit_kind", "Nullable(String)"),
+    ("culprit_pid", "Nullable(UInt32)"), ("culprit_comm", "Nullable(String)"),
+    ("culprit_workload", "Nullable(String)"),
 )
 _SECTOR_BYTES = 512
 _IDENTITY = "host String, agent_id String, boot_id String, seq UInt64, time DateTime, wall_ns UInt64"
@@ -110,9 +130,14 @@ _TABLES = {
                              + [(n, "Float64") for n in _RATE_COLUMNS]),
         _ENGINE % ("wall_ns", "host, agent_id, boot_id, seq")),
     "processes": "CREATE TABLE IF NOT EXISTS processes (%s, pid UInt32, %s) %s" % (
-        _IDENTITY, _nullable(_PROCESS_COLUMNS), _ENGINE % ("wall_ns", "host, agent_id, boot_id, seq, pid")),
+        _IDENTITY, _nullable(_PROCESS_COLUMNS + _PROCESS_RATE_COLUMNS),
+        _ENGINE % ("wall_ns", "host, agent_id, boot_id, seq, pid")),
     "sockets": "CREATE TABLE IF NOT EXISTS sockets (%s, row UInt32, %s) %s" % (
-        _IDENTITY, _nullable(_SOCKET_COLUMNS), _ENGINE % ("wall_ns", "host, agent_id, boot_id, seq, row")),
+        _IDENTITY, _nullable(_SOCKET_COLUMNS + _SOCKET_EXTRA_COLUMNS),
+        _ENGINE % ("wall_ns", "host, agent_id, boot_id, seq, row")),
+    "findings": "CREATE TABLE IF NOT EXISTS findings (%s, %s) %s" % (
+        _IDENTITY, ", ".join("%s %s" % c for c in _FINDING_COLUMNS),
+        _ENGINE % ("wall_ns", "host, agent_id, boot_id, seq, n")),
     "gaps": "CREATE TABLE IF NOT EXISTS gaps (host String, agent_id String, boot_id String, from_seq UInt64, "
             "to_seq Nullable(UInt64), reason String, noted_ns UInt64, time DateTime) %s" % (
                 _ENGINE % ("noted_ns", "host, agent_id, boot_id, from_seq")),
@@ -122,7 +147,11 @@ _TABLES = {
               "time DateTime) ENGINE = ReplacingMergeTree(updated_ns) ORDER BY name",
 }
 # The tables whose days go at retention (hosts and status are one row per host).
-_PARTITIONED = ("records", "samples", "processes", "sockets", "gaps")
+_PARTITIONED = ("records", "samples", "processes", "sockets", "gaps", "findings")
+# Columns added to a table after its first release: (table, column, type), added
+# to a store made before them (18.16 has no ADD COLUMN IF NOT EXISTS).
+_ADDED_COLUMNS = tuple(("processes", n, "Nullable(%s)" % k) for n, k in _PROCESS_RATE_COLUMNS) + tuple(
+    ("sockets", n, "Nullable(%s)" % k) for n, k in (("inode", "UInt64"),) + _SOCKET_EXTRA_COLUMNS)
 
 
 def parse_url(url):
@@ -199,12 +228,14 @@ def _rate(new, old, seconds):
 
 class ClickHouseStore:
     """The fleet store at ``url``. ``readonly``: for readers, no table is created.
+    ``findings``: evaluate each record's findings and the rates of its
+    processes and connections (else those rows and columns stay empty).
 
     Not thread-safe: one connection used by one thread at a time.
     """
 
     def __init__(self, url, readonly=False, max_host_age_s=DEFAULT_MAX_HOST_AGE_S, timeout=DEFAULT_TIMEOUT_S,
-                 clock=time.time_ns):
+                 clock=time.time_ns, findings=True):
         try:
             self.address, self.port, self.database = parse_url(url)
         except ValueError as exc:
@@ -219,14 +250,23 @@ class ClickHouseStore:
         self._batch = None
         self._seen = {}  # (host, agent_id, boot_id) -> [newest seq stored before this process, seqs added since]
         self._previous = {}  # (host, agent_id, boot_id) -> (seq, wall_ns, counters) for rates
+        self._findings = FindingsStream() if findings else None
         self._next_retention = 0.0
         self.corrupt_skipped = 0
         if not readonly:
             self.query("CREATE DATABASE IF NOT EXISTS %s" % self.database, database=None)
             for create in _TABLES.values():
                 self.query(create)
+            self._add_missing_columns()
         elif self.query("EXISTS TABLE %s.records" % self.database, database=None).strip() != "1":
             raise StoreError("no fleet store in %s (no table %s.records)" % (url, self.database))
+
+    def _add_missing_columns(self):
+        have = {(r["table"], r["name"]) for r in self.rows(
+            "SELECT table, name FROM system.columns WHERE database = %s" % _quote(self.database))}
+        for table, column, kind in _ADDED_COLUMNS:
+            if (table, column) not in have:
+                self.query("ALTER TABLE %s ADD COLUMN %s %s" % (table, column, kind))
 
     # -- HTTP -----------------------------------------------------------------
 
@@ -285,13 +325,14 @@ class ClickHouseStore:
     # -- writing --------------------------------------------------------------
 
     def begin(self):
-        self._batch = {"records": [], "samples": [], "processes": [], "sockets": [], "gaps": [], "hosts": []}
+        self._batch = {"records": [], "samples": [], "processes": [], "sockets": [], "gaps": [], "hosts": [],
+                       "findings": []}
 
     def commit(self):
         batch, self._batch = self._batch, None
         if batch is None:
             return
-        for table in ("hosts", "gaps", "samples", "processes", "sockets"):
+        for table in ("hosts", "gaps", "samples", "processes", "sockets", "findings"):
             self._insert_json(table, batch[table])
         if batch["records"]:
             self.query("INSERT INTO records (host, agent_id, boot_id, seq, time, wall_ns, crc32, raw) "
@@ -302,6 +343,8 @@ class ClickHouseStore:
         # What this process believed stored may not be: ask the server again.
         self._seen.clear()
         self._previous.clear()
+        if self._findings is not None:
+            self._findings.clear()
 
     def set_host(self, name, address=None, hostname=None):
         row = {"name": name, "address": address, "hostname": hostname, "updated_ns": self._clock(),
@@ -380,19 +423,32 @@ class ClickHouseStore:
                 rates[rate] = _rate(sample[counter], old[counter], seconds)
         sample.update(rates)
         self._batch["samples"].append(sample)
+        evaluated = None if self._findings is None else self._findings.evaluate(
+            ident["host"], ident["agent_id"], ident["boot_id"], ident["seq"], doc,
+            lambda boot_id, seq: self._bases(ident["host"], ident["agent_id"], boot_id, seq))
+        rates = evaluated.rates if evaluated is not None else None
+        if evaluated is not None:
+            for row in finding_rows(evaluated.findings, evaluated.snapshot):
+                evidence = row.pop("evidence")
+                self._batch["findings"].append(dict(ident, evidence_keys=list(evidence),
+                                                    evidence_values=[float(v) for v in evidence.values()], **row))
         table = doc.get("processes")
         if isinstance(table, dict):
+            process_rates = process_rates_of(rates)
             for proc in table.get("processes") or ():
                 if isinstance(proc, dict) and isinstance(proc.get("pid"), int):
                     row = dict(ident, pid=proc["pid"])
                     for name, kind in _PROCESS_COLUMNS:
                         value = proc.get(name)
                         row[name] = value if isinstance(value, (str if kind == "String" else int)) else None
+                    row["cpu_pct"], row["io_bytes_per_s"] = process_rates(proc)
                     self._batch["processes"].append(row)
         sockets = doc.get("sockets")
         tcp = sockets.get("tcp_table") if isinstance(sockets, dict) else None
         if isinstance(tcp, dict) and isinstance(tcp.get("fields"), list):
             fields = tcp["fields"]
+            retrans_rate = connection_rates_of(rates)
+            owners = sockets.get("owners") if isinstance(sockets.get("owners"), dict) else {}
             for n, values in enumerate(tcp.get("rows") or ()):
                 found = dict(zip(fields, values)) if isinstance(values, list) else {}
                 row = dict(ident, row=n)
@@ -400,7 +456,31 @@ class ClickHouseStore:
                     value = found.get(name)
                     wanted = str if kind == "String" else (int, float) if kind == "Float64" else int
                     row[name] = value if isinstance(value, wanted) and not isinstance(value, bool) else None
+                row["retrans_per_s"] = retrans_rate(found)
+                holders = owners.get(str(found.get("inode"))) or ()
+                holder = holders[0] if holders and isinstance(holders[0], dict) else {}
+                row["pid"] = holder.get("pid") if isinstance(holder.get("pid"), int) else None
+                row["comm"] = holder.get("comm") if isinstance(holder.get("comm"), str) else None
                 self._batch["sockets"].append(row)
+
+    def _bases(self, host_name, agent_id, boot_id, seq):
+        """The documents FindingsStream asks for when it lacks a base: record
+        seq - 1, and (seq, document) of the newest record with tables within
+        TABLES_LOOKBACK seqs before ``seq`` (found by its process or socket rows)."""
+        where = self._where(host_name, boot_id, agent_id)
+        previous = self.get(host_name, boot_id, seq - 1, agent_id)
+        found = self.rows(
+            "SELECT max(seq) AS seq, count() AS n FROM (SELECT seq FROM processes WHERE %s AND seq < %d AND "
+            "seq >= %d UNION ALL SELECT seq FROM sockets WHERE %s AND seq < %d AND seq >= %d)"
+            % (where, seq, max(0, seq - TABLES_LOOKBACK), where, seq, max(0, seq - TABLES_LOOKBACK)))
+        tables = None
+        if found and int(found[0]["n"]):
+            tables_seq = int(found[0]["seq"])
+            record = previous if previous is not None and previous.seq == tables_seq else self.get(
+                host_name, boot_id, tables_seq, agent_id)
+            if record is not None:
+                tables = (tables_seq, decode_msgpack(record.payload))
+        return (decode_msgpack(previous.payload) if previous is not None else None), tables
 
     def add_gap(self, host_name, agent_id, boot_id, from_seq, to_seq, reason):
         """Note that the agent no longer has ``from_seq..to_seq`` (``to_seq`` None: the rest of that boot)."""

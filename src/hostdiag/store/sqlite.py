@@ -23,6 +23,11 @@ carries the CRC-32 of its uncompressed payload, checked on every read: a
 damaged record, or one whose chain is, is skipped and counted, never
 returned wrong.
 
+Each record's findings (store/findings_rows.py), evaluated as it is stored
+against the records before it (findings/stream.py), are rows of the
+``findings`` table, so that ``diag fleet`` answers from this store too
+(store/fleet_sqlite.py); they go with their records at retention.
+
 Retention (per host): :attr:`max_host_bytes` bounds the stored bytes of a
 host's stored records, :attr:`max_host_age_s` their age measured against
 that host's newest record (a host that died keeps its last days for the
@@ -45,6 +50,8 @@ from collections import namedtuple
 
 from hostdiag.encode.delta import apply, delta, document_of, key_order_fixes, next_prior, with_key_order
 from hostdiag.encode.wire import decode_msgpack, encode_msgpack
+from hostdiag.findings.stream import TABLES_LOOKBACK, FindingsStream
+from hostdiag.store.findings_rows import finding_rows
 
 DB_NAME = "collector.sqlite3"
 LOCK_NAME = "lock"
@@ -111,6 +118,26 @@ CREATE TABLE IF NOT EXISTS gaps (
     noted_ns INTEGER NOT NULL,
     PRIMARY KEY (boot_key, from_seq)
 );
+CREATE TABLE IF NOT EXISTS findings (
+    boot_key INTEGER NOT NULL REFERENCES boots(boot_key),
+    seq INTEGER NOT NULL,
+    n INTEGER NOT NULL,                 -- its place in the record's findings, crit first
+    host_id INTEGER NOT NULL,
+    wall_ns INTEGER NOT NULL,           -- the record's
+    rule TEXT NOT NULL,
+    severity TEXT NOT NULL,             -- crit or warn
+    subject TEXT,
+    title TEXT NOT NULL,
+    threshold TEXT NOT NULL,
+    evidence TEXT NOT NULL,             -- JSON {name: number}
+    culprit_kind TEXT,
+    culprit_pid INTEGER,
+    culprit_comm TEXT,
+    culprit_workload TEXT,
+    PRIMARY KEY (boot_key, seq, n)
+);
+CREATE INDEX IF NOT EXISTS findings_by_time ON findings (wall_ns);
+CREATE INDEX IF NOT EXISTS findings_by_host ON findings (host_id, wall_ns);
 CREATE TABLE IF NOT EXISTS status (
     host_id INTEGER PRIMARY KEY REFERENCES hosts(host_id),
     updated_ns INTEGER NOT NULL,
@@ -138,6 +165,7 @@ def _readonly_uri(path):
 
 class CollectorStore:
     """The store in ``directory``. ``readonly``: for readers, no lock, no writes.
+    ``findings``: evaluate and keep each record's findings.
 
     A writer holds ``<directory>/lock`` (flock) for its lifetime: one
     collector per store. Not thread-safe: one connection used by one thread
@@ -146,7 +174,7 @@ class CollectorStore:
     """
 
     def __init__(self, directory, readonly=False, max_host_bytes=DEFAULT_MAX_HOST_BYTES,
-                 max_host_age_s=DEFAULT_MAX_HOST_AGE_S, clock=time.time_ns):
+                 max_host_age_s=DEFAULT_MAX_HOST_AGE_S, clock=time.time_ns, findings=True):
         self.directory = os.fspath(directory)
         self.path = database_path(self.directory)
         self.readonly = readonly
@@ -158,6 +186,7 @@ class CollectorStore:
         self._cursor = None  # _Tip of the record the last read rebuilt (the next one's base)
         self._host_ids = {}
         self._boot_keys = {}
+        self._findings = FindingsStream() if findings else None
         self.corrupt_skipped = 0
         if readonly:
             if not os.path.exists(self.path):
@@ -332,6 +361,8 @@ class CollectorStore:
             self._tips.clear()
             self._host_ids.clear()
             self._boot_keys.clear()
+            if self._findings is not None:
+                self._findings.clear()
 
     def add_record(self, host_name, agent_id, boot_id, seq, wall_ns, payload):
         """Store one record (``payload``: msgpack bytes) inside the caller's
@@ -361,7 +392,38 @@ class CollectorStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (boot_key, seq, host, wall_ns, codec, zlib.crc32(payload), len(payload), len(stored), stored))
         self.db.execute("UPDATE hosts SET stored_bytes = stored_bytes + ? WHERE host_id = ?", (len(stored), host))
+        if doc is not None and self._findings is not None:
+            self._add_findings(host_name, agent_id, boot_id, seq, wall_ns, doc, host, boot_key)
         return True
+
+    def _add_findings(self, host_name, agent_id, boot_id, seq, wall_ns, doc, host, boot_key):
+        evaluated = self._findings.evaluate(host_name, agent_id, boot_id, seq, doc,
+                                            lambda boot, before: self._bases(host_name, agent_id, boot, before))
+        if evaluated is None:
+            return
+        self.db.executemany(
+            "INSERT OR REPLACE INTO findings (boot_key, seq, n, host_id, wall_ns, rule, severity, subject, title, "
+            "threshold, evidence, culprit_kind, culprit_pid, culprit_comm, culprit_workload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(boot_key, seq, r["n"], host, wall_ns, r["rule"], r["severity"], r["subject"], r["title"],
+              r["threshold"], json.dumps(r["evidence"], sort_keys=True), r["culprit_kind"], r["culprit_pid"],
+              r["culprit_comm"], r["culprit_workload"])
+             for r in finding_rows(evaluated.findings, evaluated.snapshot)])
+
+    def _bases(self, host_name, agent_id, boot_id, seq):
+        """The documents FindingsStream asks for when it lacks a base: record
+        seq - 1, and (seq, document) of the newest record with tables within
+        TABLES_LOOKBACK seqs before ``seq``."""
+        previous = tables = None
+        for record in self.range(host_name, boot_id, max(1, seq - TABLES_LOOKBACK), seq - 1, agent_id):
+            doc = document_of(record.payload)
+            if doc is None:
+                continue
+            if record.seq == seq - 1:
+                previous = doc
+            if doc.get("processes") is not None or doc.get("sockets") is not None:
+                tables = (record.seq, doc)
+        return previous, tables
 
     def add_gap(self, host_name, agent_id, boot_id, from_seq, to_seq, reason):
         """Note that the agent no longer has ``from_seq..to_seq`` (inclusive;
@@ -408,6 +470,10 @@ class CollectorStore:
                 deleted += self._delete(host, chain)
                 stored = self._stored_bytes(host)
         if deleted:
+            # A record's findings go with it.
+            self.db.execute(
+                "DELETE FROM findings WHERE host_id = ? AND NOT EXISTS "
+                "(SELECT 1 FROM records r WHERE r.boot_key = findings.boot_key AND r.seq = findings.seq)", (host,))
             # Gaps before what is kept are history of history: aged out too.
             self.db.execute(
                 "DELETE FROM gaps WHERE host_id = ? AND (to_seq IS NOT NULL AND to_seq < "
