@@ -333,9 +333,19 @@ class CollectorStore:
             self._host_ids.clear()
             self._boot_keys.clear()
 
-    def add_record(self, host_name, agent_id, boot_id, seq, wall_ns, payload):
+    def add_record(self, host_name, agent_id, boot_id, seq, wall_ns, payload, doc=None):
         """Store one record (``payload``: msgpack bytes) inside the caller's
-        transaction; True when stored, False when it was already there."""
+        transaction; True when stored, False when it was already there.
+
+        ``doc``: the map ``payload`` was encoded from, when the caller has it
+        (the collector's puller does): kept as the next delta frame's base
+        instead of decoding ``payload`` again (the largest cost of a table
+        record). As for History.append: it holds only what msgpack decodes to,
+        and nobody changes it afterwards. A delta frame is still checked
+        against ``payload`` byte for byte, and a keyframe's ``doc`` is
+        checked by encoding it (cheaper than decoding), so that a ``doc``
+        that does not match costs a keyframe, never a wrong record or a
+        wrong base for the next one."""
         payload = bytes(payload)
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise ValueError("a payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD_BYTES))
@@ -344,13 +354,17 @@ class CollectorStore:
         exists = self.db.execute("SELECT 1 FROM records WHERE boot_key = ? AND seq = ?", (boot_key, seq)).fetchone()
         if exists is not None:
             return False
-        doc = document_of(payload)
+        given = type(doc) is dict
+        if not given:
+            doc = document_of(payload)
         tip = self._tips.get(boot_key)
         stored = None
         if (tip is not None and tip.seq == seq - 1 and tip.doc is not None and doc is not None
                 and tip.chain_length < KEYFRAME_EVERY):
             stored = _delta_frame(tip, doc, payload)
         if stored is None:
+            if given and encode_msgpack(doc) != payload:
+                doc = document_of(payload)  # a chain's base must be what its keyframe holds
             codec, stored, chain_length, prior = CODEC_ZLIB, zlib.compress(payload, COMPRESS_LEVEL), 1, {}
         else:
             codec, chain_length, prior = CODEC_ZLIB_DELTA, tip.chain_length + 1, tip.prior
