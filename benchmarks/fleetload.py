@@ -71,23 +71,25 @@ SETTLE_DEADLINE_S = 300.0
 TOKEN = "fleetload-token"
 COLLECTOR_MAIN = ("import sys; from hostdiag.apps.collector import main_collector; "
                   "sys.exit(main_collector(sys.argv[1:]))")
-# The collector under cProfile, every thread (cProfile alone sees the main thread only);
-# argv[1] is the output file, the rest the collector's arguments.
+# The collector under cProfile, every thread (cProfile alone sees the main thread only,
+# and the collector's threads override run(): each thread's bootstrap is wrapped), timed
+# by each thread's CPU time (a wall clock would charge a function for the time its
+# thread waits for the GIL); argv[1] is the output file, the rest the collector's arguments.
 PROFILED_COLLECTOR_MAIN = """
-import cProfile, pstats, sys, threading
+import cProfile, pstats, sys, threading, time
 from hostdiag.apps.collector import main_collector
 profiles = []
-thread_run = threading.Thread.run
-def profiled_run(self):
-    profile = cProfile.Profile()
+bootstrap = threading.Thread._bootstrap_inner
+def profiled_bootstrap(self):
+    profile = cProfile.Profile(time.thread_time)
     profiles.append(profile)
     profile.enable()
     try:
-        thread_run(self)
+        bootstrap(self)
     finally:
         profile.disable()
-threading.Thread.run = profiled_run
-main = cProfile.Profile()
+threading.Thread._bootstrap_inner = profiled_bootstrap
+main = cProfile.Profile(time.thread_time)
 main.enable()
 try:
     code = main_collector(sys.argv[2:])
@@ -103,21 +105,32 @@ sys.exit(code)
 
 # -- recording ----------------------------------------------------------------
 
-def record_history(path, samples, interval_s=1.0, table_every=5):
+def record_history(path, samples, interval_s=1.0, table_every=5, extra_processes=0):
     """Take ``samples`` snapshots of this host, ``interval_s`` apart, the tables on every
-    ``table_every``-th (the agent's rule), and write them to ``path``; their sizes in bytes."""
+    ``table_every``-th (the agent's rule), and write them to ``path``; their sizes in bytes.
+    ``extra_processes``: that many ``sleep`` processes run meanwhile (a server's process
+    count, with short command lines), killed and reaped before returning."""
     from hostdiag.sampler import Sampler
     from hostdiag.sources.hostroot import HostRoot
 
     payloads = []
-    with Sampler(HostRoot()) as sampler:
-        started = time.monotonic()
-        for tick in range(samples):
-            snapshot = sampler.sample(tables=(tick + 1) % table_every == 0).to_dict()
-            payloads.append(encode_msgpack(snapshot))
-            time.sleep(max(0.0, started + (tick + 1) * interval_s - time.monotonic()))
+    sleepers = []
+    try:
+        for _ in range(extra_processes):
+            sleepers.append(subprocess.Popen(["sleep", "3600"], stdin=subprocess.DEVNULL))
+        with Sampler(HostRoot()) as sampler:
+            started = time.monotonic()
+            for tick in range(samples):
+                snapshot = sampler.sample(tables=(tick + 1) % table_every == 0).to_dict()
+                payloads.append(encode_msgpack(snapshot))
+                time.sleep(max(0.0, started + (tick + 1) * interval_s - time.monotonic()))
+    finally:
+        for proc in sleepers:
+            proc.kill()
+        for proc in sleepers:
+            proc.wait()
     header = {"format": RECORDING_FORMAT, "interval_s": interval_s, "table_every": table_every,
-              "recorded_ns": time.time_ns(), "host": os.uname().nodename}
+              "recorded_ns": time.time_ns(), "host": os.uname().nodename, "extra_processes": extra_processes}
     data = zlib.compress(msgpack.packb({"header": header, "payloads": payloads}, use_bin_type=True), 6)
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
@@ -661,6 +674,8 @@ def build_parser():
     rec.add_argument("--samples", type=int, default=60, help="samples to take (default 60)")
     rec.add_argument("--interval", type=float, default=1.0, help="seconds between samples (default 1)")
     rec.add_argument("--table-every", type=int, default=5, help="the tables every Nth sample (default 5)")
+    rec.add_argument("--extra-processes", type=int, default=0,
+                     help="run that many sleep processes while recording (default 0)")
     srv = commands.add_parser("serve", help="(used by run) serve simulated agents")
     srv.add_argument("--recording", required=True)
     srv.add_argument("--first", type=int, required=True)
@@ -686,7 +701,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command == "record":
-        sizes = record_history(args.out, args.samples, args.interval, args.table_every)
+        sizes = record_history(args.out, args.samples, args.interval, args.table_every, args.extra_processes)
         print("recorded %d samples, %d bytes of msgpack (largest %d) to %s"
               % (len(sizes), sum(sizes), max(sizes), args.out))
         return 0
