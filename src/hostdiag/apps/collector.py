@@ -122,8 +122,8 @@ class Writer(threading.Thread):
             for item in items:
                 kind = item[0]
                 if kind == "record":
-                    _, host, agent_id, boot_id, seq, wall_ns, payload, doc = item
-                    stored = store.add_record(host, agent_id, boot_id, seq, wall_ns, payload, doc)
+                    _, host, agent_id, boot_id, seq, wall_ns, payload, doc, change = item
+                    stored = store.add_record(host, agent_id, boot_id, seq, wall_ns, payload, doc, change)
                     key = "records_stored" if stored else "duplicates"
                     counts.setdefault(host, {}).setdefault(key, 0)
                     counts[host][key] += 1

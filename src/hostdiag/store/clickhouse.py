@@ -330,10 +330,12 @@ class ClickHouseStore:
                                   "AND seq = %d LIMIT 1" % (_quote(key[0]), _quote(key[1]), _quote(key[2]), seq)))
         return False
 
-    def add_record(self, host_name, agent_id, boot_id, seq, wall_ns, payload, doc=None):
+    def add_record(self, host_name, agent_id, boot_id, seq, wall_ns, payload, doc=None, change=None):
         """Add one record to the batch; True when added, False when it is already stored.
         ``doc``: the map ``payload`` was encoded from, when the caller has it: the
-        derived rows are taken from it instead of decoding ``payload`` again."""
+        derived rows are taken from it instead of decoding ``payload`` again.
+        ``change`` (how ``doc`` was built from the record before it) is not used:
+        this store keeps every record whole."""
         payload = bytes(payload)
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise ValueError("a payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD_BYTES))

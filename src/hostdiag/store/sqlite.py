@@ -43,7 +43,9 @@ import urllib.parse
 import zlib
 from collections import namedtuple
 
-from hostdiag.encode.delta import apply, delta, document_of, key_order_fixes, next_prior, with_key_order
+from hostdiag.encode.delta import (
+    apply, delta, document_of, key_order_fixes, next_prior, prior_keys, with_key_order,
+)
 from hostdiag.encode.wire import decode_msgpack, encode_msgpack
 
 DB_NAME = "collector.sqlite3"
@@ -333,7 +335,7 @@ class CollectorStore:
             self._host_ids.clear()
             self._boot_keys.clear()
 
-    def add_record(self, host_name, agent_id, boot_id, seq, wall_ns, payload, doc=None):
+    def add_record(self, host_name, agent_id, boot_id, seq, wall_ns, payload, doc=None, change=None):
         """Store one record (``payload``: msgpack bytes) inside the caller's
         transaction; True when stored, False when it was already there.
 
@@ -345,7 +347,16 @@ class CollectorStore:
         against ``payload`` byte for byte, and a keyframe's ``doc`` is
         checked by encoding it (cheaper than decoding), so that a ``doc``
         that does not match costs a keyframe, never a wrong record or a
-        wrong base for the next one."""
+        wrong base for the next one.
+
+        ``change``: how ``doc`` was built (a store.history.StoredChange: ``doc``
+        is ``apply(change.change, change.base, change.prior)``, as a
+        subscription builds a record from a delta frame). When its base is the
+        very document this store's chain ends with (record ``seq - 1``) and its
+        prior values are the chain's, it is stored as the delta frame as is:
+        computing it again and checking it (the largest cost of a record
+        that is not decoded) is skipped. The CRC-32 of ``payload`` is still
+        checked on every read."""
         payload = bytes(payload)
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise ValueError("a payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD_BYTES))
@@ -361,7 +372,9 @@ class CollectorStore:
         stored = None
         if (tip is not None and tip.seq == seq - 1 and tip.doc is not None and doc is not None
                 and tip.chain_length < KEYFRAME_EVERY):
-            stored = _delta_frame(tip, doc, payload)
+            stored = _reused_frame(tip, change) if given else None
+            if stored is None:
+                stored = _delta_frame(tip, doc, payload)
         if stored is None:
             if given and encode_msgpack(doc) != payload:
                 doc = document_of(payload)  # a chain's base must be what its keyframe holds
@@ -706,6 +719,22 @@ def _delta_frame(tip, doc, payload):
         return zlib.compress(encode_msgpack(frame), COMPRESS_LEVEL)
     except _DELTA_ERRORS:
         return None
+
+
+def _reused_frame(tip, change):
+    """The compressed delta frame of ``change`` (a StoredChange) when it applies
+    to ``tip`` exactly as it was built: the same base document (the object),
+    the next seq, and for each prior key the value the chain holds (the
+    object); else None."""
+    if change is None or change.base is not tip.doc or change.base_seq != tip.seq:
+        return None
+    try:
+        for key in prior_keys(change.change):
+            if tip.prior.get(key) is not change.prior.get(key) or key not in change.prior:
+                return None
+    except TypeError:
+        return None
+    return zlib.compress(encode_msgpack({"d": change.change}), COMPRESS_LEVEL)
 
 
 def _inflate(stored):
