@@ -533,8 +533,9 @@ def _measure(args, recording, workdir, children, started_servers):
     else:
         command = [sys.executable, "-c", COLLECTOR_MAIN]
     collector_log = open(os.path.join(workdir, "collector.log"), "wb")
-    collector = subprocess.Popen(command + ["--config", config], stdout=collector_log,
-                                 stderr=subprocess.STDOUT, env=env, cwd=workdir)
+    nice = args.collector_nice
+    collector = subprocess.Popen(command + ["--config", config], stdout=collector_log, stderr=subprocess.STDOUT,
+                                 env=env, cwd=workdir, preexec_fn=(lambda: os.nice(nice)) if nice else None)
     collector_log.close()
     children.append(collector)
     probe = ClickHouseProbe(store) if store.startswith("clickhouse://") else SqliteProbe(store)
@@ -587,6 +588,7 @@ def _observe(args, recording, agents, serving, collector, probe, workdir):
     window_end_ns = time.time_ns()
     result = {
         "store": args.store, "agents": len(agents), "interval_s": args.interval, "window_s": round(elapsed, 2),
+        "collector_nice": args.collector_nice,
         "recording": dict(recording.header, samples=len(recording.payloads)),
         "collector_cpu_s": round(cpu, 3),
         "collector_cores": round(cpu / elapsed, 3),
@@ -692,6 +694,8 @@ def build_parser():
                     "(default: start Debian's clickhouse-server on loopback, as tests/clickhouseproc.py)")
     go.add_argument("--serve-processes", type=int, default=1, help="processes hosting the agents (default 1)")
     go.add_argument("--poll-interval", type=float, default=5.0, help="the collector's poll_interval")
+    go.add_argument("--collector-nice", type=int, default=0, metavar="N",
+                    help="run the collector at this niceness (-10: ahead of other work on a shared machine)")
     go.add_argument("--profile", metavar="FILE", help="run the collector under cProfile (all threads), stats to FILE")
     go.add_argument("--workdir", default="/tmp", help="where the run's temporary directory goes")
     go.add_argument("--keep", action="store_true", help="keep the run's directory (logs, store)")

@@ -55,7 +55,7 @@ def test_bad_recording_is_one_line(tmp_path):
 
 def test_five_agents_nothing_lost(recording, tmp_path):
     args = argparse.Namespace(recording=recording, agents=5, seconds=3.0, interval=0.5, store="sqlite",
-                              clickhouse=None, serve_processes=1, poll_interval=1.0, profile=None,
+                              clickhouse=None, serve_processes=1, poll_interval=1.0, profile=None, collector_nice=0,
                               workdir=str(tmp_path), keep=False)
     result = fleetload.run(args, out=io.StringIO())
     assert result["collector_exit"] == 0
