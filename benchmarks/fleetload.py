@@ -294,8 +294,9 @@ class SimulatedAgents:
 
 def serve(args):
     """The ``serve`` command: write the agents' addresses to ``--ready`` when all listen;
-    on SIGUSR1 stop sampling and write each agent's newest seq to ``--ready``.done; on
-    SIGTERM exit."""
+    once the file ``--ready``.stop exists (looked for every POLL_S) stop sampling and
+    write each agent's newest seq to ``--ready``.done; on SIGTERM exit. (A file, not a
+    signal: a loop that falls behind may find its signal wake-up pipe full and lose one.)"""
     recording = Recording(args.recording)
     names = ["sim%05d" % n for n in range(args.first, args.first + args.count)]
     agents = SimulatedAgents(recording, names, args.interval)
@@ -304,9 +305,11 @@ def serve(args):
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGUSR1, lambda: _stop_sampling(agents, args.ready + ".done"))
         await agents.start()
         _write_json(args.ready, agents.addresses())
+        while not os.path.exists(args.ready + ".stop"):
+            await asyncio.sleep(POLL_S)
+        _stop_sampling(agents, args.ready + ".done")
         await stop.wait()
         await agents.close()
 
@@ -507,7 +510,8 @@ def _measure(args, recording, workdir, children, started_servers):
         log = open(os.path.join(workdir, "serve-%d.log" % first), "wb")
         proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", "--recording", args.recording,
                                  "--first", str(first), "--count", str(count), "--interval", str(args.interval),
-                                 "--ready", ready], stdout=log, stderr=subprocess.STDOUT, env=env)
+                                 "--ready", ready], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=(lambda: os.nice(args.serve_nice)) if args.serve_nice else None)
         log.close()
         children.append(proc)
         serving.append((proc, ready))
@@ -588,7 +592,7 @@ def _observe(args, recording, agents, serving, collector, probe, workdir):
     window_end_ns = time.time_ns()
     result = {
         "store": args.store, "agents": len(agents), "interval_s": args.interval, "window_s": round(elapsed, 2),
-        "collector_nice": args.collector_nice,
+        "collector_nice": args.collector_nice, "serve_nice": args.serve_nice,
         "recording": dict(recording.header, samples=len(recording.payloads)),
         "collector_cpu_s": round(cpu, 3),
         "collector_cores": round(cpu / elapsed, 3),
@@ -613,7 +617,8 @@ def _observe(args, recording, agents, serving, collector, probe, workdir):
     newest = {}
     late = []
     for proc, ready in serving:
-        proc.send_signal(signal.SIGUSR1)
+        with open(ready + ".stop", "w"):
+            pass
     for proc, ready in serving:
         _wait(lambda: os.path.exists(ready + ".done"), proc, "the agents to stop sampling", workdir)
         with open(ready + ".done") as f:
@@ -626,16 +631,26 @@ def _observe(args, recording, agents, serving, collector, probe, workdir):
         kept = probe.kept()
         return all(kept.get(name, (0, 0, 0, 0))[3] >= seq for name, seq in newest.items())
 
-    _wait(caught_up, collector, "the collector to store every agent's newest seq", workdir)
+    try:
+        _wait(caught_up, collector, "the collector to store every agent's newest seq", workdir,
+              deadline_s=args.drain_deadline)
+    except SystemExit as exc:
+        result["drained"] = str(exc)
+    else:
+        result["drained"] = True
     kept = probe.kept()
-    lost = duplicates = 0
+    lost = duplicates = behind = 0
     for name, seq in newest.items():
-        count, distinct, low, high = kept[name]
-        lost += seq - distinct + (low - 1)
+        count, distinct, low, high = kept.get(name, (0, 0, 1, 0))
+        # Not stored: a seq missing below the newest stored one (lost), or above it
+        # when the collector did not catch up (behind).
+        lost += high - distinct + (low - 1)
+        behind += seq - high
         duplicates += count - distinct
     result["records_produced"] = sum(newest.values())
     result["records_stored"] = sum(k[0] for k in kept.values())
     result["lost"] = lost
+    result["behind"] = behind
     result["duplicates"] = duplicates
     if isinstance(probe, ClickHouseProbe):
         tables = probe.table_bytes()
@@ -696,7 +711,11 @@ def build_parser():
     go.add_argument("--poll-interval", type=float, default=5.0, help="the collector's poll_interval")
     go.add_argument("--collector-nice", type=int, default=0, metavar="N",
                     help="run the collector at this niceness (-10: ahead of other work on a shared machine)")
+    go.add_argument("--serve-nice", type=int, default=0, metavar="N", help="the same for the simulated agents")
     go.add_argument("--profile", metavar="FILE", help="run the collector under cProfile (all threads), stats to FILE")
+    go.add_argument("--drain-deadline", type=float, default=SETTLE_DEADLINE_S, metavar="S",
+                    help="how long the collector gets to store every record once sampling stops (default %d)"
+                    % SETTLE_DEADLINE_S)
     go.add_argument("--workdir", default="/tmp", help="where the run's temporary directory goes")
     go.add_argument("--keep", action="store_true", help="keep the run's directory (logs, store)")
     return parser
