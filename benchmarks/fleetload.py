@@ -576,14 +576,17 @@ def _observe(args, recording, agents, serving, collector, probe, workdir):
         inserts_before = probe.inserts()
     cpu_before = cpu_seconds(collector.pid)
     serve_before = sum(cpu_seconds(proc.pid) for proc, _ in serving)
+    load_before = open("/proc/loadavg").read().split()[:3]
     started = time.monotonic()
     lags = []
+    stored = 0  # every record that appeared in the store during the window, older ones included
     while time.monotonic() - started < args.seconds:
         if collector.poll() is not None:
             raise SystemExit("fleetload: the collector exited with %s (log in %s)" % (collector.returncode, workdir))
         time.sleep(POLL_S)
         now = time.time_ns()
         for host, seq, wall in probe.new_records():
+            stored += 1
             if wall >= window_ns:
                 lags.append((now - wall) / 1e9)
     elapsed = time.monotonic() - started
@@ -598,9 +601,11 @@ def _observe(args, recording, agents, serving, collector, probe, workdir):
         "collector_cores": round(cpu / elapsed, 3),
         "collector_cpu_ms_per_agent_s": round(1000 * cpu / len(agents) / elapsed, 4),
         "agents_cpu_s": round(serve_cpu, 3),
+        "records_stored_in_window": stored,
+        "collector_cpu_ms_per_record": round(1000 * cpu / stored, 4) if stored else None,
         "records_in_window": len(lags),
         "records_expected_in_window": int(len(agents) * elapsed / args.interval),
-        "host_loadavg": open("/proc/loadavg").read().split()[:3],
+        "host_loadavg_before_after": [load_before, open("/proc/loadavg").read().split()[:3]],
         "cpus": os.cpu_count(),
     }
     ordered = sorted(lags)
