@@ -15,6 +15,7 @@ import time
 
 from hostdiag.apps.common import client_address
 from hostdiag.store.collector_store import open_collector_store
+from hostdiag.store.history import StoredChange
 
 log = logging.getLogger("hostdiag.collector")
 
@@ -393,7 +394,16 @@ class Puller(threading.Thread):
             if expected is not None and record.seq > expected:
                 self.missing(verify_with, agent_id, cursor, record.boot_id, expected, record.seq - 1, "skipped")
         payload = encode_msgpack(record.snapshot)
-        self.collector.put(("record", self.agent_name, agent_id, record.boot_id, record.seq, record.wall_ns, payload))
+        # The snapshot goes with its bytes, and the delta it was built with: the
+        # store takes the snapshot as the next delta's base instead of decoding the
+        # bytes again, and the delta as its frame when it has the same base
+        # (nothing changes them afterwards: the subscription's next delta builds
+        # a new map).
+        change = None
+        if record.change is not None:
+            change = StoredChange(record.seq, record.base_seq, record.base, record.change, record.prior)
+        self.collector.put(("record", self.agent_name, agent_id, record.boot_id, record.seq, record.wall_ns, payload,
+                            record.snapshot, change))
         cursor.note_record(record.boot_id, record.seq, record.wall_ns)
         self.status.add(records_received=1)
         if cursor.last == (record.boot_id, record.seq, record.wall_ns):

@@ -373,8 +373,12 @@ class ClickHouseStore:
                                   "AND seq = %d LIMIT 1" % (_quote(key[0]), _quote(key[1]), _quote(key[2]), seq)))
         return False
 
-    def add_record(self, host_name, agent_id, boot_id, seq, wall_ns, payload):
-        """Add one record to the batch; True when added, False when it is already stored."""
+    def add_record(self, host_name, agent_id, boot_id, seq, wall_ns, payload, doc=None, change=None):
+        """Add one record to the batch; True when added, False when it is already stored.
+        ``doc``: the map ``payload`` was encoded from, when the caller has it: the
+        derived rows are taken from it instead of decoding ``payload`` again.
+        ``change`` (how ``doc`` was built from the record before it) is not used:
+        this store keeps every record whole."""
         payload = bytes(payload)
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise ValueError("a payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD_BYTES))
@@ -387,10 +391,11 @@ class ClickHouseStore:
             _row_string(host_name) + _row_string(agent_id) + _row_string(boot_id) + struct.pack("<Q", seq)
             + struct.pack("<I", max(0, min(when, 2**32 - 1))) + struct.pack("<Q", wall_ns)
             + struct.pack("<I", zlib.crc32(payload)) + _row_string(payload))
-        try:
-            doc = decode_msgpack(payload)
-        except (ValueError, RecursionError):
-            doc = None
+        if type(doc) is not dict:
+            try:
+                doc = decode_msgpack(payload)
+            except (ValueError, RecursionError):
+                doc = None
         if isinstance(doc, dict):
             ident = {"host": host_name, "agent_id": agent_id, "boot_id": boot_id, "seq": seq, "time": when,
                      "wall_ns": wall_ns}

@@ -48,7 +48,9 @@ import urllib.parse
 import zlib
 from collections import namedtuple
 
-from hostdiag.encode.delta import apply, delta, document_of, key_order_fixes, next_prior, with_key_order
+from hostdiag.encode.delta import (
+    apply, delta, document_of, key_order_fixes, next_prior, prior_keys, with_key_order,
+)
 from hostdiag.encode.wire import decode_msgpack, encode_msgpack
 from hostdiag.findings.stream import TABLES_LOOKBACK, FindingsStream
 from hostdiag.store.findings_rows import finding_rows
@@ -364,9 +366,28 @@ class CollectorStore:
             if self._findings is not None:
                 self._findings.clear()
 
-    def add_record(self, host_name, agent_id, boot_id, seq, wall_ns, payload):
+    def add_record(self, host_name, agent_id, boot_id, seq, wall_ns, payload, doc=None, change=None):
         """Store one record (``payload``: msgpack bytes) inside the caller's
-        transaction; True when stored, False when it was already there."""
+        transaction; True when stored, False when it was already there.
+
+        ``doc``: the map ``payload`` was encoded from, when the caller has it
+        (the collector's puller does): kept as the next delta frame's base
+        instead of decoding ``payload`` again (the largest cost of a table
+        record). As for History.append: it holds only what msgpack decodes to,
+        and nobody changes it afterwards. A delta frame is still checked
+        against ``payload`` byte for byte, and a keyframe's ``doc`` is
+        checked by encoding it (cheaper than decoding), so that a ``doc``
+        that does not match costs a keyframe, never a wrong record or a
+        wrong base for the next one.
+
+        ``change``: how ``doc`` was built (a store.history.StoredChange: ``doc``
+        is ``apply(change.change, change.base, change.prior)``, as a
+        subscription builds a record from a delta frame). When its base is the
+        very document this store's chain ends with (record ``seq - 1``) and its
+        prior values are the chain's, it is stored as the delta frame as is:
+        computing it again and checking it (the largest cost of a record
+        that is not decoded) is skipped. The CRC-32 of ``payload`` is still
+        checked on every read."""
         payload = bytes(payload)
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise ValueError("a payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD_BYTES))
@@ -375,13 +396,19 @@ class CollectorStore:
         exists = self.db.execute("SELECT 1 FROM records WHERE boot_key = ? AND seq = ?", (boot_key, seq)).fetchone()
         if exists is not None:
             return False
-        doc = document_of(payload)
+        given = type(doc) is dict
+        if not given:
+            doc = document_of(payload)
         tip = self._tips.get(boot_key)
         stored = None
         if (tip is not None and tip.seq == seq - 1 and tip.doc is not None and doc is not None
                 and tip.chain_length < KEYFRAME_EVERY):
-            stored = _delta_frame(tip, doc, payload)
+            stored = _reused_frame(tip, change) if given else None
+            if stored is None:
+                stored = _delta_frame(tip, doc, payload)
         if stored is None:
+            if given and encode_msgpack(doc) != payload:
+                doc = document_of(payload)  # a chain's base must be what its keyframe holds
             codec, stored, chain_length, prior = CODEC_ZLIB, zlib.compress(payload, COMPRESS_LEVEL), 1, {}
         else:
             codec, chain_length, prior = CODEC_ZLIB_DELTA, tip.chain_length + 1, tip.prior
@@ -758,6 +785,22 @@ def _delta_frame(tip, doc, payload):
         return zlib.compress(encode_msgpack(frame), COMPRESS_LEVEL)
     except _DELTA_ERRORS:
         return None
+
+
+def _reused_frame(tip, change):
+    """The compressed delta frame of ``change`` (a StoredChange) when it applies
+    to ``tip`` exactly as it was built: the same base document (the object),
+    the next seq, and for each prior key the value the chain holds (the
+    object); else None."""
+    if change is None or change.base is not tip.doc or change.base_seq != tip.seq:
+        return None
+    try:
+        for key in prior_keys(change.change):
+            if tip.prior.get(key) is not change.prior.get(key) or key not in change.prior:
+                return None
+    except TypeError:
+        return None
+    return zlib.compress(encode_msgpack({"d": change.change}), COMPRESS_LEVEL)
 
 
 def _inflate(stored):

@@ -37,7 +37,14 @@ DEFAULT_PORT = 7411
 class SnapshotRecord:
     """One snapshot of an agent's history. ``full`` and ``frame_bytes`` say how
     it travelled on a subscription (a whole snapshot or a delta, and the
-    frame's size in bytes); a range or latest record is always whole."""
+    frame's size in bytes); a range or latest record is always whole.
+
+    A record that came as a delta keeps how it was built: ``snapshot`` is
+    ``encode.delta.apply(change, base, prior)``, ``base`` being the snapshot of
+    record ``base_seq``, the one the frame was sent against (the very object
+    this subscription yielded), and ``prior`` the values taken for
+    ``prior_keys(change)`` (the very objects); all four are None for a whole
+    record. A store reuses them instead of computing the delta again."""
 
     boot_id: str
     seq: int
@@ -45,6 +52,10 @@ class SnapshotRecord:
     snapshot: Dict[str, Any]
     full: bool = True
     frame_bytes: int = 0
+    change: Optional[Dict[str, Any]] = None
+    base_seq: Optional[int] = None
+    base: Optional[Dict[str, Any]] = None
+    prior: Optional[Dict[str, Any]] = None
 
 
 @dataclass
@@ -355,14 +366,15 @@ class Subscription:
         if (base is not None and base.boot_id == message.get("boot_id")
                 and base.seq == message.get("base_seq") and type(wanted) is dict
                 and all(self.prior.get(key, (None,))[0] == seq for key, seq in wanted.items())):
+            prior = {key: self.prior[key][1] for key in wanted}
             try:
-                snapshot = apply_delta(message["delta"], base.snapshot,
-                                       {key: self.prior[key][1] for key in wanted})
+                snapshot = apply_delta(message["delta"], base.snapshot, prior)
             except (ValueError, KeyError):
                 snapshot = None
             if snapshot is not None:
                 return self._keep(SnapshotRecord(message["boot_id"], message["seq"], message["wall_ns"],
-                                                 snapshot, full=False, frame_bytes=size))
+                                                 snapshot, full=False, frame_bytes=size, change=message["delta"],
+                                                 base_seq=base.seq, base=base.snapshot, prior=prior))
         # A delta against something we do not hold: never expected, but the
         # cure is cheap: start again from this record.
         self._resubscribe(message.get("boot_id"), message.get("seq"))

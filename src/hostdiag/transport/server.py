@@ -77,6 +77,23 @@ class AgentServer:
             self.thread.join()
             raise self._start_error
 
+    async def serve_here(self):
+        """Bind every listener on the running event loop and serve on it,
+        without a thread of its own: for one process that hosts many servers
+        on one loop (the fleet load tool, benchmarks/fleetload.py). Raises
+        OSError when a listener cannot be bound; end it with :meth:`close_here`."""
+        self.loop = asyncio.get_running_loop()
+        self._sampler_idle = asyncio.Event()
+        self._sampler_idle.set()
+        await self._bind()
+
+    async def close_here(self):
+        """End a server that :meth:`serve_here` started: drop its clients at
+        once and close its listeners."""
+        for conn in list(self.connections):
+            conn.transport.abort()
+        await self._close_listeners()
+
     def publish(self, record, snapshot, stored=None):
         """Hand a new record (and its snapshot as a dict) to the clients.
         ``stored``: how the history stored it (``History.newest_change``), or
