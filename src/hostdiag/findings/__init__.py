@@ -4,6 +4,11 @@ The layer sits left of everything that encodes, stores or shows: it reads a
 snapshot and its rates only. :func:`evaluate` is the entry point.
 
 * :mod:`~hostdiag.findings.rules`: the rules, :data:`RULES` and :func:`evaluate`;
+* :mod:`~hostdiag.findings.processes`: rules that name one process or user
+  (CPU, memory growth and leaks over history, file and process limits);
+* :mod:`~hostdiag.findings.events`: findings from the kernel log's events;
+* :mod:`~hostdiag.findings.ranking`: symptoms folded under their cause, and the order;
+* :mod:`~hostdiag.findings.guide`: where to look next, per rule;
 * :mod:`~hostdiag.findings.thresholds`: every limit, declared once with its unit and why;
 * :mod:`~hostdiag.findings.culprits`: which processes and connections explain a finding;
 * :mod:`~hostdiag.findings.values`: reading numbers out of sections, writing them in titles.
