@@ -79,8 +79,7 @@ def test_the_past_never_ranks_above_now(pair):
     assert [(f["id"], f["when"]) for f in found] == [("procs_zombie", "now"), ("kernel_oom_kill", "past")]
     past = found[1]
     assert past["severity"] == "warn" and past["ago_s"] == 600.0
-    assert past["title"] == ("1 OOM kill(s) in the kernel log, the last 10 min ago in /a.service; "
-                             "killed python3[2590] in /a.service")
+    assert past["title"] == "1 OOM kill(s) in the kernel log, the last 10 min ago; killed python3[2590] in /a.service"
     assert [s["id"] for s in past["symptoms"]] == ["oom_kill_since_boot"]
 
 

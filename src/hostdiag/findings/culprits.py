@@ -21,7 +21,7 @@ import heapq
 from hostdiag.derive.process_rates import process_key
 from hostdiag.derive.socket_rates import listeners_overflowing, top_connections
 from hostdiag.findings.values import get, num, rounded, show
-from hostdiag.findings.workloads import in_cgroup
+from hostdiag.findings.workloads import in_cgroup, workload_label
 
 # Processes or connections named per finding, and connections ranked per
 # measure (the report shows the same ranking).
@@ -209,7 +209,8 @@ def culprit_text(culprit):
     if kind == "parent":
         return "%s has %s zombie(s)" % (name, culprit.get("zombies"))
     if kind == "victim":
-        return "killed %s%s" % (name, " in %s" % culprit["cgroup"] if culprit.get("cgroup") else "")
+        cgroup = culprit.get("cgroup")
+        return "killed %s%s" % (name, " in %s" % workload_label({"kind": "other"}, cgroup) if cgroup else "")
     if culprit.get("fault"):
         return "%s %s" % (name, culprit["fault"])
     if num(culprit.get("fd_limit")) is not None:

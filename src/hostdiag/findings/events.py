@@ -85,10 +85,9 @@ def _oom(events, timing):
         return
     last = victims[-1]
     when = timing.when(last["ts_us"])
-    where = " in %s" % last["cgroup"] if last.get("cgroup") else ""
     yield finding(
         "kernel_oom_kill", CRIT if when == NOW else WARN,
-        "%d OOM kill(s) in the kernel log, the last %s%s" % (len(victims), timing.words(last["ts_us"]), where),
+        "%d OOM kill(s) in the kernel log, the last %s" % (len(victims), timing.words(last["ts_us"])),
         {"oom_kills_logged": len(victims), "last_ago_s": timing.ago_s(last["ts_us"])},
         "an OOM kill line in the kernel log", subject=last.get("cgroup"),
         culprits=[_culprit(v) for v in reversed(victims[-NAMED_EVENTS:])],

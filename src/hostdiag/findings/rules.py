@@ -322,8 +322,8 @@ def rule_tcp_listen(snapshot, rates, previous=None):
         backlog = full[0].get("backlog_max") if full else None
         yield finding(
             "tcp_listen_overflow", WARN,
-            "listen queues overflowing: %s overflows/s, %s drops/s, against %snet.core.somaxconn = %s" % (
-                show(overflows), show(drops), "" if backlog is None else "a listen backlog of %s and " % backlog,
+            "listen queues overflowing: %s overflows/s, %s drops/s (%snet.core.somaxconn %s)" % (
+                show(overflows), show(drops), "" if backlog is None else "backlog %s, " % backlog,
                 show(somaxconn)),
             {"listen_overflows_per_s": overflows, "listen_drops_per_s": drops,
              "passive_opens_per_s": get(tcp, "passive_opens_per_s"), "backlog_max": backlog,
@@ -358,9 +358,8 @@ def rule_tcp_listener_full(snapshot, rates, previous=None):
     culprits = [listener_culprit(snapshot, listener) for listener in full[:MAX_FULL_LISTENERS]]
     somaxconn = _sysctl(snapshot, "net.core.somaxconn")
     yield finding(
-        "tcp_listener_full", WARN, "accept queue full on %d listener(s): %s of a listen backlog of %s "
-        "(net.core.somaxconn = %s)" % (len(full), full[0].get("backlog"), full[0].get("backlog_max"),
-                                       show(somaxconn)),
+        "tcp_listener_full", WARN, "accept queue full on %d listener(s) (net.core.somaxconn %s)"
+        % (len(full), show(somaxconn)),
         {"listeners_full": len(full), "backlog": full[0].get("backlog"),
          "backlog_max": full[0].get("backlog_max"), "somaxconn": somaxconn},
         "accept queue in use >= listen backlog (capped at net.core.somaxconn)", subject=culprits[0]["local"],
@@ -414,7 +413,7 @@ def rule_softnet(snapshot, rates, previous=None):
     worst, cpu = max(per_cpu, key=lambda item: (item[0], str(item[1]))) if per_cpu else (None, None)
     backlog = _sysctl(snapshot, "net.core.netdev_max_backlog")
     if key == "dropped_per_s":
-        title = "softnet backlog full: %s packets/s dropped%s, against net.core.netdev_max_backlog = %s" % (
+        title = "softnet backlog full: %s packets/s dropped%s (net.core.netdev_max_backlog %s)" % (
             show(dropped), "" if cpu is None else ", most on cpu%s (%s/s)" % (cpu, show(worst)), show(backlog))
     else:
         title = "packet processing falling behind: %s time squeezes/s%s" % (
@@ -439,7 +438,7 @@ def rule_conntrack(snapshot, rates, previous=None):
         severity, name, op = WARN, "conntrack_warn_pct", ">"
     else:
         return
-    yield finding("conntrack_full", severity, "conntrack table %.0f %% full: %s of net.netfilter.nf_conntrack_max = %s"
+    yield finding("conntrack_full", severity, "conntrack table %.0f %% full: %s of nf_conntrack_max %s"
                    % (pct, show(count), show(maximum)),
                    {"used_pct": pct, "count": count, "max": maximum},
                    limit_text("entries", name, op=op, unit=" % of max"))
@@ -501,7 +500,7 @@ def rule_file_handles(snapshot, rates, previous=None):
         return
     pct = 100.0 * allocated / maximum
     if over(pct, "file_handles_pct"):
-        yield finding("file_handles", WARN, "%.0f %% of file handles allocated: %s of fs.file-max = %s"
+        yield finding("file_handles", WARN, "%.0f %% of file handles allocated: %s of fs.file-max %s"
                        % (pct, show(allocated), show(maximum)),
                        {"used_pct": pct, "allocated": allocated, "max": maximum},
                        limit_text("allocated", "file_handles_pct", unit=" % of fs.file-max"))
