@@ -100,3 +100,16 @@ def test_every_finding_has_the_ranked_shape(pair):
     for found in _evaluate(prev, cur) + F.evaluate(cur):
         assert {"when", "ago_s", "symptoms", "look_next"} <= set(found)
         assert found["look_next"] == LOOK_NEXT[found["id"]]
+
+
+def test_the_report_shows_what_a_cause_explains(pair):
+    from hostdiag.views.report import render_text
+
+    prev, cur = pair
+    cpu_hog(1.5)(prev, cur)
+    load(3)(prev, cur)
+    rates = derive_rates(prev, cur)
+    lines = render_text(cur, rates, F.evaluate(cur, rates, prev)).splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("FINDINGS"))
+    assert "CPUs saturated by 1 process(es); p300[300] 150 % CPU" in lines[first + 1]
+    assert "        explains: load_high, cpu_busy" in lines

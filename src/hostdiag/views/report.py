@@ -110,7 +110,7 @@ def _evidence_value(key, value):
 
 def _finding_lines(screen, finding):
     """The lines of one finding: severity and title (with its rule when it
-    fits), the evidence, then the culprits beyond the first."""
+    fits), the evidence, the culprits beyond the first, then the symptoms it explains."""
     lines = []
     severity = finding.get("severity", "")
     label = screen.paint("%-4s" % severity.upper(), SEVERITY_COLOR.get(severity))
@@ -135,6 +135,11 @@ def _finding_lines(screen, finding):
     # The title names the first culprit: a line only for more.
     if len(culprits) > 1:
         text = "who: " + "; ".join(culprit_text(c) for c in culprits)
+        lines.append("        " + (text if len(text) <= LINE_WIDTH else text[:LINE_WIDTH - 3] + "..."))
+    # The symptoms folded under this cause (findings.ranking), by rule id.
+    symptoms = [str(s.get("id")) for s in finding.get("symptoms") or () if isinstance(s, dict)]
+    if symptoms:
+        text = "explains: " + ", ".join(symptoms)
         lines.append("        " + (text if len(text) <= LINE_WIDTH else text[:LINE_WIDTH - 3] + "..."))
     return lines
 
