@@ -10,8 +10,8 @@ reads a window of history (``(snapshot, history)``, see
   CPU symptoms go under it (:mod:`hostdiag.findings.ranking`).
 * ``process_rss_growing``: resident memory growing fast within the interval.
 * ``process_rss_leak``: resident memory growing steadily over the history
-  window: the least-squares slope of RSS against time, with a good fit (r²),
-  so that one jump is not a leak.
+  window: the least-squares slope of RSS against time, with a good fit (r²)
+  and growth in most intervals, so that one jump is not a leak.
 * ``process_fd_limit``: open descriptors against the process's own soft
   RLIMIT_NOFILE; ``user_nproc_limit``: a user's tasks against its soft
   RLIMIT_NPROC. Both read the processes section's ``limits``
@@ -148,7 +148,10 @@ def rule_process_rss_leak(snapshot, history):
         if fitted is None:
             continue
         slope, r2 = fitted
-        if over(slope, "rss_leak_bytes_per_s") and at_least(r2, "rss_leak_fit_r2"):
+        grew = sum(1 for (_, a), (_, b) in zip(points, points[1:]) if b > a)
+        steady = 100.0 * grew / (len(points) - 1)
+        if over(slope, "rss_leak_bytes_per_s") and at_least(r2, "rss_leak_fit_r2") \
+                and at_least(steady, "rss_leak_growing_pct"):
             leaking.append((slope, r2, points, by_key[key]))
     if not leaking:
         return
@@ -160,9 +163,10 @@ def rule_process_rss_leak(snapshot, history):
         {"rss_leak_bytes_per_s": slope, "fit_r2": r2, "window_s": window, "samples": len(points),
          "rss_bytes": top.get("rss_bytes"), "grown_bytes": points[-1][1] - points[0][1],
          "processes": len(leaking)},
-        "%s, fit r² >= %s, over >= %s samples" % (
+        "%s, fit r² >= %s, growing in >= %s %% of >= %s samples" % (
             limit_text("resident memory slope", "rss_leak_bytes_per_s", unit=" bytes/s"),
-            show(THRESHOLDS["rss_leak_fit_r2"]), show(THRESHOLDS["rss_leak_samples"])),
+            show(THRESHOLDS["rss_leak_fit_r2"]), show(THRESHOLDS["rss_leak_growing_pct"]),
+            show(THRESHOLDS["rss_leak_samples"])),
         culprits=[process_culprit(r, rss_leak_bytes_per_s=s, fit_r2=fit, rss_bytes=r.get("rss_bytes"))
                   for s, fit, _, r in leaking[:CULPRITS]])
 

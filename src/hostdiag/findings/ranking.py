@@ -2,7 +2,8 @@
 
 When a cause and the symptoms it explains both fire (a process burning the
 CPUs, and the CPUs busy, PSI cpu and the load; processes stuck in D state,
-and iowait and io pressure), the symptoms leave the top level and go into the
+and iowait and io pressure; connections that retransmit, and the host's
+retransmit ratio), the symptoms leave the top level and go into the
 cause's ``symptoms``: ``[{"id", "severity", "title", "subject", "evidence"}]``.
 :data:`FOLDS` says which; a symptom goes under the first cause in it that is
 present; a cause takes the worst severity of its symptoms, and a cause
@@ -42,6 +43,7 @@ FOLDS = (
     ("process_rss_leak", ("process_rss_growing",) + _MEMORY_SYMPTOMS, SAME_WHEN),
     ("process_rss_growing", _MEMORY_SYMPTOMS, SAME_WHEN),
     ("tcp_listener_full", ("tcp_listen_overflow",), SAME_WHEN),
+    ("tcp_conn_retrans", ("tcp_retransmits",), SAME_WHEN),
 )
 
 

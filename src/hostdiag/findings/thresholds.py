@@ -112,6 +112,8 @@ TABLE = (
               "steady growth fits a line; one jump or a sawtooth does not"),
     Threshold("rss_leak_samples", 5, "samples with the process (at or above)",
               "a slope over fewer points is noise"),
+    Threshold("rss_leak_growing_pct", 75.0, "% of the intervals between samples in which RSS grew (at or above)",
+              "a leak grows all along; one jump between two far-apart clusters also fits a line"),
     Threshold("fd_limit_warn_pct", 90.0, "% of the process's soft RLIMIT_NOFILE",
               "the process's next open(), socket() or accept() fails with EMFILE"),
     Threshold("fd_limit_crit_pct", 100.0, "% of the soft RLIMIT_NOFILE (at or above)",
