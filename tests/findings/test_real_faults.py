@@ -11,7 +11,8 @@ The machine is shared with other test suites that load the CPUs, OOM-kill in
 their own cgroups and log to the kernel while these run. The scenes judged on
 one snapshot (gauge rules) and the CPU burners use every rule. The scenes that
 need a pair of snapshots use :data:`RULES_UNDER_TEST`: every rule but those
-that judge the whole host's CPU, memory and disks and the kernel log, which
+that judge the whole host's CPU, memory, disks and TCP resets, the cgroups,
+the kernel log and a process growing in memory (compilers grow fast), which
 the neighbours trip at random (the ranking itself is tested on edited
 snapshots in test_ranking.py).
 """
@@ -40,9 +41,9 @@ from hostdiag.sources.problems import Problems
 if os.geteuid() != 0:
     pytest.skip("the faults need root (cgroups, loop devices, setuid)", allow_module_level=True)
 
-NOISY = {R.rule_process_cpu, R.rule_load, R.rule_cpu_states, R.rule_one_cpu_busy, R.rule_pressure,
+NOISY = {R.rule_process_cpu, R.rule_process_rss_growing, R.rule_load, R.rule_cpu_states, R.rule_one_cpu_busy, R.rule_pressure,
          R.rule_swapping, R.rule_major_faults, R.rule_disk_util, R.rule_disk_await, R.rule_memory_available,
-         R.rule_oom_kills, R.rule_kernel_events, R.rule_kernel_log, R.rule_cgroup_oom_kills,
+         R.rule_tcp_resets, R.rule_oom_kills, R.rule_kernel_events, R.rule_kernel_log, R.rule_cgroup_oom_kills,
          R.rule_cgroup_pids, R.rule_cgroup_throttling, R.rule_cgroup_memory, R.rule_cgroup_pressure}
 RULES_UNDER_TEST = tuple(rule for rule in RULES if rule not in NOISY)
 MIB = 1 << 20
@@ -157,8 +158,8 @@ def test_a_steady_leak_is_named_and_one_jump_is_not():
             samples.append(sampler.sample())
             time.sleep(0.1)
     previous, current = samples[-2], samples[-1]
-    found = evaluate(current, derive_rates(previous, current), previous, rules=RULES_UNDER_TEST,
-                     history=samples[:-1])
+    found = evaluate(current, derive_rates(previous, current), previous,
+                     rules=RULES_UNDER_TEST + (R.rule_process_rss_growing,), history=samples[:-1])
     first = found[0]
     assert first["id"] == "process_rss_leak", found
     leaking = {c["pid"]: c for c in first["culprits"]}

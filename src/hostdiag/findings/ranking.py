@@ -3,7 +3,8 @@
 When a cause and the symptoms it explains both fire (a process burning the
 CPUs, and the CPUs busy, PSI cpu and the load; processes stuck in D state,
 and iowait and io pressure; connections that retransmit, and the host's
-retransmit ratio), the symptoms leave the top level and go into the
+retransmit ratio; a full softnet backlog, and the drops of the links it
+serves), the symptoms leave the top level and go into the
 cause's ``symptoms``: ``[{"id", "severity", "title", "subject", "evidence"}]``.
 :data:`FOLDS` says which; a symptom goes under the first cause in it that is
 present; a cause takes the worst severity of its symptoms, and a cause
@@ -44,6 +45,8 @@ FOLDS = (
     ("process_rss_growing", _MEMORY_SYMPTOMS, SAME_WHEN),
     ("tcp_listener_full", ("tcp_listen_overflow",), SAME_WHEN),
     ("tcp_conn_retrans", ("tcp_retransmits",), SAME_WHEN),
+    # The kernel counts a packet its backlog drops in the device's rx_dropped too.
+    ("softnet", ("nic_drops",), SAME_WHEN),
 )
 
 
