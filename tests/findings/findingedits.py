@@ -151,9 +151,20 @@ def conntrack(count):
     return edit
 
 
-def kmsg(severity):
-    return kernel(kmsg=[{"severity": severity, "level": "x", "facility": 0, "seq": 1, "ts_us": 5,
-                         "message": "EXT4-fs error (device vdz1)"}])
+def kmsg(severity, message="EXT4-fs error (device vdz1)", ago_s=0.5):
+    """Edit: one kernel log line in cur, logged ``ago_s`` before it (the pair
+    is one second apart: under 1 is in the interval)."""
+    return kmsg_lines((severity, message, ago_s))
+
+
+def kmsg_lines(*lines):
+    """Edit: kernel log lines ``(severity, message, seconds before cur)`` in cur."""
+    def edit(prev, cur):
+        now_us = cur.meta.mono_ns // 1000
+        cur.kernel["kmsg"] = [{"severity": severity, "level": "x", "facility": 0, "seq": i,
+                               "ts_us": now_us - int(ago_s * 1e6), "message": message}
+                              for i, (severity, message, ago_s) in enumerate(lines)]
+    return edit
 
 
 # --- process and socket tables, built by hand --------------------------------
@@ -172,20 +183,53 @@ def proc(pid, state="S", ppid=1, comm=None, start_time=None, **fields):
     return record
 
 
-def processes_section(records):
+def processes_section(records, limits=None):
     by_state = {}
     for r in records:
         by_state[r["state"]] = by_state.get(r["state"], 0) + 1
-    return {"processes": records, "counts": {"total": len(records), "threads": len(records),
-                                             "by_state": by_state}, "vanished": 0, "denied": 0}
+    section = {"processes": records, "counts": {"total": len(records), "threads": len(records),
+                                                "by_state": by_state}, "vanished": 0, "denied": 0}
+    if limits is not None:
+        section["limits"] = limits
+    return section
 
 
-def table(records_prev, records_cur):
-    """Edit: give both snapshots a process table."""
+def table(records_prev, records_cur, limits=None):
+    """Edit: give both snapshots a process table; ``limits`` ({pid: {"nofile":
+    [soft, hard], "nproc": [soft, hard]}}) in cur's, for those processes."""
     def edit(prev, cur):
         prev.processes = processes_section(records_prev)
-        cur.processes = processes_section(records_cur)
+        by_pid = {r["pid"]: r for r in records_cur}
+        cur.processes = processes_section(records_cur, None if limits is None else {
+            str(pid): dict(entry, start_time=by_pid[pid]["start_time"]) for pid, entry in limits.items()})
     return edit
+
+
+def cpu_hog(cpu_share, busy=95):
+    """Edit: all CPUs ``busy`` % busy, one process using ``cpu_share`` of a CPU."""
+    def edit(prev, cur):
+        total_ticks(user=busy, idle=100 - busy)(prev, cur)
+        ticks = cur.meta.clock_ticks
+        table([proc(300), proc(301)], [proc(300, utime=100 + int(ticks * cpu_share)), proc(301)])(prev, cur)
+    return edit
+
+
+def rss_growth(grown_bytes):
+    """Edit: process 310 grows by ``grown_bytes`` between the two snapshots."""
+    return table([proc(310, rss_bytes=100 << 20)], [proc(310, rss_bytes=(100 << 20) + grown_bytes)])
+
+
+def fd_use(fds, soft=100):
+    return table([], [proc(320, fd_count=fds), proc(321, fd_count=fds)],
+                 limits={320: {"nofile": [soft, 4096], "nproc": [None, None]}})
+
+
+def user_tasks(threads, soft=20):
+    """Edit: uid 1000 runs processes with ``threads`` tasks in all, under a
+    soft RLIMIT_NPROC of ``soft`` (read from one of them)."""
+    records = [proc(330, uid=1000, user="app", num_threads=threads - 1), proc(331, uid=1000, user="app"),
+               proc(332, num_threads=500)]
+    return table([], records, limits={330: {"nofile": [1024, 4096], "nproc": [soft, soft]}})
 
 
 def d_state(count, before=True, reused=False):

@@ -87,6 +87,10 @@ def test_an_oom_kill_in_a_unit_is_the_first_finding(table):
     assert (first["id"], first["severity"], first["subject"]) == ("cgroup_oom_kill", "crit", path)
     assert first["title"].startswith("1 OOM kill(s) in %s" % _unit(path))
     assert first["evidence"]["memory_max_bytes"] == 48 << 20
+    # The hog was the cgroup's only process: the kernel log names it, the victim.
+    victim = first["culprits"][0]
+    assert (victim["kind"], victim["pid"], victim["cgroup"]) == ("victim", hog.pid, path)
+    assert "kernel_oom_kill" in [s["id"] for s in first["symptoms"]]
 
 
 def test_forks_refused_at_pids_max_are_the_first_finding(table):

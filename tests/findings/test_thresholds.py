@@ -6,6 +6,8 @@ import re
 from hostdiag.findings import TABLE, THRESHOLDS, rules
 from hostdiag.findings.thresholds import at_least, limit_text, over
 from hostdiag.findings import cgroups as cgroup_rules
+from hostdiag.findings import events as event_rules
+from hostdiag.findings import processes as process_rules
 from hostdiag.findings import netns as netns_rules
 
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "findings.md"
@@ -30,7 +32,8 @@ def test_docs_list_exactly_the_declared_thresholds():
 
 
 def test_every_threshold_is_used_by_a_rule():
-    source = "".join(pathlib.Path(module.__file__).read_text() for module in (rules, cgroup_rules, netns_rules))
+    source = "".join(pathlib.Path(module.__file__).read_text() for module in (rules, cgroup_rules, event_rules,
+                                                                          process_rules, netns_rules))
     unused = [name for name in THRESHOLDS if '"%s"' % name not in source]
     assert unused == []
 

@@ -60,6 +60,8 @@ BYTE_PARSERS = {
                                        cgroup.BLKIO, cgroup.PRESSURE)],
     "cgroup.parse_keyed": [("cgroup.parse_keyed", _on("parse_keyed", CGROUP_KEYS))],
     "kmsg.parse_kmsg_record": [("kmsg.parse_kmsg_record", _on("parse_kmsg_record"))],
+    # A message as parse_kmsg_record decodes it.
+    "kmsg.kernel_event": [("kmsg.kernel_event", lambda impl, data: impl.kernel_event(data.decode("utf-8", "replace")))],
     "procnet.parse_net_inet": [("procnet.parse_net_inet", _on("parse_net_inet"))],
     "procnet.parse_net_unix": [("procnet.parse_net_unix", _on("parse_net_unix"))],
     "rtnetlink.parse_replies": [("rtnetlink.parse_replies.%d" % t, _rtnetlink_replies(t))
@@ -85,6 +87,7 @@ ONE_ARGUMENT = (
     "procpid.parse_cmdline", "procpid.parse_cgroup", "procpid.parse_oom_score_adj",
     "proctext.parse_stat", "proctext.parse_keyvalue", "proctext.parse_twoline", "proctext.parse_diskstats",
     "proctext.parse_netdev", "proctext.parse_softnet", "proctext.parse_sockstat",
+    "limits.parse_limits", "limits.stat_start_time",
     "swaps.parse_swaps", "sysctl.parse_file_nr", "sysctl.parse_single_int", "sysctl.parse_decimal",
     "uptime.parse_uptime",
 )
@@ -180,6 +183,14 @@ SAMPLES = {
     "cgroup.parse_blkio": ("", b"8:0 Read 1\n8:0 Write 2\n8:0 Discard 3\nTotal 6\n"),
     "cgroup.parse_cgroup_mounts": ("self/mountinfo", b""),
     "kmsg.parse_kmsg_record": ("", b"6,1234,5678901,-;eth0: link up\n SUBSYSTEM=net\n"),
+    "kmsg.kernel_event": ("", b"oom-kill:constraint=CONSTRAINT_MEMCG,task_memcg=/a.service,task=python3,pid=2590,uid=0\n"
+                              b"Memory cgroup out of memory: Killed process 2590 (python3) total-vm:540856kB\n"
+                              b"INFO: task kworker/0:1:123 blocked for more than 120 seconds.\n"
+                              b"I/O error, dev loop3, sector 0 op 0x1:(WRITE) flags 0x800\n"
+                              b"python3[4242]: segfault at 0 ip 00007f4 sp 00007ff error 4 in libc.so.6\n"
+                              b"ixgbe 0000:01:00.0 eth2: NIC Link is Down\n"),
+    "limits.parse_limits": ("self/limits", b""),
+    "limits.stat_start_time": ("self/stat", b""),
     "loadavg.parse_loadavg": ("loadavg", b"0.10 0.20 0.30 1/234 5678\n"),
     "mountinfo.parse_mountinfo": ("self/mountinfo", b""),
     "os_release.parse_os_release": ("/etc/os-release", b'NAME="Debian GNU/Linux"\nVERSION_ID="12"\n'),

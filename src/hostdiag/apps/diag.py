@@ -19,6 +19,16 @@ from hostdiag.apps.common import (
 from hostdiag.apps.terminal import add_screen_options, report_width
 
 COMMANDS = ("report", "version")
+# The history `diag` asks the local agent for (the rules over history: a
+# memory leak). The agent must answer within HISTORY_TIMEOUT_S, and the fetch
+# stops after HISTORY_BUDGET_S with what it has, so that the report stays
+# quick; records are read HISTORY_PAGE at a time and only their process
+# identities and RSS are kept.
+DEFAULT_AGENT = "unix:/run/hostdiag/agent.sock"
+HISTORY_WINDOW_S = 300
+HISTORY_TIMEOUT_S = 0.5
+HISTORY_BUDGET_S = 2.0
+HISTORY_PAGE = 32
 # Commands with parsers of their own: `diag NAME ARGS` runs module.function(ARGS).
 DELEGATED = {
     "agent": ("hostdiag.apps.agent", "main_agent"),
@@ -72,6 +82,11 @@ def _add_report_options(report):
                         help="read links and sockets from /proc/net instead of netlink")
     report.add_argument("--no-tables", action="store_true",
                         help="skip the process and socket tables (their sections are null)")
+    report.add_argument("--agent", default=DEFAULT_AGENT, metavar="ADDRESS",
+                        help="the local agent asked for the last %d minutes of history, if it answers within "
+                             "%.1f s (default %s)" % (HISTORY_WINDOW_S // 60, HISTORY_TIMEOUT_S, DEFAULT_AGENT))
+    report.add_argument("--no-history", action="store_true",
+                        help="do not ask the agent for history (the rules over history stay quiet)")
     report.add_argument("--version", action="store_true",
                         help="print the version (the first line of `diag version`) and exit")
     add_root_options(report)
@@ -157,7 +172,10 @@ def cmd_report(args, out):
             previous = rates = None
         if current.sockets is not None:
             sampler.add_socket_owners(current, socket_inodes_shown(current, rates))
-    findings = evaluate(current, rates, previous)
+    history = None
+    if not args.no_history and root.live and current.processes is not None:
+        history = agent_history(args.agent, current.meta.boot_id, current.meta.wall_ns)
+    findings = evaluate(current, rates, previous, history=history)
     if args.format == "text":
         color = args.output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         width = report_width(args, sys.stdout if args.output is None else None)
@@ -176,6 +194,44 @@ def cmd_report(args, out):
     else:
         out.write(payload)
     return EXIT_OK
+
+
+def _slim(snapshot):
+    """What the rules over history read of a stored snapshot (a plain dict):
+    its meta and its processes' identities and RSS; None without a process table."""
+    records = (snapshot.get("processes") or {}).get("processes") if isinstance(snapshot, dict) else None
+    if not isinstance(records, list):
+        return None
+    keep = ("pid", "start_time", "rss_bytes")
+    return {"meta": snapshot.get("meta"),
+            "processes": {"processes": [{k: r.get(k) for k in keep} for r in records if isinstance(r, dict)]}}
+
+
+def agent_history(address, boot_id, wall_ns):
+    """The snapshots of this boot (slimmed, oldest first) that the agent at
+    ``address`` holds from the last HISTORY_WINDOW_S; [] when no agent
+    answers in time. An agent that fails midway leaves what was read."""
+    from hostdiag.transport.client import AgentClient
+    from hostdiag.transport.protocol import ProtocolError
+
+    deadline = time.monotonic() + HISTORY_BUDGET_S
+    try:
+        client = AgentClient.connect(address, timeout=HISTORY_TIMEOUT_S)
+    except (OSError, ValueError, ProtocolError):
+        return []
+    kept = []
+    from_ns, from_seq = wall_ns - HISTORY_WINDOW_S * 1_000_000_000, None
+    try:
+        with client:
+            while time.monotonic() < deadline:
+                page = client.range_page(from_seq=from_seq, from_ns=from_ns, boot_id=boot_id, limit=HISTORY_PAGE)
+                kept.extend(slim for slim in (_slim(r.snapshot) for r in page.records) if slim is not None)
+                if not page.more:
+                    break
+                from_seq = page.next_seq
+    except (OSError, ProtocolError):
+        pass
+    return kept
 
 
 def _write_file(path, payload):

@@ -6,6 +6,11 @@ snapshot and its rates only. :func:`evaluate` is the entry point.
 * :mod:`~hostdiag.findings.rules`: the host's rules and :func:`~hostdiag.findings.rules.evaluate`;
 * :mod:`~hostdiag.findings.netns`: the rules over the network namespaces; :data:`RULES`
   here is both, and :func:`evaluate` here runs them all;
+* :mod:`~hostdiag.findings.processes`: rules that name one process or user
+  (CPU, memory growth and leaks over history, file and process limits);
+* :mod:`~hostdiag.findings.events`: findings from the kernel log's events;
+* :mod:`~hostdiag.findings.ranking`: symptoms folded under their cause, and the order;
+* :mod:`~hostdiag.findings.guide`: where to look next, per rule;
 * :mod:`~hostdiag.findings.thresholds`: every limit, declared once with its unit and why;
 * :mod:`~hostdiag.findings.culprits`: which processes and connections explain a finding;
 * :mod:`~hostdiag.findings.values`: reading numbers out of sections, writing them in titles.
@@ -30,8 +35,9 @@ __all__ = [
 RULES = host_rules.RULES + NETNS_RULES
 
 
-def evaluate(snapshot, rates=None, previous=None, rules=RULES):
+def evaluate(snapshot, rates=None, previous=None, rules=RULES, history=None):
     """Every finding of ``rules`` (all of them by default: the host's and the
     network namespaces') over one snapshot, its rates and the snapshot they
-    start at, ordered as :func:`hostdiag.findings.rules.evaluate` orders them."""
-    return host_rules.evaluate(snapshot, rates, previous, rules)
+    start at, ranked as :func:`hostdiag.findings.rules.evaluate` ranks them;
+    ``history``: older snapshots of the window, for the rules over history."""
+    return host_rules.evaluate(snapshot, rates, previous, rules, history=history)

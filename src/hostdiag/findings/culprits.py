@@ -2,8 +2,12 @@
 
 A process culprit is ``{"kind": "process", "pid", "start_time", "comm",
 "user", "command"}`` plus the measure it was ranked by (``cpu_pct``,
-``io_bytes_per_s``, ``rss_bytes``, ``majflt_per_s``), or ``{"kind": "parent",
-..., "zombies": n}``; a connection is ``{"kind": "connection", "local",
+``io_bytes_per_s``, ``rss_bytes``, ``majflt_per_s``, ``rss_growth_bytes_per_s``,
+``rss_leak_bytes_per_s`` with ``fit_r2``, ``fd_count`` with ``fd_limit``,
+``threads``, ``blocked_s``, ``fault``), or ``{"kind": "parent", ...,
+"zombies": n}``; an OOM victim from the kernel log is ``{"kind": "victim",
+"pid", "comm", "cgroup"}`` and a user ``{"kind": "user", "uid", "user",
+"tasks", "nproc_limit"}``; a connection is ``{"kind": "connection", "local",
 "remote", "state", "rtt_ms", "total_retrans", "retrans_per_s", "processes"}``
 and a listener ``{"kind": "listener", "local", "backlog", "backlog_max",
 "processes"}``, where ``processes`` lists ``{"pid", "comm"}`` of the holders
@@ -17,7 +21,7 @@ import heapq
 from hostdiag.derive.process_rates import process_key
 from hostdiag.derive.socket_rates import listeners_overflowing, top_connections
 from hostdiag.findings.values import get, num, rounded, show
-from hostdiag.findings.workloads import in_cgroup
+from hostdiag.findings.workloads import in_cgroup, workload_label
 
 # Processes or connections named per finding, and connections ranked per
 # measure (the report shows the same ranking).
@@ -176,6 +180,10 @@ _MIB = 1024.0 * 1024.0
 # measure -> its words in a title
 _CULPRIT_UNITS = (
     ("cpu_pct", lambda v: "%.0f %% CPU" % v),
+    ("rss_leak_bytes_per_s", lambda v: "leaks %.1f MiB/min" % (v * 60 / _MIB)),
+    ("rss_growth_bytes_per_s", lambda v: "grows %.1f MiB/s" % (v / _MIB)),
+    ("blocked_s", lambda v: "blocked > %d s" % v),
+    ("threads", lambda v: "%d threads" % v),
     ("io_bytes_per_s", lambda v: "%.1f MiB/s I/O" % (v / _MIB)),
     ("rss_bytes", lambda v: "%.0f MiB resident" % (v / _MIB)),
     ("majflt_per_s", lambda v: "%.0f major faults/s" % v),
@@ -194,9 +202,19 @@ def culprit_text(culprit):
         return "%s backlog %s/%s%s" % (culprit.get("local"), culprit.get("backlog"),
                                        culprit.get("backlog_max"),
                                        _owner_text(culprit.get("processes")))
+    if kind == "user":
+        return "user %s %s of %s tasks" % (culprit.get("user") or culprit.get("uid"), culprit.get("tasks"),
+                                          culprit.get("nproc_limit"))
     name = "%s[%s]" % (culprit.get("comm"), culprit.get("pid"))
     if kind == "parent":
         return "%s has %s zombie(s)" % (name, culprit.get("zombies"))
+    if kind == "victim":
+        cgroup = culprit.get("cgroup")
+        return "killed %s%s" % (name, " in %s" % workload_label({"kind": "other"}, cgroup) if cgroup else "")
+    if culprit.get("fault"):
+        return "%s %s" % (name, culprit["fault"])
+    if num(culprit.get("fd_limit")) is not None:
+        return "%s %s of %s fds" % (name, culprit.get("fd_count"), culprit.get("fd_limit"))
     for key, words in _CULPRIT_UNITS:
         value = num(culprit.get(key))
         if value is not None:

@@ -7,7 +7,10 @@ start at, both None for a single snapshot. It yields findings::
     {"id": rule id, "severity": "crit" | "warn", "title": one line,
      "evidence": {name: number}, "threshold": the limit that fired, as text,
      "subject": the disk, link, mount point, CPU or connection concerned, or None,
-     "culprits": [the processes or connections behind it, most to blame first]}
+     "culprits": [the processes or connections behind it, most to blame first],
+     "when": "now" | "past", "ago_s": seconds since a past event or None,
+     "symptoms": [the findings it explains, folded under it by evaluate],
+     "look_next": where to look next (hostdiag.findings.guide)}
 
 Rules over rates stay quiet when ``rates`` is None or a rate is unknown; the
 rule over two snapshots (processes stuck in D state) when ``previous`` is
@@ -42,9 +45,16 @@ from hostdiag.findings.cgroups import (
     rule_cgroup_pressure,
     rule_cgroup_throttling,
 )
-from hostdiag.findings.finding import CRIT, WARN, finding
-
-_SEVERITY_ORDER = {CRIT: 0, WARN: 1}
+from hostdiag.findings.events import rule_kernel_events, rule_kernel_log
+from hostdiag.findings.finding import CRIT, PAST, WARN, finding
+from hostdiag.findings.processes import (
+    rule_process_cpu,
+    rule_process_fd_limit,
+    rule_process_rss_growing,
+    rule_process_rss_leak,
+    rule_user_nproc_limit,
+)
+from hostdiag.findings.ranking import rank
 
 # Processes named in a D-state finding.
 NAMED_D_STATE = 5
@@ -166,7 +176,7 @@ def rule_oom_kills(snapshot, rates, previous=None):
         yield finding(
             "oom_kill_since_boot", WARN, "%d OOM kill(s) since boot" % since_boot,
             {"oom_kills_since_boot": since_boot},
-            limit_text("OOM kills since boot", "oom_kills"))
+            limit_text("OOM kills since boot", "oom_kills"), when=PAST)
 
 
 def rule_pressure(snapshot, rates, previous=None):
@@ -307,13 +317,19 @@ def rule_tcp_listen(snapshot, rates, previous=None):
     if over(drops, "tcp_listen_drops_per_s"):
         fired.append(limit_text("listen drops", "tcp_listen_drops_per_s", unit="/s"))
     if fired:
+        full = full_listeners(snapshot)
+        somaxconn = _sysctl(snapshot, "net.core.somaxconn")
+        backlog = full[0].get("backlog_max") if full else None
         yield finding(
             "tcp_listen_overflow", WARN,
-            "listen queues overflowing: %s overflows/s, %s drops/s" % (show(overflows), show(drops)),
+            "listen queues overflowing: %s overflows/s, %s drops/s (%snet.core.somaxconn %s)" % (
+                show(overflows), show(drops), "" if backlog is None else "backlog %s, " % backlog,
+                show(somaxconn)),
             {"listen_overflows_per_s": overflows, "listen_drops_per_s": drops,
-             "passive_opens_per_s": get(tcp, "passive_opens_per_s")},
+             "passive_opens_per_s": get(tcp, "passive_opens_per_s"), "backlog_max": backlog,
+             "somaxconn": somaxconn},
             " or ".join(fired),
-            culprits=[listener_culprit(snapshot, listener) for listener in full_listeners(snapshot)])
+            culprits=[listener_culprit(snapshot, listener) for listener in full])
 
 
 def rule_tcp_conn_retrans(snapshot, rates, previous=None):
@@ -340,11 +356,14 @@ def rule_tcp_listener_full(snapshot, rates, previous=None):
     if not full:
         return
     culprits = [listener_culprit(snapshot, listener) for listener in full[:MAX_FULL_LISTENERS]]
+    somaxconn = _sysctl(snapshot, "net.core.somaxconn")
     yield finding(
-        "tcp_listener_full", WARN, "accept queue full on %d listener(s)" % len(full),
+        "tcp_listener_full", WARN, "accept queue full on %d listener(s) (net.core.somaxconn %s)"
+        % (len(full), show(somaxconn)),
         {"listeners_full": len(full), "backlog": full[0].get("backlog"),
-         "backlog_max": full[0].get("backlog_max")},
-        "accept queue in use >= listen backlog", subject=culprits[0]["local"], culprits=culprits)
+         "backlog_max": full[0].get("backlog_max"), "somaxconn": somaxconn},
+        "accept queue in use >= listen backlog (capped at net.core.somaxconn)", subject=culprits[0]["local"],
+        culprits=culprits)
 
 
 def rule_tcp_resets(snapshot, rates, previous=None):
@@ -372,20 +391,39 @@ def rule_udp_errors(snapshot, rates, previous=None):
             limit_text("UDP InErrors", "udp_in_errors_per_s", unit="/s"))
 
 
+def _sysctl(snapshot, name):
+    return num(get(getattr(snapshot, "kernel", None), "sysctl", name))
+
+
 def rule_softnet(snapshot, rates, previous=None):
-    total = get(rates, "network", "softnet", "total")
+    softnet = get(rates, "network", "softnet")
+    total = get(softnet, "total")
     dropped, squeezed = get(total, "dropped_per_s"), get(total, "time_squeeze_per_s")
     fired = []
     if over(dropped, "softnet_dropped_per_s"):
         fired.append(limit_text("softnet dropped", "softnet_dropped_per_s", unit="/s"))
     if over(squeezed, "softnet_time_squeeze_per_s"):
         fired.append(limit_text("time_squeeze", "softnet_time_squeeze_per_s", unit="/s"))
-    if fired:
-        yield finding(
-            "softnet", WARN, "packet processing falling behind (softnet)",
-            {"dropped_per_s": dropped, "time_squeeze_per_s": squeezed,
-             "processed_per_s": get(total, "processed_per_s")},
-            " or ".join(fired))
+    if not fired:
+        return
+    # The CPU whose backlog drops most (else the one squeezed most) is named.
+    key = "dropped_per_s" if over(dropped, "softnet_dropped_per_s") else "time_squeeze_per_s"
+    per_cpu = [(num(get(row, key)), cpu) for cpu, row in (get(softnet, "cpus") or {}).items()
+               if num(get(row, key)) is not None]
+    worst, cpu = max(per_cpu, key=lambda item: (item[0], str(item[1]))) if per_cpu else (None, None)
+    backlog = _sysctl(snapshot, "net.core.netdev_max_backlog")
+    if key == "dropped_per_s":
+        title = "softnet backlog full: %s packets/s dropped%s (net.core.netdev_max_backlog %s)" % (
+            show(dropped), "" if cpu is None else ", most on cpu%s (%s/s)" % (cpu, show(worst)), show(backlog))
+    else:
+        title = "packet processing falling behind: %s time squeezes/s%s" % (
+            show(squeezed), "" if cpu is None else ", most on cpu%s" % cpu)
+    yield finding(
+        "softnet", WARN, title,
+        {"dropped_per_s": dropped, "time_squeeze_per_s": squeezed,
+         "processed_per_s": get(total, "processed_per_s"), "cpu": cpu if isinstance(cpu, int) else None,
+         "cpu_" + key: worst, "netdev_max_backlog": backlog},
+        " or ".join(fired), subject=None if cpu is None else "cpu%s" % cpu)
 
 
 def rule_conntrack(snapshot, rates, previous=None):
@@ -400,7 +438,8 @@ def rule_conntrack(snapshot, rates, previous=None):
         severity, name, op = WARN, "conntrack_warn_pct", ">"
     else:
         return
-    yield finding("conntrack_full", severity, "conntrack table %.0f %% full" % pct,
+    yield finding("conntrack_full", severity, "conntrack table %.0f %% full: %s of nf_conntrack_max %s"
+                   % (pct, show(count), show(maximum)),
                    {"used_pct": pct, "count": count, "max": maximum},
                    limit_text("entries", name, op=op, unit=" % of max"))
 
@@ -461,7 +500,8 @@ def rule_file_handles(snapshot, rates, previous=None):
         return
     pct = 100.0 * allocated / maximum
     if over(pct, "file_handles_pct"):
-        yield finding("file_handles", WARN, "%.0f %% of file handles allocated" % pct,
+        yield finding("file_handles", WARN, "%.0f %% of file handles allocated: %s of fs.file-max %s"
+                       % (pct, show(allocated), show(maximum)),
                        {"used_pct": pct, "allocated": allocated, "max": maximum},
                        limit_text("allocated", "file_handles_pct", unit=" % of fs.file-max"))
 
@@ -471,44 +511,35 @@ def rule_tainted(snapshot, rates, previous=None):
     if tainted:
         letters = get(snapshot.kernel, "taint_flags") or "?"
         yield finding("kernel_tainted", WARN, "kernel tainted: %s" % letters,
-                       {"tainted": tainted}, "tainted != 0")
+                       {"tainted": tainted}, "tainted != 0", when=PAST)
 
 
-def rule_kernel_log(snapshot, rates, previous=None):
-    limit = THRESHOLDS["kernel_log_severity"]
-    lines = [line for line in get(snapshot.kernel, "kmsg") or ()
-             if isinstance(line, dict) and num(line.get("severity")) is not None
-             and line["severity"] <= limit]
-    if not lines:
-        return
-    worst = min(line["severity"] for line in lines)
-    last = lines[-1]
-    yield finding(
-        "kernel_log_errors", CRIT if worst < limit else WARN,
-        "%d kernel log line(s) at err or worse; last: %s"
-        % (len(lines), str(last.get("message") or "")[:80]),
-        {"lines": len(lines), "worst_severity": worst, "last_ts_us": last.get("ts_us")},
-        "kernel log severity <= %d (err); crit below" % limit)
-
-
+# Causes with a culprit first, host-wide symptoms after: within one
+# severity, findings keep this order (hostdiag.findings.ranking).
 RULES = (
     rule_cgroup_oom_kills, rule_cgroup_pids, rule_cgroup_throttling, rule_cgroup_memory,
     rule_cgroup_pressure,
-    rule_oom_kills, rule_memory_available, rule_filesystems, rule_readonly,
-    rule_conntrack, rule_kernel_log,
+    rule_oom_kills, rule_kernel_events,
+    rule_process_fd_limit, rule_user_nproc_limit,
+    rule_memory_available, rule_filesystems, rule_readonly, rule_conntrack,
+    rule_procs_d_state, rule_process_cpu, rule_process_rss_growing,
+    rule_tcp_listener_full, rule_procs_zombies,
     rule_load, rule_cpu_states, rule_one_cpu_busy, rule_pressure,
     rule_swapping, rule_major_faults,
     rule_disk_util, rule_disk_await,
-    rule_procs_d_state, rule_procs_zombies,
-    rule_links, rule_tcp_retransmits, rule_tcp_conn_retrans, rule_tcp_listen,
-    rule_tcp_listener_full, rule_tcp_resets, rule_udp_errors,
-    rule_softnet, rule_file_handles, rule_tainted,
+    rule_links, rule_tcp_conn_retrans, rule_tcp_retransmits, rule_tcp_listen,
+    rule_tcp_resets, rule_udp_errors,
+    rule_softnet, rule_file_handles, rule_kernel_log, rule_tainted,
 )
 
 
-def evaluate(snapshot, rates=None, previous=None, rules=RULES):
+def evaluate(snapshot, rates=None, previous=None, rules=RULES, history=None):
     """Every finding of ``rules`` over one snapshot, the rates ending at it and
-    the snapshot they start at (both None for a single snapshot), crit first,
-    then in rule order."""
-    found = [f for rule in rules for f in rule(snapshot, rates, previous)]
-    return sorted(found, key=lambda f: _SEVERITY_ORDER[f["severity"]])
+    the snapshot they start at (both None for a single snapshot), ranked by
+    cause (:func:`hostdiag.findings.ranking.rank`: symptoms under their
+    cause, now before past, crit before warn, then in rule order).
+    ``history``: older snapshots of the window before (typed or plain
+    dicts, oldest first), for the rules over history (a memory leak)."""
+    found = [f for f in rule_process_rss_leak(snapshot, history)] if history else []
+    found.extend(f for rule in rules for f in rule(snapshot, rates, previous))
+    return rank(found)

@@ -20,6 +20,10 @@ walk; retransmits and cgroup rates per second are less sensitive to a few
 milliseconds (the cgroup walk of a few hundred groups takes tens of them, the
 same in both samples of a pair).
 
+The processes section carries, beside the table's own keys, ``limits``: the
+resource limits of the processes that matter
+(:mod:`hostdiag.sources.proc_pid_limits`).
+
 The cgroups section carries, beside the table's own keys, ``workloads``:
 ``{cgroup path: workload}`` (records.WORKLOAD) for every cgroup row and every
 process's cgroup, so that a view or a finding names what a path runs.
@@ -32,6 +36,7 @@ from hostdiag.sources.cgroups import DEFAULT_MAX_CGROUPS, DEFAULT_MAX_DEPTH, Cgr
 from hostdiag.sources.hostroot import UNAVAILABLE
 from hostdiag.sources.proc_pid import ProcessTable
 from hostdiag.sources.proc_pid_fd import map_pids
+from hostdiag.sources.proc_pid_limits import LimitsReader
 from hostdiag.sources.sock_diag import SocketTable
 from hostdiag.sources.workloads import WorkloadResolver
 
@@ -53,6 +58,7 @@ class TableCollector:
                  max_cgroups=DEFAULT_MAX_CGROUPS):
         self.root = root
         self.processes = ProcessTable(root, fd_counts=fd_counts)
+        self.limits = LimitsReader(root)
         self.sockets = SocketTable(root, netlink=netlink)
         self.cgroups = CgroupTable(root, max_depth=cgroup_depth, max_cgroups=max_cgroups)
         self.workloads = WorkloadResolver(root)
@@ -64,6 +70,11 @@ class TableCollector:
         sockets = _table("sockets", self.sockets.collect, problems)
         cgroups = _table("cgroups", self.cgroups.collect, problems)
         processes = _table("processes", self.processes.scan, problems)
+        if processes is not None:
+            # A handful of small reads at most (cached), after the scan: the
+            # rates' timing above is kept.
+            processes["limits"] = _table("limits", lambda found: self.limits.read(processes["processes"], found),
+                                         problems)
         if cgroups is not None:
             paths = [row["path"] for row in cgroups["cgroups"]]
             if processes is not None:

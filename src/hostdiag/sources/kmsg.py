@@ -1,8 +1,11 @@
-"""/dev/kmsg: the newest kernel log records of warning level or worse."""
+"""/dev/kmsg: the newest kernel log records of warning level or worse, and
+the lower-level ones that name an event (:func:`hostdiag.parsers.kmsg.kernel_event`:
+the ``oom-kill:`` line with the victim's cgroup, segfaults, NIC links going
+up or down are logged at info level)."""
 
 import os
 
-from hostdiag.parsers.kmsg import parse_kmsg_record
+from hostdiag.parsers.kmsg import kernel_event, parse_kmsg_record
 from hostdiag.sources.hostroot import SourceError, error_kind
 
 SOURCE = "kernel"
@@ -17,8 +20,8 @@ KMSG_RECORD_BYTES = 8192
 
 
 def read_kmsg(root, problems, max_lines=KMSG_MAX_LINES):
-    """The newest ``max_lines`` records of warning level or worse in /dev/kmsg,
-    oldest first, or None when it cannot be read."""
+    """The newest ``max_lines`` records of warning level or worse, or naming
+    an event, in /dev/kmsg, oldest first, or None when it cannot be read."""
     path = root.host("dev", "kmsg")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -40,7 +43,8 @@ def read_kmsg(root, problems, max_lines=KMSG_MAX_LINES):
             if not record:
                 break
             entry = parse_kmsg_record(record)
-            if entry is not None and entry["severity"] <= KMSG_WORST_LEVEL:
+            if entry is not None and (entry["severity"] <= KMSG_WORST_LEVEL
+                                      or kernel_event(entry["message"]) is not None):
                 lines.append(entry)
                 if len(lines) > max_lines:
                     del lines[0]

@@ -14,8 +14,9 @@ What is read when:
   outlive one) and, on a recorded or mounted root, ``uname``'s sysname,
   release and version (fixed while a kernel runs);
 * every ``IDENTITY_REFRESH_SAMPLES`` samples, starting with the first:
-  ``os_release``, ``pid_max``, ``threads_max``, and, on a recorded or mounted
-  root, ``hostname``;
+  ``os_release``, ``pid_max``, ``threads_max``, the network limits the
+  findings name (``net.core.netdev_max_backlog``, ``net.core.somaxconn``)
+  and, on a recorded or mounted root, ``hostname``;
 * ``kmsg`` only when a sample asks for it.
 
 A cached value that could not be read records its error again in every
@@ -34,6 +35,9 @@ SOURCE = "kernel"
 # (os-release, pid_max, threads-max; the hostname of a non-live root): a
 # minute of samples at the one-second interval of `diag`.
 IDENTITY_REFRESH_SAMPLES = 60
+# The sysctls the findings name as the limit that overflows: the per-CPU
+# backlog that softnet drops fill, and the cap on a listener's backlog.
+NET_LIMITS = ("net.core.netdev_max_backlog", "net.core.somaxconn")
 
 
 def _text(data):
@@ -75,6 +79,7 @@ class KernelSource:
         self._os_release = None
         self._pid_max = None
         self._threads_max = None
+        self._net_limits = None
 
     def _read_text(self, problems, *parts):
         return _text(problems.read(self.root, SOURCE, self.root.proc(*parts)))
@@ -87,6 +92,12 @@ class KernelSource:
     def _read_limit(self, problems, name):
         return problems.parse(self.root, SOURCE, self.root.proc("sys", "kernel", name), parse_single_int)
 
+    def _read_net_limits(self, problems):
+        """The network sysctls a finding names with its limit: {sysctl name: value}."""
+        return {name: problems.parse(self.root, SOURCE, self.root.proc("sys", *name.split(".")),
+                                     parse_single_int)
+                for name in NET_LIMITS}
+
     def _refresh(self):
         """Read again what only an administrator changes."""
         self._os_release = _Recorded(lambda p: read_os_release(self.root, p))
@@ -94,6 +105,7 @@ class KernelSource:
             self._hostname = _Recorded(lambda p: self._read_text(p, "sys", "kernel", "hostname"))
         self._pid_max = _Recorded(lambda p: self._read_limit(p, "pid_max"))
         self._threads_max = _Recorded(lambda p: self._read_limit(p, "threads-max"))
+        self._net_limits = _Recorded(self._read_net_limits)
 
     def collect(self, problems, kmsg=False):
         """Identity (hostname, os-release, uname, boot id), taint, file handles,
@@ -133,6 +145,7 @@ class KernelSource:
             "file_nr": problems.parse(root, SOURCE, self._file_nr, parse_file_nr),
             "pid_max": self._pid_max.get(problems),
             "threads_max": self._threads_max.get(problems),
+            "sysctl": dict(self._net_limits.get(problems)),
             "kmsg": None,
         }
         if kmsg and root.live:
