@@ -142,3 +142,27 @@ def test_a_damaged_state_file_is_refused_with_one_line(tmp_path, damage, reason)
         load_state(path)
     assert "\n" not in str(caught.value)
     assert load_state(str(tmp_path / "missing")) == {}
+
+
+def test_the_text_of_diag_slo_fits_80_columns_and_says_when_there_are_no_probes():
+    from hostdiag.views.slo import render_slo
+
+    record = {"seq": 7, "wall_ns": 1_700_000_000 * 10**9}
+    empty = render_slo("agent unix:/run/hostdiag/agent.sock", record, None, None)
+    assert "no probes in this sample" in empty
+    c = SloCounters()
+    for k in range(1200):
+        c.record(T0, good=k >= 5)
+    slo = summarize("a-rather-long-probe-name", c, 99.9, None)
+    result = {"name": slo["name"], "kind": "http", "target": "http://127.0.0.1:8080/" + "x" * 80, "ok": False,
+              "latency_ms": 1.25, "error": "status", "detail": "HTTP 503, expected 200",
+              "at_ns": record["wall_ns"] - 3 * 10**9}
+    text = render_slo("agent unix:/run/hostdiag/agent.sock", record, [result], [slo])
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    row = next(line for line in lines if line.startswith("a-rather-long…"))
+    # 5 bad of 1200 at 99.9 %: 99.583 % available, burn 4.2, budget -316.7 %
+    assert row.split()[1:6] == ["99.9%", "99.583%", "99.583%", "99.583%", "-316.7%"]
+    assert row.split()[6:] == ["4.2", "4.2", "ticket"]       # above 1 over 3 days and 6 hours, not 14.4 or 6
+    assert "  burn-rate alert: ticket:3d/6h" in lines
+    assert "  30d 5 of 1200 bad · last status 1.2 ms, 3.0s before (HTTP 503, expected 200) · http http://" in text

@@ -35,6 +35,9 @@ class Availability:
         self.counters = {p.name: SloCounters() for p in self.probes}
         self._last_save = clock()
         self._dirty = False
+        # probe name -> ((counters id, counters.changes), summary): a summary is made
+        # again only when its counters changed (a summary is read-only once in a sample).
+        self._summaries = {}
         self.runner = ProbeRunner(self.probes, root, config.probe.workers, on_result=self._count)
 
     def start(self):
@@ -95,8 +98,11 @@ class Availability:
             for probe in self.probes:
                 counters = self.counters[probe.name]
                 counters.advance(minute)
-                summaries.append(summarize(probe.name, counters, probe.slo,
-                                           None if probe.latency is None else probe.latency * 1000.0))
+                made = self._summaries.get(probe.name)
+                if made is None or made[0] != (id(counters), counters.changes):
+                    made = self._summaries[probe.name] = ((id(counters), counters.changes), summarize(
+                        probe.name, counters, probe.slo, None if probe.latency is None else probe.latency * 1000.0))
+                summaries.append(made[1])
         return latest, summaries
 
     def stats(self):

@@ -63,15 +63,17 @@ class SloCounters:
         self.total = array("H", bytes(2 * RING_MINUTES))
         self.newest = None   # the newest minute held, None before the first
         self.sums = {name: [0, 0] for name in WINDOWS}
+        self.changes = 0     # grows at each change: a summary made at the same count is still true
 
     def advance(self, minute):
         """Make ``minute`` the newest: the minutes between start empty, those
         older than 30 days are dropped. A minute older than the newest (the
         wall clock stepped back) changes nothing."""
+        if self.newest is not None and minute <= self.newest:
+            return
+        self.changes += 1
         if self.newest is None:
             self.newest = minute
-            return
-        if minute <= self.newest:
             return
         if minute - self.newest >= RING_MINUTES:
             self.good = array("H", bytes(2 * RING_MINUTES))
@@ -97,6 +99,7 @@ class SloCounters:
         slot = self.newest % RING_MINUTES
         if self.total[slot] >= MAX_PER_MINUTE:
             return
+        self.changes += 1
         self.total[slot] += 1
         self.good[slot] += 1 if good else 0
         for pair in self.sums.values():
@@ -137,9 +140,19 @@ class SloCounters:
         counters.newest = newest
         if newest is not None:
             for name, width in WINDOWS.items():
-                slots = [(newest - k) % RING_MINUTES for k in range(width)]
-                counters.sums[name] = [sum(counters.good[s] for s in slots), sum(counters.total[s] for s in slots)]
+                counters.sums[name] = [_window_sum(counters.good, newest, width),
+                                       _window_sum(counters.total, newest, width)]
         return counters
+
+
+def _window_sum(counts, newest, width):
+    """The sum of ``counts`` over the ``width`` minutes ending at ``newest``
+    (one or two slices of the ring)."""
+    end = newest % RING_MINUTES + 1
+    start = end - width
+    if start >= 0:
+        return sum(counts[start:end])
+    return sum(counts[:end]) + sum(counts[start:])
 
 
 def is_good(ok, latency_ms, threshold_ms):
@@ -155,28 +168,29 @@ def availability(good, total):
 
 
 @functools.lru_cache(maxsize=256)
-def _budget_percent(target_percent):
-    """100 - target as an exact fraction of the target as written (99.9 is 999/10, not the float's binary value)."""
-    return 100 - Fraction(repr(float(target_percent)))
-
-
-def _burn(good, total, target_percent):
-    return Fraction(total - good, total) * 100 / _budget_percent(target_percent)
+def _budget_ratio(target_percent):
+    """(p, q): the budget 100 - target, in percent, as the exact fraction p/q
+    of the target as written (99.9 gives 1/10, not the float's binary value)."""
+    budget = 100 - Fraction(repr(float(target_percent)))
+    return budget.numerator, budget.denominator
 
 
 def burn_rate(good, total, target_percent):
     """How fast the window spends the error budget: (bad / total) / (1 - target/100);
-    None without results. Computed exactly, rounded once (3 bad of 1000 at 99.9 % is 3.0)."""
+    None without results. One division of two integers: exact, rounded once
+    (3 bad of 1000 at 99.9 % is 3.0)."""
     if total == 0:
         return None
-    return float(_burn(good, total, target_percent))
+    p, q = _budget_ratio(target_percent)
+    return ((total - good) * 100 * q) / (total * p)
 
 
 def budget_left(good, total, target_percent):
     """The fraction of the error budget not spent: 1 - the burn rate; None without results."""
     if total == 0:
         return None
-    return float(1 - _burn(good, total, target_percent))
+    p, q = _budget_ratio(target_percent)
+    return (total * p - (total - good) * 100 * q) / (total * p)
 
 
 def alerts(burns):

@@ -70,8 +70,8 @@ def render_slo(label, record, probes, slos):
         result = latest.get(name)
         kind = "%s %s" % (result.get("kind"), result.get("target")) if result else ""
         bad = (slo.get("total_30d") or 0) - (slo.get("good_30d") or 0)
-        lines.append(_cut("  %s · 30d %d of %d bad · last %s" % (kind, bad, slo.get("total_30d") or 0,
-                                                                  _last(result, sample_ns)), WIDTH))
+        lines.append(_cut("  30d %d of %d bad · last %s · %s" % (bad, slo.get("total_30d") or 0,
+                                                                  _last(result, sample_ns), kind), WIDTH))
         if slo.get("alerts"):
             lines.append(_cut("  burn-rate alert: %s" % ", ".join(slo["alerts"]), WIDTH))
     lines.append("")
