@@ -165,4 +165,6 @@ def test_the_text_of_diag_slo_fits_80_columns_and_says_when_there_are_no_probes(
     assert row.split()[1:6] == ["99.9%", "99.583%", "99.583%", "99.583%", "-316.7%"]
     assert row.split()[6:] == ["4.2", "4.2", "ticket"]       # above 1 over 3 days and 6 hours, not 14.4 or 6
     assert "  burn-rate alert: ticket:3d/6h" in lines
-    assert "  30d 5 of 1200 bad · last status 1.2 ms, 3.0s before (HTTP 503, expected 200) · http http://" in text
+    detail = lines[lines.index(row) + 1]
+    assert detail.startswith("  30d 5 of 1200 bad · last status 1.2 ms, 3.0s before (HTTP 503, expected 200)")
+    assert detail.endswith("…") and len(detail) == 80
