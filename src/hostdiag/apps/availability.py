@@ -27,13 +27,12 @@ class Availability:
     """The probes of ``config.probe`` against ``root``; the SLO counters are
     kept in ``config.spool.dir`` when the spool is on, else in memory only."""
 
-    def __init__(self, config, root, clock=time.monotonic):
+    def __init__(self, config, root):
         self.probes = config.probe.list
         self.path = state_path(config.spool.dir) if config.spool.enabled else None
-        self.clock = clock
         self._lock = threading.Lock()
         self.counters = {p.name: SloCounters() for p in self.probes}
-        self._last_save = clock()
+        self._last_save = time.monotonic()
         self._dirty = False
         # probe name -> ((counters id, counters.changes), summary): a summary is made
         # again only when its counters changed (a summary is read-only once in a sample).
@@ -65,7 +64,7 @@ class Availability:
         with self._lock:
             self.counters[probe.name].record(minute_of(result["at_ns"]), good)
             self._dirty = True
-        if self.clock() - self._last_save >= SAVE_EVERY_S:
+        if time.monotonic() - self._last_save >= SAVE_EVERY_S:
             self.save()
 
     def save(self):
@@ -75,7 +74,7 @@ class Availability:
         with self._lock:  # a copy of the counters (a few hundred µs); the writing is done without the lock
             states = {name: c.to_state() for name, c in self.counters.items()}
             self._dirty = False
-            self._last_save = self.clock()
+            self._last_save = time.monotonic()
         try:
             save_state(self.path, states)
         except OSError as exc:
