@@ -46,14 +46,21 @@ def _toml_value(value):
     return json.dumps(value)
 
 
-def write_toml(path, settings, agents=()):
+def write_toml(path, settings, agents=(), arrays=None):
+    """``settings`` {section: {key: value}}; ``agents`` the [[collector.agents]]
+    tables; ``arrays`` {"section.key": [table, ...]} other arrays of tables
+    (``{"probe.list": [...]}``)."""
     lines = []
     for section, table in settings.items():
         lines.append("[%s]" % section)
         lines.extend("%s = %s" % (key, _toml_value(value)) for key, value in table.items())
-    for agent in agents:
-        lines.append("[[collector.agents]]")
-        lines.extend("%s = %s" % (key, _toml_value(value)) for key, value in agent.items())
+    arrays = dict(arrays or {})
+    if agents:
+        arrays["collector.agents"] = agents
+    for name, tables in arrays.items():
+        for table in tables:
+            lines.append("[[%s]]" % name)
+            lines.extend("%s = %s" % (key, _toml_value(value)) for key, value in table.items())
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -118,8 +125,9 @@ class _Process:
 class AgentProcess(_Process):
     """One `diag agent` process with its own config, spool and socket."""
 
-    def __init__(self, workdir, **sections):
+    def __init__(self, workdir, probes=(), **sections):
         super().__init__(workdir, "agent.log")
+        self.probes = list(probes)  # [[probe.list]] tables
         self.sock_path = os.path.join(workdir, "agent.sock")
         self.address = "unix:" + self.sock_path  # what a client names; a test may point it elsewhere
         self.spool_dir = os.path.join(workdir, "spool")
@@ -135,7 +143,7 @@ class AgentProcess(_Process):
     def configure(self, **sections):
         for section, table in sections.items():
             self.settings.setdefault(section, {}).update(table)
-        write_toml(self.config_path, self.settings)
+        write_toml(self.config_path, self.settings, arrays={"probe.list": self.probes})
 
     def start(self, env=None, args=()):
         return self._spawn([sys.executable, "-c", AGENT_MAIN, "--config", self.config_path, "--foreground", *args],

@@ -113,6 +113,24 @@ def test_precedence_default_file_env_command_line(tmp_path):
     ("HOSTDIAG_COLLECTOR_AGENTS", "[{name = \"../a\", address = \"unix:/a\"}]", "collector.agents[0].name: must be"),
     ("HOSTDIAG_COLLECTOR_AGENTS", "[{name = \"a\", address = \"unix:/a\"}, {name = \"a\", address = \"unix:/b\"}]",
      "collector.agents[1].name: duplicate agent name 'a'"),
+    ("HOSTDIAG_PROBE_LIST", "[{name = \"a\", kind = \"ping\", target = \"x\"}]",
+     "probe.list[0].kind: must be one of tcp, http, dns, unix, systemd, process, got 'ping'"),
+    ("HOSTDIAG_PROBE_LIST", "[{name = \"a\", kind = \"http\", target = \"ftp://x/\"}]",
+     "probe.list[0].target: must be an http:// or https:// URL with a host, got 'ftp://x/'"),
+    ("HOSTDIAG_PROBE_LIST", "[{name = \"a\", kind = \"unix\", target = \"run/x.sock\"}]",
+     "probe.list[0].target: must be an absolute path"),
+    ("HOSTDIAG_PROBE_LIST", "[{name = \"a\", kind = \"tcp\", target = \"h:1\", body = \"ok\"}]",
+     "probe.list[0].body: applies to http probes only"),
+    ("HOSTDIAG_PROBE_LIST", "[{name = \"a\", kind = \"tcp\", target = \"h:1\", timeout = \"2m\"}]",
+     "probe.list[0].timeout: must be a duration between 0.01s and 1m"),
+    ("HOSTDIAG_PROBE_LIST", "[{name = \"a\", kind = \"tcp\", target = \"h:1\", slo = 100}]",
+     "probe.list[0].slo: must be a number between 50.0 and 99.999, got 100"),
+    ("HOSTDIAG_PROBE_LIST", "[{name = \"a\", kind = \"dns\", target = \"x\"}, {name = \"a\", kind = \"dns\", "
+                            "target = \"y\"}]", "probe.list[1].name: duplicate probe name 'a'"),
+    ("HOSTDIAG_PROBE_LIST", "[" + ", ".join(["{name = \"p%d\", kind = \"dns\", target = \"x\"}" % i
+                                             for i in range(65)]) + "]",
+     "probe.list: must list at most 64 probes, got 65"),
+    ("HOSTDIAG_PROBE_WORKERS", "0", "probe.workers: must be an integer between 1 and 16"),
     ("HOSTDIAG_AGENT_INTERVALL", "1", "HOSTDIAG_AGENT_INTERVALL: unknown environment variable, "
                                       "did you mean HOSTDIAG_AGENT_INTERVAL?"),
 ])
@@ -121,6 +139,29 @@ def test_bad_environment_value_is_one_line_naming_the_key(var, value, expected):
     assert message.startswith("config: " + expected), message
     if not var.endswith("INTERVALL"):
         assert message.endswith("(env %s)" % var)
+
+
+def test_probes_from_a_file_with_their_defaults(tmp_path):
+    config = load_config(path=write(tmp_path, """
+        [probe]
+        workers = 2
+        [[probe.list]]
+        name = "web"
+        kind = "http"
+        target = "https://[::1]:8443/health?full=1"
+        body = "ok"
+        latency = "250ms"
+        [[probe.list]]
+        name = "sshd"
+        kind = "process"
+        target = "/run/sshd.pid"
+        interval = "1m"
+        """), env={})
+    web, sshd = config.probe.list
+    assert (web.kind, web.status, web.body, web.latency, web.interval, web.timeout, web.slo) == (
+        "http", 200, "ok", 0.25, 30.0, 5.0, 99.9)
+    assert (sshd.target, sshd.interval, sshd.body, sshd.latency) == ("/run/sshd.pid", 60.0, None, None)
+    assert config.probe.workers == 2 and config.as_dict()["probe"]["list"][1]["name"] == "sshd"
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -188,7 +229,7 @@ def test_every_setting_is_declared_once_and_documented():
     envs = [s.env for s in SETTINGS]
     assert len(set(names)) == len(names) and len(set(envs)) == len(envs)
     for s in SETTINGS:
-        assert re.fullmatch(r"(agent|spool|ring|server|tcp|metrics|collector)\.[a-z_]+", s.name)
+        assert re.fullmatch(r"(agent|spool|ring|server|tcp|metrics|probe|collector)\.[a-z_]+", s.name)
         assert s.env == "HOSTDIAG_" + s.name.upper().replace(".", "_") and s.help
     docs = DOCS.read_text()
     assert render_markdown() in docs, "docs/config.md is stale: regenerate with python -m hostdiag.apps.config"

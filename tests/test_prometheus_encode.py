@@ -281,3 +281,40 @@ def test_agent_and_server_counters(sample):
     assert value(found, "hostdiag_agent_spool_degraded") == 0
     assert value(found, "hostdiag_metrics_rejected_total", reason="timeout") == 5
     assert value(found, "hostdiag_metrics_scrapes_total", format="text") == 4
+
+
+def test_probe_results_and_slo_figures(sample):
+    """The snapshot's probes and slo (a summary of real counters) as series, read back by both parsers."""
+    from hostdiag.derive.slo import SloCounters, summarize
+
+    counters = SloCounters()
+    for k in range(400):
+        counters.record(29_000_000, good=k % 100 != 0)         # 4 bad of 400
+    slo = summarize("web", counters, 99.0, 250.0)
+    probes = [{"name": "web", "kind": "http", "target": "http://127.0.0.1/", "ok": False, "latency_ms": 12.5,
+               "error": "status", "detail": "HTTP 503, expected 200", "at_ns": 1_700_000_000 * 10**9},
+              {"name": 'odd "name"', "kind": "tcp", "target": "127.0.0.1:1", "ok": True, "latency_ms": None,
+               "error": None, "detail": None, "at_ns": 1_700_000_001 * 10**9}]
+    snapshot = dict(sample[0], probes=probes, slo=[slo])
+    text = encode_metrics(snapshot)
+    found = samples_of(text)
+    assert value(found, "hostdiag_probe_success", probe="web", kind="http") == 0
+    assert value(found, "hostdiag_probe_success", probe='odd "name"', kind="tcp") == 1
+    assert value(found, "hostdiag_probe_latency_seconds", probe="web") == 0.0125
+    assert ("hostdiag_probe_latency_seconds", (("probe", 'odd "name"'),)) not in found   # none: no series
+    assert value(found, "hostdiag_probe_timestamp_seconds", probe="web") == 1_700_000_000
+    assert value(found, "hostdiag_slo_target_ratio", probe="web") == 0.99
+    assert value(found, "hostdiag_slo_availability_ratio", probe="web", window="30d") == 0.99
+    assert value(found, "hostdiag_slo_results", probe="web", window="1h") == 400
+    assert value(found, "hostdiag_slo_good_results", probe="web", window="1d") == 396
+    assert value(found, "hostdiag_slo_error_budget_remaining_ratio", probe="web") == 0.0
+    assert value(found, "hostdiag_slo_burn_rate", probe="web", window="5m") == 1.0
+    assert value(found, "hostdiag_slo_alert", probe="web", rule="page:1h/5m") == 0
+    ours = {key: v for key, v in found.items() if key[0].startswith(("hostdiag_probe_", "hostdiag_slo_"))}
+    # success, latency, timestamp; target, 3 families x 3 windows, budget, 5 burn rates, 3 rules
+    assert len(ours) == 2 + 1 + 2 + 1 + 3 * 3 + 1 + 5 + 3
+    om = samples_of(encode_metrics(snapshot, openmetrics=True), parse_openmetrics)
+    assert {key: v for key, v in om.items() if key[0].startswith(("hostdiag_probe_", "hostdiag_slo_"))} == ours
+    if shutil.which("promtool"):
+        code, said = promtool(text)
+        assert not [line for line in said.splitlines() if "probe" in line or "slo" in line], said

@@ -268,6 +268,7 @@ class Agent:
         self.previous = None
         self.previous_tables = None
         self.sampler = None
+        self.availability = None
         self.last_seq = None
         self.spool_degraded = None
         self.host = {}
@@ -284,6 +285,7 @@ class Agent:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self):
+        from hostdiag.apps.availability import Availability
         from hostdiag.sampler import Sampler
         from hostdiag.store import History, SpoolError
         from hostdiag.transport.server import AgentServer
@@ -300,6 +302,8 @@ class Agent:
         self.sampler = Sampler(self.root, cgroup_depth=self.config.agent.cgroup_depth,
                                max_cgroups=self.config.agent.max_cgroups,
                                max_netns=self.config.agent.max_netns)
+        self.availability = Availability(self.config, self.root)
+        self.availability.start()
         self.server = AgentServer(self.history, listeners_from(self.config), limits_from(self.config),
                                   describe=self.describe)
         try:
@@ -331,6 +335,8 @@ class Agent:
             self.metrics.close()
         if self.sampler is not None:
             self.sampler.close()
+        if self.availability is not None:
+            self.availability.stop()
         if self.history is not None:
             self.history.close()
         self.notifier.close()
@@ -436,6 +442,7 @@ class Agent:
             if with_tables:
                 self.table_durations.add(self.sampler.table_seconds)
             snapshot["agent"] = self.self_report(with_tables)
+            snapshot["probes"], snapshot["slo"] = self.availability.sections(snapshot["meta"]["wall_ns"])
             payload = encode_msgpack(snapshot)
             wall_ns = snapshot["meta"]["wall_ns"]
             seq = self.history.append(wall_ns, payload, snapshot)
@@ -527,6 +534,7 @@ class Agent:
                 "last_error": spool.get("last_error"),
             },
             "ring": history.get("ring"),
+            "probes": self.availability.stats() if self.availability is not None else None,
         }
 
     def describe(self):

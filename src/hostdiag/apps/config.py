@@ -461,6 +461,137 @@ class _Agents(_Kind):
         return "at most %d agents; unique names of at most 64 characters" % MAX_AGENTS
 
 
+ProbeEntry = namedtuple("ProbeEntry", "name kind target interval timeout status body slo latency")
+ProbeEntry.__doc__ = """One availability probe of the agent (see ``probe.list``, docs/availability.md):
+``interval`` and ``timeout`` in seconds, ``slo`` a percent, ``latency`` seconds or None."""
+
+MAX_PROBES = 64
+PROBE_KINDS = ("tcp", "http", "dns", "unix", "systemd", "process")
+MAX_PROBE_TARGET_CHARS = 2048
+MAX_PROBE_BODY_CHARS = 256
+_PROBE_KEYS = ("name", "kind", "target", "interval", "timeout", "status", "body", "slo", "latency")
+_PROBE_DEFAULTS = {"interval": 30.0, "timeout": 5.0, "status": 200, "body": None, "slo": 99.9, "latency": None}
+_PROBE_INTERVAL = _Duration(0.1, DAY)
+_PROBE_TIMEOUT = _Duration(0.01, 60)
+_PROBE_STATUS = _Number(100, 599, integer=True)
+_PROBE_SLO = _Number(50.0, 99.999)
+_PROBE_LATENCY = _Duration(0.001, 60, nullable=True)
+_UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.@\\-]{1,240}\.(service|socket|target|mount|automount|swap|timer|path|"
+                        r"slice|scope|device)$")
+
+
+def check_probe_target(kind, target):
+    """``target`` checked for a probe of ``kind``; raises ValueError with the reason."""
+    if not isinstance(target, str) or not target or len(target) > MAX_PROBE_TARGET_CHARS:
+        raise ValueError("must be a text of 1 to %d characters, got %s" % (MAX_PROBE_TARGET_CHARS, _shown(target)))
+    if kind == "tcp":
+        parse_host_port(target)
+    elif kind == "http":
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(target)
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError("must be an http:// or https:// URL, got %s (%s)" % (_shown(target), exc)) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == 0 or any(
+                c in target for c in " \r\n\t"):
+            raise ValueError("must be an http:// or https:// URL with a host, got %s" % _shown(target))
+    elif kind == "dns":
+        if not _HOSTNAME.match(target):
+            raise ValueError("must be a host name to resolve, got %s" % _shown(target))
+    elif kind == "unix":
+        try:
+            _Path(max_bytes=MAX_UNIX_PATH_BYTES).check(target)
+        except _Invalid as exc:
+            raise ValueError(str(exc)) from None
+    elif kind == "systemd":
+        if not _UNIT_NAME.match(target):
+            raise ValueError("must be a systemd unit name like \"ssh.service\", got %s" % _shown(target))
+    elif kind == "process":
+        if target.startswith("/"):
+            try:
+                _Path().check(target)
+            except _Invalid as exc:
+                raise ValueError(str(exc)) from None
+        elif len(target) > 15 or "/" in target or "\x00" in target:
+            raise ValueError("must be a pidfile (an absolute path) or a process name of at most 15 "
+                             "characters (its comm), got %s" % _shown(target))
+    return target
+
+
+class _Probes(_Kind):
+    """An array of tables: [[probe.list]] name, kind, target, interval, timeout,
+    status, body, slo, latency. In the environment or on the command line: the
+    same array in TOML syntax."""
+
+    name = "array of probes"
+
+    def from_text(self, text):
+        try:
+            value = tomllib.loads("v = " + text)["v"]
+        except tomllib.TOMLDecodeError as exc:
+            raise _Invalid("must be a TOML array of tables like "
+                           "[{name = \"web\", kind = \"tcp\", target = \"127.0.0.1:80\"}] (%s)" % exc) from None
+        return self.check(value)
+
+    def check(self, value):
+        if not isinstance(value, (list, tuple)):
+            raise _Invalid("must be an array of probe tables, got %s" % _shown(value))
+        if len(value) > MAX_PROBES:
+            raise _Invalid("must list at most %d probes, got %d" % (MAX_PROBES, len(value)))
+        entries, names = [], set()
+        for i, table in enumerate(value):
+            where = "[%d]" % i
+            if isinstance(table, ProbeEntry):
+                table = table._asdict()
+            if not isinstance(table, dict):
+                raise _Invalid("must be a table, got %s" % _shown(table), where)
+            for key in table:
+                if key not in _PROBE_KEYS:
+                    raise _Invalid("unknown key%s" % _did_you_mean(key, _PROBE_KEYS), "%s.%s" % (where, _named(key)))
+            name = table.get("name")
+            if not isinstance(name, str) or not _AGENT_NAME.match(name):
+                raise _Invalid("must be 1 to 64 letters, digits, '.', '_' or '-', got %s" % _shown(name),
+                               where + ".name")
+            if name in names:
+                raise _Invalid("duplicate probe name %s" % _shown(name), where + ".name")
+            names.add(name)
+            kind = table.get("kind")
+            if kind not in PROBE_KINDS:
+                raise _Invalid("must be one of %s, got %s" % (", ".join(PROBE_KINDS), _shown(kind)), where + ".kind")
+            try:
+                target = check_probe_target(kind, table.get("target"))
+            except ValueError as exc:
+                raise _Invalid(str(exc), where + ".target") from None
+            values = dict(_PROBE_DEFAULTS)
+            for key, kind_of in (("interval", _PROBE_INTERVAL), ("timeout", _PROBE_TIMEOUT),
+                                 ("status", _PROBE_STATUS), ("slo", _PROBE_SLO), ("latency", _PROBE_LATENCY)):
+                if key in table:
+                    try:
+                        values[key] = kind_of.check(table[key])
+                    except _Invalid as exc:
+                        raise _Invalid(str(exc), "%s.%s" % (where, key)) from None
+            if "body" in table:
+                body = table["body"]
+                if not isinstance(body, str) or not 1 <= len(body) <= MAX_PROBE_BODY_CHARS:
+                    raise _Invalid("must be a text of 1 to %d characters, got %s" % (MAX_PROBE_BODY_CHARS,
+                                                                                      _shown(body)), where + ".body")
+                values["body"] = body
+            for key in ("status", "body"):
+                if key in table and kind != "http":
+                    raise _Invalid("applies to http probes only", "%s.%s" % (where, key))
+            entries.append(ProbeEntry(name, kind, target, values["interval"], values["timeout"], values["status"],
+                                      values["body"], values["slo"], values["latency"]))
+        return tuple(entries)
+
+    def show(self, value):
+        return "[]" if not value else "%d probes" % len(value)
+
+    def limits(self):
+        return "at most %d probes; unique names of at most 64 characters" % MAX_PROBES
+
+
 class Setting(namedtuple("Setting", "name kind default help")):
     """One setting: ``name`` is "section.key"; ``kind`` parses and bounds it."""
 
@@ -564,6 +695,14 @@ SETTINGS = (
             "Largest HTTP request head (request line and headers), in bytes."),
     Setting("metrics.timeout", _Duration(0.1, 300), 10.0,
             "Seconds a request may take to arrive, and a response to be sent."),
+    Setting("probe.list", _Probes(), (),
+            "Availability probes, [[probe.list]] tables: name, kind (tcp, http, dns, unix, systemd, process), "
+            "target, interval (default 30s), timeout (default 5s), status and body (http: the expected status, "
+            "default 200, and a text the body must hold), slo (percent over 30 days, default 99.9), latency "
+            "(a slower success counts against the SLO). docs/availability.md. Needs a restart."),
+    Setting("probe.workers", _Number(1, 16, integer=True), 4,
+            "Threads that run the probes; a probe due while all are busy, or while its previous run is still "
+            "out, is skipped and counted. Needs a restart."),
     Setting("collector.store", _StoreLocation(), "/var/lib/hostdiag/collector",
             "The collector's store of raw snapshots, per agent: a directory (SQLite, one collector), or "
             "clickhouse://HOST:PORT/DATABASE (the HTTP port; shared by collectors, docs/fleet.md)."),
@@ -652,11 +791,11 @@ class Config:
         return self._sources[name]
 
     def as_dict(self):
-        """{section: {key: value}}, the agents as tables: for printing or JSON."""
+        """{section: {key: value}}, the agents and probes as tables: for printing or JSON."""
         out = {}
         for s in SETTINGS:
             value = self._values[s.name]
-            if s.name == "collector.agents":
+            if s.name in ("collector.agents", "probe.list"):
                 value = [entry._asdict() for entry in value]
             out.setdefault(s.section, {})[s.key] = value
         return out

@@ -40,6 +40,7 @@ DELEGATED = {
     "top": ("hostdiag.apps.top", "main_top"),
     "replay": ("hostdiag.apps.replay", "main_replay"),
     "service": ("hostdiag.apps.service", "main_service"),
+    "slo": ("hostdiag.apps.slo", "main_slo"),
 }
 
 
@@ -65,6 +66,7 @@ COMMAND_SUMMARIES = (
     ("top", "the host live, full screen: findings, CPU, memory, disks, network, processes"),
     ("replay", "step through history on the top screen, a sample or a minute at a time"),
     ("service", "install or remove the agent as a systemd service (--dry-run, --root DIR)"),
+    ("slo", "availability, error budget and burn rates of the agent's probes"),
 )
 
 

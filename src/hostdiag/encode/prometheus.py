@@ -33,6 +33,7 @@ import operator
 import os
 import re
 
+from hostdiag.derive.slo import ALERT_RULES
 from hostdiag.encode.prometheus_workloads import summarize_workloads, workload_families
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -42,6 +43,10 @@ OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset
 TOP_PROCESSES = 10          # processes per ranking (by CPU, by resident memory)
 TOP_LISTENERS = 50          # TCP listeners, the fullest accept queues first
 MAX_FINDINGS = 100          # hostdiag_finding_active series
+MAX_PROBES = 64             # probes in the hostdiag_probe_* and hostdiag_slo_* families (probe.list's own bound)
+SLO_AVAILABILITY_WINDOWS = ("1h", "1d", "30d")
+SLO_BURN_WINDOWS = ("5m", "30m", "1h", "6h", "3d")
+SLO_ALERT_RULES = tuple("%s:%s/%s" % rule[:3] for rule in ALERT_RULES)   # the rule names of derive/slo.py
 # Bucket upper bounds of the TCP connection histograms.
 # rtt buckets are in µs, as tcp_info counts; the exposition shows them in seconds.
 RTT_BUCKETS_US = (100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000)
@@ -751,6 +756,48 @@ def _agent(out, agent):
                (((), _scaled(started, 1e-9)),), unit="seconds")
 
 
+def _percent_as_ratio(value):
+    """``value`` / 100 for a number (99.9 gives 0.999, where x 0.01 would not), else None."""
+    return value / 100 if type(value) in (int, float) else None
+
+
+def _probes(out, results):
+    """The latest probe results (the snapshot's ``probes``, docs/availability.md)."""
+    kept = [r for r in results or () if isinstance(r, dict) and r.get("name")][:MAX_PROBES]
+    out.family("hostdiag_probe_success", "gauge", "1 when the probe's latest check succeeded, else 0.",
+               (((("probe", r["name"]), ("kind", r.get("kind") or "")), r.get("ok")) for r in kept))
+    out.family("hostdiag_probe_latency_seconds", "gauge",
+               "How long the probe's latest check took (absent after a timeout).",
+               (((("probe", r["name"]),), _scaled(r.get("latency_ms"), 1e-3)) for r in kept), unit="seconds")
+    out.family("hostdiag_probe_timestamp_seconds", "gauge", "When the probe's latest check started, in unixtime.",
+               (((("probe", r["name"]),), _scaled(r.get("at_ns"), 1e-9)) for r in kept), unit="seconds")
+
+
+def _slo(out, summaries):
+    """The probes' SLO figures (the snapshot's ``slo``, docs/availability.md)."""
+    kept = [s for s in summaries or () if isinstance(s, dict) and s.get("name")][:MAX_PROBES]
+    out.family("hostdiag_slo_target_ratio", "gauge", "The probe's objective: good results of all over 30 days.",
+               (((("probe", s["name"]),), _percent_as_ratio(s.get("target_percent"))) for s in kept), unit="ratio")
+    out.family("hostdiag_slo_availability_ratio", "gauge", "Good results of all, over the window.",
+               (((("probe", s["name"]), ("window", w)), s.get("availability_" + w))
+                for s in kept for w in SLO_AVAILABILITY_WINDOWS), unit="ratio")
+    out.family("hostdiag_slo_results", "gauge", "Probe results counted over the window.",
+               (((("probe", s["name"]), ("window", w)), s.get("total_" + w))
+                for s in kept for w in SLO_AVAILABILITY_WINDOWS))
+    out.family("hostdiag_slo_good_results", "gauge", "Good probe results over the window.",
+               (((("probe", s["name"]), ("window", w)), s.get("good_" + w))
+                for s in kept for w in SLO_AVAILABILITY_WINDOWS))
+    out.family("hostdiag_slo_error_budget_remaining_ratio", "gauge",
+               "Fraction of the 30-day error budget not spent (below 0 when overspent).",
+               (((("probe", s["name"]),), s.get("budget_left")) for s in kept), unit="ratio")
+    out.family("hostdiag_slo_burn_rate", "gauge", "How fast the window spends the error budget (1: in 30 days).",
+               (((("probe", s["name"]), ("window", w)), s.get("burn_" + w))
+                for s in kept for w in SLO_BURN_WINDOWS))
+    out.family("hostdiag_slo_alert", "gauge", "1 while the multi-window burn-rate rule fires, else 0.",
+               (((("probe", s["name"]), ("rule", rule)), rule in (s.get("alerts") or ()))
+                for s in kept for rule in SLO_ALERT_RULES))
+
+
 def _server(out, stats):
     if not isinstance(stats, dict):
         return
@@ -801,5 +848,7 @@ def encode_metrics(snapshot, rates=None, findings=(), server_stats=None, openmet
     _findings(out, findings)
     _collection(out, snapshot)
     _agent(out, snapshot.get("agent"))
+    _probes(out, snapshot.get("probes"))
+    _slo(out, snapshot.get("slo"))
     _server(out, server_stats)
     return out.text()

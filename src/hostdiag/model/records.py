@@ -1,10 +1,10 @@
 """The records of the snapshot's tables, each field declared once: name, type,
 unit and one-line meaning.
 
-A process, a TCP socket row, a listener, a link, a disk and a filesystem
-travel as plain data: dicts keyed by these names (a TCP socket as a row in
-``tcp_table``, an array in field order, the names once in
-``tcp_table.fields``). Plain data was chosen by measurement
+A process, a TCP socket row, a listener, a link, a disk, a filesystem, a
+probe result and a probe's SLO summary travel as plain data: dicts keyed by
+these names (a TCP socket as a row in ``tcp_table``, an array in field
+order, the names once in ``tcp_table.fields``). Plain data was chosen by measurement
 (benchmarks/test_bench_records.py, benchmarks/README.md): the encoders,
 the store and the rates take it as it is. The declaration is the authority:
 tests hold the sampler's live records, the parsers' field lists and
@@ -218,4 +218,44 @@ NETNS = Record("network namespace", (
      "null for the host's and when unreadable"),
 ))
 
-RECORDS = (PROCESS, TCP_SOCKET_ROW, LISTENER, LINK, DISK, FILESYSTEM, CGROUP, WORKLOAD, NETNS)
+PROBE_RESULT = Record("probe result", (
+    ("name", "str", "", "the probe's name (`probe.list`)"),
+    ("kind", "str", "", "`tcp`, `http`, `dns`, `unix`, `systemd` or `process`"),
+    ("target", "str", "", "what it checks, as configured"),
+    ("ok", "bool", "", "the check succeeded"),
+    ("latency_ms", "float", "ms", "how long the check took; null for a timeout"),
+    ("error", "str", "",
+     "null when ok, else `timeout`, `refused`, `network`, `dns`, `tls`, `protocol`, `status`, `body`, "
+     "`inactive`, `systemd`, `absent`, `denied` or `error` ([availability.md](availability.md))"),
+    ("detail", "str", "", "one line for people (`HTTP 503, expected 200`, `pid 812`), or null"),
+    ("at_ns", "int", "ns since the epoch", "when the check started (CLOCK_REALTIME)"),
+))
+
+SLO_SUMMARY = Record("slo summary", (
+    ("name", "str", "", "the probe's name"),
+    ("target_percent", "float", "%", "the objective: good results of all, over 30 days (`slo`)"),
+    ("latency_threshold_ms", "float", "ms", "a success slower than this counts as bad; null: none (`latency`)"),
+    ("availability_1h", "float", "fraction", "good ÷ results over the last hour; null without results"),
+    ("good_1h", "int", "results", "good results over the last hour"),
+    ("total_1h", "int", "results", "results over the last hour"),
+    ("availability_1d", "float", "fraction", "the same over the last day"),
+    ("good_1d", "int", "results", "the same over the last day"),
+    ("total_1d", "int", "results", "the same over the last day"),
+    ("availability_30d", "float", "fraction", "the same over the last 30 days"),
+    ("good_30d", "int", "results", "the same over the last 30 days"),
+    ("total_30d", "int", "results", "the same over the last 30 days"),
+    ("budget_left", "float", "fraction",
+     "of the 30-day error budget not spent: 1 - burn_30d (below 0 when overspent); null without results"),
+    ("burn_5m", "float", "×", "burn rate over 5 minutes: (bad ÷ results) ÷ (1 - target); null without results"),
+    ("burn_30m", "float", "×", "burn rate over 30 minutes"),
+    ("burn_1h", "float", "×", "burn rate over 1 hour"),
+    ("burn_6h", "float", "×", "burn rate over 6 hours"),
+    ("burn_3d", "float", "×", "burn rate over 3 days"),
+    ("alerts", "list of str", "",
+     "the burn-rate rules that fire: `page:1h/5m` (> 14.4), `page:6h/30m` (> 6), `ticket:3d/6h` (> 1)"),
+    ("alert", "str", "", "`page` when a page rule fires, else `ticket` when the ticket rule does, else null"),
+    ("alerting", "bool", "", "some rule fires"),
+))
+
+RECORDS = (PROCESS, TCP_SOCKET_ROW, LISTENER, LINK, DISK, FILESYSTEM, CGROUP, WORKLOAD, NETNS, PROBE_RESULT,
+           SLO_SUMMARY)
