@@ -131,6 +131,9 @@ class Writer(threading.Thread):
                 elif kind == "host":
                     _, host, address, hostname = item
                     store.set_host(host, address, hostname)
+                elif kind == "incident":
+                    _, host, summary, bundle = item
+                    store.add_incident(host, summary, bundle)
             store.commit()
         except Exception as exc:  # noqa: BLE001 - kept and retried; the status says why
             store.rollback()

@@ -28,6 +28,8 @@ DELEGATED = {
     "top": ("hostdiag.apps.top", "main_top"),
     "replay": ("hostdiag.apps.replay", "main_replay"),
     "service": ("hostdiag.apps.service", "main_service"),
+    "incidents": ("hostdiag.apps.incidents", "main_incidents"),
+    "incident": ("hostdiag.apps.incidents", "main_incident"),
 }
 
 
@@ -52,6 +54,8 @@ COMMAND_SUMMARIES = (
     ("top", "the host live, full screen: findings, CPU, memory, disks, network, processes"),
     ("replay", "step through history on the top screen, a sample or a minute at a time"),
     ("service", "install or remove the agent as a systemd service (--dry-run, --root DIR)"),
+    ("incidents", "the incidents the agent tracked: id, start, end, duration, title, severity"),
+    ("incident", "one incident's report in Markdown or JSON: what, when, why, how users were affected"),
 )
 
 
