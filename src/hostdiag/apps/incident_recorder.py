@@ -61,7 +61,13 @@ class IncidentRecorder:
 
     def __init__(self, config, history, host):
         incidents = config.incidents
-        self.store = IncidentStore(incidents_directory(config), incidents.max_count, incidents.max_bytes)
+        directory = incidents_directory(config)
+        try:
+            self.store = IncidentStore(directory, incidents.max_count, incidents.max_bytes)
+        except OSError as exc:
+            log.warning("incidents: cannot use %s (%s): bundles are kept in memory only until a restart",
+                        directory, exc.strerror or exc)
+            self.store = IncidentStore(None, incidents.max_count, incidents.max_bytes)
         self.history = history
         self.host = host  # () -> {"hostname", ...}: the agent's host, as its last sample said
         self.tracker = IncidentTracker(incidents.open_after, incidents.close_after)
@@ -73,6 +79,7 @@ class IncidentRecorder:
         self.current = None  # the open incident: summary, records, timeline, probes, bytes, written_ns
         self.changes = 0     # bumped at every bundle write: a collector fetches again when it moves
         self.failures = 0
+        self.write_error = None  # why the last bundle write failed, until one succeeds
         self._log_problems()
         self._close_interrupted()
 
@@ -93,7 +100,8 @@ class IncidentRecorder:
             end_ns = records[-1][2] if records else summary.get("detected_ns")
             summary.update(state="closed", end_ns=end_ns, end_seq=records[-1][1] if records else None,
                            resolved_ns=time.time_ns(), end_reason=END_RESTARTED)
-            self.store.save(summary, body)
+            if not self._save(summary, body):
+                continue
             self.changes += 1
             log.warning("incident %s (%s) was open when the agent stopped: closed as %r",
                         summary["id"], summary.get("title"), END_RESTARTED)
@@ -105,7 +113,7 @@ class IncidentRecorder:
         stats = self.store.stats()
         return {"open": None if self.current is None else self.current["summary"]["id"],
                 "count": stats["count"], "bytes": stats["bytes"], "changes": self.changes,
-                "failures": self.failures}
+                "failures": self.failures, "write_error": self.write_error}
 
     def observe(self, record, snapshot, findings):
         """One sample: ``record`` (the history's Record of it, already
@@ -214,9 +222,26 @@ class IncidentRecorder:
         current = self.current
         body = {"records": current["records"], "findings": current["timeline"], "probes": current["probes"],
                 "slo": current["slo"]}
-        self.store.save(dict(current["summary"]), body)
-        current["written_ns"] = now_ns
+        current["written_ns"] = now_ns  # a failed write is tried again write_every later, not every sample
+        self._save(dict(current["summary"]), body)
+
+    def _save(self, summary, body):
+        """Save a bundle; False when it could not be written (a full disk):
+        one warning when writes start failing, one when they work again."""
+        try:
+            self.store.save(summary, body)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            if self.write_error is None:
+                log.warning("incident %s: bundle not written (%s); kept in memory, tried again every %g s",
+                            summary["id"], reason, self.write_every_ns / NS)
+            self.write_error = reason
+            return False
+        if self.write_error is not None:
+            log.info("incident bundles written again")
+            self.write_error = None
         self.changes += 1
+        return True
 
     def _close(self, event):
         summary = self.current["summary"]
@@ -232,8 +257,4 @@ class IncidentRecorder:
         """The agent stops: write the open incident's bundle as it stands (the
         next start closes it as "agent restarted")."""
         if self.current is not None:
-            try:
-                self._write(time.time_ns())
-            except OSError as exc:
-                log.warning("incident %s: last write failed: %s", self.current["summary"]["id"],
-                            exc.strerror or exc)
+            self._write(time.time_ns())

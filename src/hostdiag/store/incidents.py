@@ -148,7 +148,8 @@ class IncidentStore:
 
     def save(self, summary, body):
         """Write (or replace) the bundle of ``summary["id"]``; its size in bytes.
-        Older bundles are evicted past the bounds."""
+        Older bundles are evicted past the bounds. OSError when it cannot be
+        written (the bundle on disk, if any, stays as it was)."""
         data = encode_bundle(summary, body)
         incident_id = summary["id"]
         with self._lock:
@@ -162,13 +163,20 @@ class IncidentStore:
             tmp = path + ".tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, path)
+            except OSError:
+                try:
+                    os.unlink(tmp)  # a full disk: leave no partial file taking its room
+                except FileNotFoundError:
+                    pass
+                raise
             dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 os.fsync(dir_fd)
