@@ -195,13 +195,6 @@ class IncidentRecorder:
         """Add a record (its probe results too); ``snapshot``: its plain data
         when the caller has it, else decoded here for the probes."""
         current = self.current
-        kept = compress_record(record.boot_id, record.seq, record.wall_ns, record.payload)
-        size = len(kept[3]) + RECORD_OVERHEAD
-        if not self._room(size):
-            return
-        current["records"].append(kept)
-        current["bytes"] += size
-        current["summary"]["records"] += 1
         if snapshot is None:
             from hostdiag.encode.wire import decode_msgpack
 
@@ -209,8 +202,15 @@ class IncidentRecorder:
                 snapshot = decode_msgpack(record.payload)
             except ValueError:
                 snapshot = {}
-        for result in _probe_results(snapshot if isinstance(snapshot, dict) else {}):
-            current["probes"].append(result)
+        results = _probe_results(snapshot if isinstance(snapshot, dict) else {})
+        kept = compress_record(record.boot_id, record.seq, record.wall_ns, record.payload)
+        size = len(kept[3]) + RECORD_OVERHEAD + (len(encode_msgpack(results)) if results else 0)
+        if not self._room(size):
+            return
+        current["records"].append(kept)
+        current["probes"].extend(results)
+        current["bytes"] += size
+        current["summary"]["records"] += 1
 
     def _room(self, size):
         if self.current["bytes"] + size <= self.bundle_limit:
