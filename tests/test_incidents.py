@@ -27,7 +27,7 @@ from hostdiag.store.incidents import BundleError, IncidentStore, decode_bundle, 
 from hostdiag.transport.protocol import Error, ProtocolError
 from hostdiag.views.incident import incident_document, render_markdown
 
-from agentproc import INTERVAL, AgentProcess, CollectorProcess, wait_for
+from agentproc import AgentProcess, CollectorProcess, wait_for
 from spoolhelpers import mount_tmpfs
 
 NS = 1_000_000_000
@@ -140,19 +140,22 @@ def test_a_damaged_bundle_is_skipped_with_one_line(tmp_path):
 
 # -- the report from recorded samples with probe results -----------------------------
 
-def test_report_from_recorded_samples_gives_the_probes_availability_and_budget():
-    """An SLO burn alert opens the incident; the probe failed in 5 of the 6
-    checks from start to end, one check a second, target 99.9 % over the
-    default 30-day window: 5 of 0.001 x 2592000 allowed failures."""
-    config = load_config(None, {}, {"spool.enabled": False, "incidents.open_after": 2,
-                                    "incidents.close_after": 2, "incidents.before": 3})
+@pytest.fixture(scope="module")
+def recorded_sample():
+    """One real sample of this host, as plain data: the recorded tests shift its times."""
     with Sampler(HostRoot(), tables=False) as sampler:
-        base = sampler.sample().to_dict()
+        return sampler.sample().to_dict()
+
+
+def _record(base, settings, count, failing):
+    """A recorder (memory history and store) fed ``count`` copies of
+    ``base`` one second apart, with a probe "web" failing (and its SLO
+    alerting) in the samples of ``failing``."""
+    config = load_config(None, {}, dict({"spool.enabled": False}, **settings))
     history = History(None)
     recorder = IncidentRecorder(config, history, lambda: {"hostname": "recorded"})
     first_ns, first_mono = base["meta"]["wall_ns"], base["meta"]["mono_ns"]
-    failing = range(5, 10)
-    for i in range(14):
+    for i in range(count):
         snapshot = dict(base, meta=dict(base["meta"], wall_ns=first_ns + i * NS, mono_ns=first_mono + i * NS))
         down = i in failing
         snapshot["probes"] = [{"name": "web", "kind": "tcp", "target": "127.0.0.1:8080", "ok": not down,
@@ -163,6 +166,15 @@ def test_report_from_recorded_samples_gives_the_probes_availability_and_budget()
         payload = encode_msgpack(snapshot)
         seq = history.append(first_ns + i * NS, payload, snapshot)
         recorder.observe(Record(history.boot_id, seq, first_ns + i * NS, payload), snapshot, [])
+    return recorder
+
+
+def test_report_from_recorded_samples_gives_the_probes_availability_and_budget(recorded_sample):
+    """An SLO burn alert opens the incident; the probe failed in 5 of the 6
+    checks from start to end, one check a second, target 99.9 % over the
+    default 30-day window: 5 of 0.001 x 2592000 allowed failures."""
+    recorder = _record(recorded_sample, {"incidents.open_after": 2, "incidents.close_after": 2,
+                                         "incidents.before": 3}, 14, range(5, 10))
     assert recorder.failures == 0
     (summary,) = recorder.store.list()
     assert summary["severity"] == "burn" and summary["state"] == "closed"
@@ -181,6 +193,20 @@ def test_report_from_recorded_samples_gives_the_probes_availability_and_budget()
     assert "| web (tcp 127.0.0.1:8080) | 6 | 5 | 16.67 % | 100.00 % |" in markdown
     assert "**0.19 % of the error budget** consumed" in markdown
     assert "probe web failed" in markdown and "## Postmortem" in markdown
+
+
+def test_a_long_incident_stops_growing_at_its_bound_and_says_so(recorded_sample):
+    recorder = _record(recorded_sample, {"incidents.open_after": 1, "incidents.close_after": 1,
+                                         "incidents.before": 0, "incidents.bundle_max_bytes": "64KiB",
+                                         "incidents.write_every": 0.1}, 120, range(0, 119))
+    (summary,) = recorder.store.list()
+    assert summary["truncated"] is True and summary["state"] == "closed" and summary["end_seq"] == 120
+    data = recorder.store.read(summary["id"])
+    assert len(data) <= 64 * 1024
+    _, body = decode_bundle(data)
+    assert 0 < len(body["records"]) == summary["records"] < 119
+    assert [r[1] for r in body["records"]] == list(range(1, len(body["records"]) + 1))  # the beginning is kept
+    assert "stopped growing" in render_markdown(incident_document(summary, body))
 
 
 # -- the whole flow on a real agent --------------------------------------------------

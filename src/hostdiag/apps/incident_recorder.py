@@ -32,8 +32,15 @@ log = logging.getLogger("hostdiag.apps.agent.incidents")
 NS = 1_000_000_000
 # Timeline entries kept while no incident is open, at most (the time bound is incidents.before).
 MAX_RECENT = 3600
-# Bytes kept free in a bundle for its header and the reply frame around it.
+# Bytes kept free in a frame around a bundle (the reply's other members).
 FRAME_MARGIN = 4 * 1024
+# Bytes of a bundle kept for what is not records, timeline or probe results:
+# the summary (at most MAX_SIGNALS signals), the newest SLO section, the framing.
+ENVELOPE_RESERVE = 8 * 1024
+# Signals named in a summary, at most (the first ones seen).
+MAX_SIGNALS = 16
+# Characters of a signal's title in a summary, at most.
+MAX_TITLE_CHARS = 200
 # Bytes a record entry costs in a bundle beyond its compressed payload (boot id, seq, time).
 RECORD_OVERHEAD = 64
 END_CLEARED = "cleared"
@@ -56,6 +63,12 @@ def _probe_results(snapshot):
     return [p for p in probes if isinstance(p, dict)] if isinstance(probes, list) else []
 
 
+def _named_signals(signals):
+    """The signals a summary names: the first :data:`MAX_SIGNALS`, titles cut."""
+    return [{"key": str(s["key"])[:MAX_TITLE_CHARS], "title": str(s["title"])[:MAX_TITLE_CHARS]}
+            for s in signals[:MAX_SIGNALS]]
+
+
 class IncidentRecorder:
     """Tracks incidents over the agent's samples and keeps their bundles."""
 
@@ -73,7 +86,8 @@ class IncidentRecorder:
         self.tracker = IncidentTracker(incidents.open_after, incidents.close_after)
         self.before_ns = int(incidents.before * NS)
         self.write_every_ns = int(incidents.write_every * NS)
-        self.bundle_limit = min(incidents.bundle_max_bytes, config.server.max_frame_bytes - FRAME_MARGIN)
+        self.bundle_limit = (min(incidents.bundle_max_bytes, config.server.max_frame_bytes - FRAME_MARGIN)
+                             - ENVELOPE_RESERVE)
         self.interval_s = config.agent.interval
         self.recent = collections.deque(maxlen=MAX_RECENT)
         self.current = None  # the open incident: summary, records, timeline, probes, bytes, written_ns
@@ -154,12 +168,13 @@ class IncidentRecorder:
         first_ns = event["start_ns"] - self.before_ns
         host = self.host() or {}
         summary = {
-            "id": new_incident_id(event["start_ns"]), "state": "open", "title": event["title"],
-            "severity": event["severity"], "hostname": host.get("hostname"), "agent_id": self.history.agent_id,
+            "id": new_incident_id(event["start_ns"]), "state": "open",
+            "title": str(event["title"])[:MAX_TITLE_CHARS], "severity": event["severity"],
+            "hostname": host.get("hostname"), "agent_id": self.history.agent_id,
             "boot_id": record.boot_id, "start_ns": event["start_ns"], "start_seq": event["start_seq"],
             "detected_ns": event["detected_ns"], "detected_seq": event["detected_seq"],
             "end_ns": None, "end_seq": None, "resolved_ns": None, "end_reason": None,
-            "signals": [{"key": s["key"], "title": s["title"]} for s in event["signals"]],
+            "signals": _named_signals(event["signals"]),
             "before_s": self.before_ns / NS, "interval_s": self.interval_s,
             "open_after": self.tracker.open_after, "close_after": self.tracker.close_after,
             "truncated": False, "records": 0,
@@ -247,7 +262,7 @@ class IncidentRecorder:
         summary = self.current["summary"]
         summary.update(state="closed", end_ns=event["end_ns"], end_seq=event["end_seq"],
                        resolved_ns=event["resolved_ns"], end_reason=END_CLEARED,
-                       signals=[{"key": s["key"], "title": s["title"]} for s in event["signals"]])
+                       signals=_named_signals(event["signals"]))
         self._write(event["resolved_ns"])
         log.warning("incident %s closed: %s, %.1f s from start to end", summary["id"], summary["title"],
                     (event["end_ns"] - summary["start_ns"]) / NS)

@@ -139,7 +139,8 @@ class IncidentStore:
                 summary = decode_summary(data)
                 decode_bundle(data)
             except (OSError, BundleError) as exc:
-                self.problems.append("incident bundle %s skipped: %s" % (path, getattr(exc, "strerror", None) or exc))
+                reason = getattr(exc, "strerror", None) or exc
+                self.problems.append("incident bundle %s skipped: %s" % (path, reason))
                 continue
             self._index[summary["id"]] = (summary, len(data))
 
@@ -231,7 +232,8 @@ class IncidentStore:
                 data = f.read(MAX_BUNDLE_BYTES + 1)
             decode_bundle(data)
         except (OSError, BundleError) as exc:
-            self.problems.append("incident bundle %s skipped: %s" % (incident_id, getattr(exc, "strerror", None) or exc))
+            reason = getattr(exc, "strerror", None) or exc
+            self.problems.append("incident bundle %s skipped: %s" % (incident_id, reason))
             self._index.pop(incident_id, None)
             return None
         return data
