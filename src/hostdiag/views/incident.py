@@ -399,7 +399,8 @@ def render_markdown(document):
     if not document["what"]:
         out.append("No findings were recorded during the incident (an SLO burn alert opened it).")
     for group in document["what"]:
-        out.append("- **%s** (%s): %s" % (group["cause"], group["severity"].upper(), group["culprit"]))
+        named = "" if group["culprit"] == group["cause"] else ": %s" % group["culprit"]
+        out.append("- **%s** (%s)%s" % (group["cause"], group["severity"].upper(), named))
         for row in group["findings"]:
             out.append("  - %s `%s` in %d samples, %s to %s: %s" % (
                 str(row["severity"]).upper(), row["id"], row["samples"], format_time(row["first_ns"]),
