@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import time
+import zlib
 
 import pytest
 
@@ -23,6 +24,7 @@ from hostdiag.findings.incidents import IncidentTracker, incident_signals
 from hostdiag.sampler import Sampler
 from hostdiag.sources.hostroot import HostRoot
 from hostdiag.store import History, Record
+from hostdiag.store.sqlite import StoreError
 from hostdiag.store.incidents import BundleError, IncidentStore, decode_bundle, encode_bundle
 from hostdiag.transport.protocol import Error, ProtocolError
 from hostdiag.views.incident import incident_document, render_markdown
@@ -193,6 +195,12 @@ def test_report_from_recorded_samples_gives_the_probes_availability_and_budget(r
     assert "| web (tcp 127.0.0.1:8080) | 6 | 5 | 16.67 % | 100.00 % |" in markdown
     assert "**0.19 % of the error budget** consumed" in markdown
     assert "probe web failed" in markdown and "## Postmortem" in markdown
+    # A record damaged inside a bundle is left out and counted; the report stands.
+    summary, body = decode_bundle(recorder.store.read(summary["id"]))
+    body["records"][4][3] = b"not zlib"
+    body["records"][5][3] = zlib.compress(encode_msgpack({"meta": {"no": "fields"}}))
+    markdown = render_markdown(incident_document(summary, body))
+    assert "Bundle: 8 records, 2 damaged and skipped." in markdown
 
 
 def test_a_long_incident_stops_growing_at_its_bound_and_says_so(recorded_sample):
@@ -232,6 +240,10 @@ def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(w
         agent = AgentProcess(workdir, incidents={"open_after": 2, "close_after": 3, "before": 1.0})
         processes.append(agent)
         agent.start().wait_ready().close()
+        # A live collector: it fetches the bundles when the records say they changed.
+        collector = CollectorProcess(workdir, [("web1", agent.address)])
+        processes.append(collector)
+        collector.start()
         filler = os.path.join(mount_point, "blob")
 
         def incidents():
@@ -276,10 +288,15 @@ def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(w
             assert refused.value.code == Error.BAD_REQUEST
             assert client.incidents(limit=1)["total"] == 1
 
-        # The collector pulls the bundle: the report outlives the agent.
-        collector = CollectorProcess(workdir, [("web1", agent.address)])
-        done = collector.run("--once")
-        assert done.returncode == 0, done.stderr
+        # The collector pulled the closed bundle: the report outlives the agent.
+        def stored():
+            try:
+                with collector.store() as store:
+                    return [i for i in store.incidents() if i["state"] == "closed"] or None
+            except StoreError:  # not created yet
+                return None
+        wait_for(stored, "the collector to store the closed incident", on_fail=collector.log_tail)
+        collector.stop()
         agent.stop()
         code, from_store, err = run(capsys, main_incident, [closed["id"], "--store", collector.store_dir])
         assert code == 0, err

@@ -316,15 +316,22 @@ class Puller(threading.Thread):
             incident_id = listed.get("id")
             if not isinstance(incident_id, str) or self.incidents_held.get(incident_id) == _incident_version(listed):
                 continue
-            bundle = client.incident(incident_id)
-            if bundle is None:
-                continue  # evicted by the agent since it listed it
+            self.collector.incident_slot()
+            queued = False
             try:
-                summary = decode_summary(bundle)
-            except BundleError as exc:
-                log.warning("agent %s: incident %s skipped: %s", self.agent_name, incident_id, exc)
-                continue
-            self.collector.put(("incident", self.agent_name, summary, bundle))
+                bundle = client.incident(incident_id)
+                if bundle is None:
+                    continue  # evicted by the agent since it listed it
+                try:
+                    summary = decode_summary(bundle)
+                except BundleError as exc:
+                    log.warning("agent %s: incident %s skipped: %s", self.agent_name, incident_id, exc)
+                    continue
+                self.collector.put(("incident", self.agent_name, summary, bundle))
+                queued = True
+            finally:
+                if not queued:
+                    self.collector.incident_slots.release()
             self.incidents_held[incident_id] = _incident_version(summary)
 
     def cursor(self, agent_id):
