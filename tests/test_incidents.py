@@ -85,10 +85,14 @@ def test_tracker_slo_burn_opens_and_a_crit_finding_outranks_it():
         IncidentTracker(0, 1)
 
 
-def test_signals_ignore_warnings_and_a_malformed_slo_section():
+def test_signals_page_on_fast_burns_only_and_ignore_a_malformed_slo_section():
     assert incident_signals([WARN_LOAD], None) == []
     assert incident_signals([], {"web": "not a map", "db": {"alerting": "yes"}}) == []
     assert incident_signals([], ["not", "a", "map"]) == []
+    # The agent's shape: an array of summaries with their names; a ticket (slow burn) opens nothing.
+    summaries = [{"name": "db", "alerting": True, "alert": "ticket"}, {"name": "web", "alerting": True,
+                                                                      "alert": "page", "burn_1h": 15.0}]
+    assert [s["key"] for s in incident_signals([CRIT_FS], summaries)] == ["fs_space:/srv", "slo:web"]
 
 
 # -- the bundles ------------------------------------------------------------------
@@ -149,10 +153,12 @@ def recorded_sample():
         return sampler.sample().to_dict()
 
 
-def _record(base, settings, count, failing):
+def _record(base, settings, count, failing, shape="array"):
     """A recorder (memory history and store) fed ``count`` copies of
     ``base`` one second apart, with a probe "web" failing (and its SLO
-    alerting) in the samples of ``failing``."""
+    paging) in the samples of ``failing``. ``shape``: the SLO section as the
+    agent writes it ("array": summaries with their names and the results
+    counted over 30 days), or as a map by probe name without counts ("map")."""
     config = load_config(None, {}, dict({"spool.enabled": False}, **settings))
     history = History(None)
     recorder = IncidentRecorder(config, history, lambda: {"hostname": "recorded"})
@@ -163,20 +169,29 @@ def _record(base, settings, count, failing):
         snapshot["probes"] = [{"name": "web", "kind": "tcp", "target": "127.0.0.1:8080", "ok": not down,
                                "latency_ms": None if down else 2.0 + i / 10, "error": "refused" if down else None,
                                "at_ns": first_ns + i * NS}]
-        snapshot["slo"] = {"web": {"target": 99.9, "alerting": down, "burn_1h": 50.0 if down else 0.0,
-                                   "budget_left": 0.9}}
+        if shape == "array":
+            snapshot["slo"] = [{"name": "web", "target_percent": 99.9, "alerting": down,
+                                "alert": "page" if down else None, "burn_1h": 50.0 if down else 0.0,
+                                "total_30d": 20000 + i, "budget_left": 0.9}]
+        else:
+            snapshot["slo"] = {"web": {"target": 0.999, "alerting": down, "burn_1h": 50.0 if down else 0.0}}
         payload = encode_msgpack(snapshot)
         seq = history.append(first_ns + i * NS, payload, snapshot)
         recorder.observe(Record(history.boot_id, seq, first_ns + i * NS, payload), snapshot, [])
     return recorder
 
 
-def test_report_from_recorded_samples_gives_the_probes_availability_and_budget(recorded_sample):
+@pytest.mark.parametrize("shape, window_results", [
+    ("array", 20011),            # counted by the agent, as of the newest summary (sample 11)
+    ("map", 30 * 86400 / 1.0),   # not counted: the 30-day window at one check a second
+])
+def test_report_from_recorded_samples_gives_the_probes_availability_and_budget(recorded_sample, shape,
+                                                                               window_results):
     """An SLO burn alert opens the incident; the probe failed in 5 of the 6
-    checks from start to end, one check a second, target 99.9 % over the
-    default 30-day window: 5 of 0.001 x 2592000 allowed failures."""
+    checks from start to end, target 99.9 %: 5 of 0.001 x the window's
+    results allowed failures."""
     recorder = _record(recorded_sample, {"incidents.open_after": 2, "incidents.close_after": 2,
-                                         "incidents.before": 3}, 14, range(5, 10))
+                                         "incidents.before": 3}, 14, range(5, 10), shape)
     assert recorder.failures == 0
     (summary,) = recorder.store.list()
     assert summary["severity"] == "burn" and summary["state"] == "closed"
@@ -188,12 +203,12 @@ def test_report_from_recorded_samples_gives_the_probes_availability_and_budget(r
     assert probe["availability_before_pct"] == 100.0
     assert probe["errors"] == {"refused": 5}
     budget = probe["budget"]
-    assert budget["allowed_failures"] == pytest.approx(0.001 * 30 * 86400)
-    assert budget["consumed_pct"] == pytest.approx(100 * 5 / (0.001 * 30 * 86400))
+    assert budget["allowed_failures"] == pytest.approx(0.001 * window_results)
+    assert budget["consumed_pct"] == pytest.approx(100 * 5 / (0.001 * window_results))
     assert document["bundle"]["records"] == 10 and document["when"]["duration_s"] == pytest.approx(5.0)
     markdown = render_markdown(document)
     assert "| web (tcp 127.0.0.1:8080) | 6 | 5 | 16.67 % | 100.00 % |" in markdown
-    assert "**0.19 % of the error budget** consumed" in markdown
+    assert "**%.2f %% of the error budget** consumed" % (100 * 5 / (0.001 * window_results)) in markdown
     assert "probe web failed" in markdown and "## Postmortem" in markdown
     # A record damaged inside a bundle is left out and counted; the report stands.
     summary, body = decode_bundle(recorder.store.read(summary["id"]))

@@ -140,7 +140,7 @@ class IncidentRecorder:
             log.exception("incident recorder failed on sample %s", record.seq)
 
     def _observe(self, record, snapshot, findings):
-        slo = snapshot.get("slo") if isinstance(snapshot.get("slo"), dict) else None
+        slo = snapshot.get("slo") if isinstance(snapshot.get("slo"), (dict, list)) else None
         signals = incident_signals(findings, slo)
         entry = {"seq": record.seq, "wall_ns": record.wall_ns,
                  "findings": [timeline_finding(f) for f in findings],

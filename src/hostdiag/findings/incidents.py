@@ -4,7 +4,10 @@ A pure state machine over the agent's samples (no clock, no I/O): each
 sample brings its *signals*, the things that page someone:
 
 * a crit finding (:func:`hostdiag.findings.evaluate`), keyed by (rule id, subject);
-* an SLO burn alert, ``slo[probe]["alerting"]`` true in the sample (docs/availability.md).
+* an SLO burn alert that pages: in the sample's SLO summary of a probe,
+  ``alert`` is "page" (the fast-burn rules of docs/availability.md); a
+  summary without ``alert`` pages when ``alerting`` is true. A ticket alert
+  (a slow burn over days) opens no incident.
 
 :class:`IncidentTracker` opens an incident when some signal is present in
 ``open_after`` samples in a row, and closes it when ``close_after`` samples in
@@ -24,18 +27,36 @@ SEVERITY_BURN = "burn"  # an incident opened by SLO burn alerts alone
 TIMELINE_CULPRITS = 3
 
 
+def slo_by_probe(slo):
+    """{probe name: its SLO summary} of a sample's ``slo`` section: an array of
+    summaries each with its ``name`` (what the agent writes), or a map keyed
+    by probe name; anything else gives {}."""
+    if isinstance(slo, dict):
+        return {name: s for name, s in slo.items() if isinstance(name, str) and isinstance(s, dict)}
+    if isinstance(slo, list):
+        return {s["name"]: s for s in slo if isinstance(s, dict) and isinstance(s.get("name"), str)}
+    return {}
+
+
+def slo_pages(summary):
+    """True when a probe's SLO summary says to page (see the module doc)."""
+    if "alert" in summary:
+        return summary.get("alert") == "page"
+    return summary.get("alerting") is True
+
+
 def incident_signals(findings, slo):
     """The signals of one sample, crit findings first (in the order the
-    findings come, most important first), then alerting SLOs by probe name:
+    findings come, most important first), then paging SLOs by probe name:
     [{"kind", "key", "title", "severity"}]. ``slo``: the sample's ``slo``
-    section, or None."""
+    section (see :func:`slo_by_probe`), or None."""
     out = []
     for found in findings or ():
         if found.get("severity") == CRIT:
             key = "%s:%s" % (found.get("id"), found.get("subject") or "")
             out.append({"kind": SIGNAL_FINDING, "key": key, "title": found.get("title"), "severity": CRIT})
-    for name, state in sorted((slo or {}).items()) if isinstance(slo, dict) else ():
-        if isinstance(state, dict) and state.get("alerting") is True:
+    for name, state in sorted(slo_by_probe(slo).items()):
+        if slo_pages(state):
             burn = state.get("burn_1h")
             title = "SLO of probe %s burning its error budget" % name
             if isinstance(burn, (int, float)) and not isinstance(burn, bool):

@@ -29,7 +29,7 @@ from hostdiag.derive.diff import diff_moments, measures
 from hostdiag.derive.rates import derive_rates
 from hostdiag.encode.wire import decode_msgpack
 from hostdiag.findings import culprit_text, evaluate, filesystem_usage
-from hostdiag.findings.incidents import SIGNAL_SLO
+from hostdiag.findings.incidents import SIGNAL_SLO, slo_by_probe
 from hostdiag.model.snapshot import Snapshot
 from hostdiag.store.incidents import BundleError, record_payload
 from hostdiag.views.diff import value_text
@@ -191,6 +191,10 @@ def why_section(summary, records, what):
     return out
 
 
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _target_fraction(target):
     if not isinstance(target, (int, float)) or isinstance(target, bool):
         return None
@@ -237,14 +241,19 @@ def users_section(probes, slo, start_ns, end_ns):
             errors[r.get("error") or "failed"] = errors.get(r.get("error") or "failed", 0) + 1
         steps = [(b["at_ns"] - a["at_ns"]) / NS for a, b in zip(results, results[1:]) if b["at_ns"] > a["at_ns"]]
         interval = _median(steps)
-        state = (slo or {}).get(name) if isinstance(slo, dict) else None
-        state = state if isinstance(state, dict) else {}
-        target = _target_fraction(state.get("target"))
-        window = state.get("window_s") if isinstance(state.get("window_s"), (int, float)) else DEFAULT_SLO_WINDOW_S
+        state = slo_by_probe(slo).get(name) or {}
+        target_given = state.get("target_percent", state.get("target"))
+        target = _target_fraction(target_given)
+        window = state.get("window_s") if _number(state.get("window_s")) else DEFAULT_SLO_WINDOW_S
+        total = state.get("total_30d") if isinstance(state.get("total_30d"), int) and state["total_30d"] > 0 \
+            else None
         budget = None
-        if target is not None and interval:
-            allowed = (1 - target) * window / interval
-            budget = {"target": state.get("target"), "window_s": window, "interval_s": interval,
+        if target is not None and (total or interval):
+            # The results the window holds: counted by the agent, else as many as the interval fits.
+            events = total if total else window / interval
+            allowed = (1 - target) * events
+            budget = {"target": target_given, "window_s": window, "interval_s": interval,
+                      "window_results": events, "counted": bool(total),
                       "allowed_failures": allowed, "failures": len(failures),
                       "consumed_pct": 100.0 * len(failures) / allowed if allowed > 0 else None,
                       "budget_left": state.get("budget_left")}
@@ -462,10 +471,12 @@ def render_markdown(document):
             if budget is None:
                 out.append("- %s: no SLO target known, no error budget figure." % p["name"])
             else:
-                out.append("- %s: %d failed checks of %.1f allowed over the %s SLO window (target %s, one check every "
-                           "%.1f s): **%.2f %% of the error budget** consumed." % (
+                basis = ("%d results the agent counted in it" % budget["window_results"] if budget["counted"]
+                         else "one check every %.1f s" % budget["interval_s"])
+                out.append("- %s: %d failed checks of %.1f allowed over the %s SLO window (target %s, %s): "
+                           "**%.2f %% of the error budget** consumed." % (
                                p["name"], budget["failures"], budget["allowed_failures"],
-                               format_span(budget["window_s"]), budget["target"], budget["interval_s"],
+                               format_span(budget["window_s"]), budget["target"], basis,
                                budget["consumed_pct"] or 0.0))
     out += ["", "## Plots", "", "The bundle from %s to %s, at most %d columns (each the worst of its samples):" % (
         format_time(document["bundle"]["first_ns"]), format_time(document["bundle"]["last_ns"]), PLOT_WIDTH),
