@@ -259,4 +259,4 @@ def test_help_shows_the_report_options_and_every_command():
         assert option in text, option
     commands = [line.split()[0] for line in text.split("\ncommands:\n", 1)[1].splitlines() if line.startswith("  ")]
     assert commands == ["report", "version", "agent", "collector", "show", "diff", "history", "fleet", "top",
-                        "replay", "service", "slo"]
+                        "replay", "service", "slo", "incidents", "incident"]

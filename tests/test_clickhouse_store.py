@@ -173,6 +173,29 @@ def test_a_new_writer_knows_what_is_stored(server):
         assert store.stats()["records"] == 1
 
 
+def test_incident_bundles_are_kept_whole_and_replaced_by_newer_versions(server, capsys):
+    from hostdiag.apps.incidents import main_incident, main_incidents
+    from hostdiag.store.incidents import decode_bundle, encode_bundle
+
+    url = server.url("incidents")
+    start = 1_790_000_000 * 10**9
+    opened = {"id": "20260921-000000-abcd", "state": "open", "start_ns": start, "detected_ns": start + 10**9,
+              "end_ns": None, "title": "/srv 100 % of space used", "severity": "crit", "open_after": 1}
+    closed = dict(opened, state="closed", end_ns=start + 5 * 10**9, end_reason="cleared")
+    body = {"records": [], "findings": [], "probes": [], "blob": bytes(range(256)) * 4}
+    with ClickHouseStore(url) as store:
+        store.add_incident("h1", opened, encode_bundle(opened, body))
+        store.add_incident("h1", closed, encode_bundle(closed, body))
+        assert [(i["id"], i["state"], i["host"]) for i in store.incidents()] == [(opened["id"], "closed", "h1")]
+        ((host, data),) = store.incident_bundle("h1", opened["id"])
+        assert host == "h1" and decode_bundle(data) == (closed, body)
+        assert store.incident_bundle(None, "nope") == []
+    code, out, err = run(capsys, main_incidents, ["--store", url])
+    assert code == 0 and opened["id"] in out and "5.0s" in out, err
+    code, out, err = run(capsys, main_incident, [opened["id"], "--store", url])
+    assert code == 0 and out.startswith("# Incident %s: /srv 100 %% of space used" % opened["id"]), err
+
+
 @pytest.mark.parametrize("url, words", [
     ("clickhouse://127.0.0.1/db", "HOST:PORT"),
     ("clickhouse://127.0.0.1:8123/", "database"),

@@ -229,7 +229,7 @@ def test_every_setting_is_declared_once_and_documented():
     envs = [s.env for s in SETTINGS]
     assert len(set(names)) == len(names) and len(set(envs)) == len(envs)
     for s in SETTINGS:
-        assert re.fullmatch(r"(agent|spool|ring|server|tcp|metrics|probe|collector)\.[a-z_]+", s.name)
+        assert re.fullmatch(r"(agent|spool|ring|server|tcp|metrics|probe|incidents|collector)\.[a-z_]+", s.name)
         assert s.env == "HOSTDIAG_" + s.name.upper().replace(".", "_") and s.help
     docs = DOCS.read_text()
     assert render_markdown() in docs, "docs/config.md is stale: regenerate with python -m hostdiag.apps.config"

@@ -265,6 +265,7 @@ class Agent:
         self.history = None
         self.server = None
         self.metrics = None
+        self.incidents = None
         self.previous = None
         self.previous_tables = None
         self.sampler = None
@@ -304,8 +305,12 @@ class Agent:
                                max_netns=self.config.agent.max_netns)
         self.availability = Availability(self.config, self.root)
         self.availability.start()
+        if self.config.incidents.enabled:
+            from hostdiag.apps.incident_recorder import IncidentRecorder
+
+            self.incidents = IncidentRecorder(self.config, self.history, lambda: self.host)
         self.server = AgentServer(self.history, listeners_from(self.config), limits_from(self.config),
-                                  describe=self.describe)
+                                  describe=self.describe, incidents=self.incidents and self.incidents.store)
         try:
             self.server.start()
         except (OSError, ValueError) as exc:
@@ -337,6 +342,8 @@ class Agent:
             self.sampler.close()
         if self.availability is not None:
             self.availability.stop()
+        if self.incidents is not None:
+            self.incidents.close()
         if self.history is not None:
             self.history.close()
         self.notifier.close()
@@ -453,8 +460,12 @@ class Agent:
             return False
         record = Record(self.history.boot_id, seq, wall_ns, payload)
         self.server.publish(record, snapshot, stored)
-        if self.metrics is not None:
-            self.publish_metrics(taken, snapshot, with_tables)
+        if self.metrics is not None or self.incidents is not None:
+            rates, found = self.judge(taken, with_tables)
+            if self.metrics is not None:
+                self.metrics.publish(snapshot, rates, found)
+            if self.incidents is not None:
+                self.incidents.observe(record, snapshot, found)
         self.samples += 1
         if with_tables:
             self.tables_seq = seq
@@ -474,19 +485,20 @@ class Agent:
                                overruns=self.overruns, errors=self.errors, last_seq=seq)
         return True
 
-    def publish_metrics(self, taken, snapshot, with_tables):
-        """Hand the sample to /metrics with its rates and findings. A sample
-        with tables is compared with the previous one that had them, so that
-        the per-process rates span whole table intervals."""
+    def judge(self, taken, with_tables):
+        """(rates, findings) of the sample, for /metrics and the incidents. A
+        sample with tables is compared with the previous one that had them, so
+        that the per-process rates span whole table intervals."""
         from hostdiag.derive.rates import derive_rates
         from hostdiag.findings import evaluate
 
         base = self.previous_tables if with_tables else self.previous
         rates = derive_rates(base, taken) if base is not None else None
-        self.metrics.publish(snapshot, rates, evaluate(taken, rates, base))
+        found = evaluate(taken, rates, base)
         self.previous = taken
         if with_tables:
             self.previous_tables = taken
+        return rates, found
 
     def note_spool(self, spool):
         """Say when the spool stops writing (the history goes on in memory) and when it recovers."""
@@ -535,6 +547,7 @@ class Agent:
             },
             "ring": history.get("ring"),
             "probes": self.availability.stats() if self.availability is not None else None,
+            "incidents": self.incidents.marker() if self.incidents is not None else None,
         }
 
     def describe(self):

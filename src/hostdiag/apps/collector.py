@@ -64,6 +64,9 @@ log = logging.getLogger("hostdiag.collector")
 QUEUE_MAX_ITEMS = 2000
 # Items committed in one transaction at the most.
 BATCH_MAX_ITEMS = 500
+# Incident bundles (up to incidents.bundle_max_bytes each) queued for the
+# writer at once, over all pullers: a puller waits for a slot to fetch the next.
+INCIDENTS_IN_FLIGHT = 4
 # How long the pullers get to finish once told to stop, and the writer to drain.
 STOP_GRACE_S = 10.0
 
@@ -74,8 +77,9 @@ class Writer(threading.Thread):
     """Owns the store: commits queued records and gaps in batches, writes the
     status rows and applies retention every ``status_period`` seconds."""
 
-    def __init__(self, store, work, pullers, status_period, stop_event):
+    def __init__(self, store, work, pullers, status_period, stop_event, incident_slots):
         super().__init__(name="hostdiag-store", daemon=True)
+        self.incident_slots = incident_slots
         self.store = store
         self.work = work
         self.pullers = pullers
@@ -100,9 +104,11 @@ class Writer(threading.Thread):
                     pass
             if pending:
                 if self.commit(pending):
+                    self.release_incidents(pending)
                     pending = []
                 elif self.finish.is_set():
                     log.error("store: %d records and gaps not written: %s", len(pending), self.failed)
+                    self.release_incidents(pending)
                     pending = []
                 else:
                     self.finish.wait(min(1.0, self.status_period))
@@ -113,6 +119,12 @@ class Writer(threading.Thread):
             if self.finish.is_set() and not pending and self.work.empty():
                 self.write_status()
                 return
+
+    def release_incidents(self, items):
+        """Free the slots of the incident bundles among ``items`` (stored or given up)."""
+        for item in items:
+            if item[0] == "incident":
+                self.incident_slots.release()
 
     def commit(self, items):
         store = self.store
@@ -134,6 +146,9 @@ class Writer(threading.Thread):
                 elif kind == "host":
                     _, host, address, hostname = item
                     store.set_host(host, address, hostname)
+                elif kind == "incident":
+                    _, host, summary, bundle = item
+                    store.add_incident(host, summary, bundle)
             store.commit()
         except Exception as exc:  # noqa: BLE001 - kept and retried; the status says why
             store.rollback()
@@ -185,10 +200,18 @@ class Collector:
         self.stop_event = threading.Event()
         self.control = queue.SimpleQueue()
         self.work = queue.Queue(QUEUE_MAX_ITEMS)
+        self.incident_slots = threading.BoundedSemaphore(INCIDENTS_IN_FLIGHT)
         self.pullers = [Puller(entry, token, self) for entry, token in zip(entries, tokens)]
         self.store = None
         self.writer = None
         self.writer_died = False
+
+    def incident_slot(self):
+        """Wait for room to queue one more incident bundle (raises Stopping
+        when the collector stops meanwhile); the writer frees it once stored."""
+        while not self.incident_slots.acquire(timeout=0.5):
+            if self.stop_event.is_set():
+                raise Stopping()
 
     def put(self, item):
         """Hand an item to the writer; waits while the queue is full (raises
@@ -218,7 +241,8 @@ class Collector:
         try:
             for puller in self.pullers:
                 self.store.set_host(puller.agent_name, puller.entry.address)
-            self.writer = Writer(self.store, self.work, self.pullers, min(self.poll_interval, 5.0), self.stop_event)
+            self.writer = Writer(self.store, self.work, self.pullers, min(self.poll_interval, 5.0), self.stop_event,
+                                 self.incident_slots)
             self.writer.start()
             for puller in self.pullers:
                 puller.start()

@@ -149,6 +149,8 @@ class Puller(threading.Thread):
         self._bytes_done = 0
         self._reader = None  # a read-only store of this thread, for resume points
         self.current_boot = None  # the agent's boot, as its last info said
+        self.incidents_held = None  # incident id -> _incident_version of the bundle stored
+        self.incidents_marker = None  # the agent's incidents marker when they were last synced
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -250,6 +252,7 @@ class Puller(threading.Thread):
         self.collector.put(("host", self.agent_name, self.entry.address, hostname))
         cursor = self.cursor(agent_id)
         self.backfill(client, agent_id, info, cursor)
+        self.sync_incidents(client)
         self._count_bytes(client)
         if self.collector.once:
             return
@@ -269,8 +272,68 @@ class Puller(threading.Thread):
                 if item.boot_id == current:
                     self.status.raise_to("agent_newest_seq", item.seq)
                 self.deliver(agent_id, cursor, item, verify_with=None)
+                self._incidents_moved(item.snapshot)
             self._count_bytes(client)
         raise ConnectionError("the subscription ended")
+
+    # -- incident bundles ----------------------------------------------------
+
+    def _incidents_moved(self, snapshot):
+        """Sync the incidents over a second connection when the agent section
+        of a record says its bundles changed (the subscription's connection
+        serves nothing else meanwhile). A failure is noted; records go on."""
+        agent = snapshot.get("agent") if isinstance(snapshot, dict) else None
+        marker = agent.get("incidents") if isinstance(agent, dict) else None
+        if not isinstance(marker, dict):
+            return
+        key = (agent.get("started_wall_ns"), marker.get("changes"))
+        if key == self.incidents_marker:
+            return
+        try:
+            side = self._connect()
+            try:
+                self.sync_incidents(side)
+            finally:
+                side.close()
+        except Exception as exc:  # noqa: BLE001 - bundles are fetched again at the next change or connection
+            message = "incidents: %s" % _describe(exc)
+            self.status.error(message)
+            log.warning("agent %s: %s", self.agent_name, message)
+            return
+        self.incidents_marker = key
+
+    def sync_incidents(self, client):
+        """Fetch every bundle the agent lists that the store lacks or holds in
+        an older version, and queue it for the store."""
+        from hostdiag.store.incidents import BundleError, decode_summary
+        from hostdiag.transport import protocol as P
+
+        if self.incidents_held is None:
+            if self._reader is None:
+                self._reader = open_collector_store(self.collector.store_dir, readonly=True)
+            self.incidents_held = {s["id"]: _incident_version(s) for s in self._reader.incidents(self.agent_name)}
+        reply = client.incidents(limit=P.MAX_INCIDENTS_LISTED)
+        for listed in reply.get("incidents") or ():
+            incident_id = listed.get("id")
+            if not isinstance(incident_id, str) or self.incidents_held.get(incident_id) == _incident_version(listed):
+                continue
+            self.collector.incident_slot()
+            queued = False
+            try:
+                bundle = client.incident(incident_id)
+                if bundle is None:
+                    continue  # evicted by the agent since it listed it
+                try:
+                    summary = decode_summary(bundle)
+                except BundleError as exc:
+                    log.warning("agent %s: incident %s skipped: %s", self.agent_name, incident_id, exc)
+                    continue
+                self.collector.put(("incident", self.agent_name, summary, bundle))
+                queued = True
+            finally:
+                if not queued:
+                    self.collector.incident_slots.release()
+            self.incidents_held[incident_id] = _incident_version(summary)
 
     def cursor(self, agent_id):
         found = self.cursors.get(agent_id)
@@ -408,6 +471,11 @@ class Puller(threading.Thread):
         self.status.add(records_received=1)
         if cursor.last == (record.boot_id, record.seq, record.wall_ns):
             self.status.update(boot_id=record.boot_id, newest_seq=record.seq, newest_wall_ns=record.wall_ns)
+
+
+def _incident_version(summary):
+    """What tells two versions of one incident's bundle apart."""
+    return (summary.get("state"), summary.get("end_ns"), summary.get("records"), summary.get("truncated"))
 
 
 def _describe(exc):

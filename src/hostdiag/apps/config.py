@@ -703,6 +703,27 @@ SETTINGS = (
     Setting("probe.workers", _Number(1, 16, integer=True), 4,
             "Threads that run the probes; a probe due while all are busy, or while its previous run is still "
             "out, is skipped and counted. Needs a restart."),
+    Setting("incidents.enabled", _Bool(), True,
+            "Track incidents (docs/incidents.md): the agent judges every sample with the findings and "
+            "the SLOs, and freezes the evidence of each incident into a bundle."),
+    Setting("incidents.open_after", _Number(1, 10000, integer=True), 3,
+            "An incident opens when a crit finding or an SLO burn alert holds for this many samples in a row."),
+    Setting("incidents.close_after", _Number(1, 100000, integer=True), 10,
+            "An open incident closes after this many samples in a row with neither."),
+    Setting("incidents.before", _Duration(0, 86400), 120.0,
+            "Seconds of history before an incident's start frozen into its bundle (the one-time cost of "
+            "opening: about 1 ms per record on this machine)."),
+    Setting("incidents.write_every", _Duration(0.1, 3600), 30.0,
+            "An open incident's bundle is written again this often (and when it closes): the most of it a "
+            "crash can lose (those records stay in the spool)."),
+    Setting("incidents.max_count", _Number(1, 100000, integer=True), 50,
+            "Bundles kept; the oldest are deleted beyond it."),
+    Setting("incidents.max_bytes", _Size(64 * KiB, 1 * TiB), 256 * MiB,
+            "Total size of the bundles; the oldest are deleted beyond it."),
+    Setting("incidents.bundle_max_bytes", _Size(64 * KiB, 64 * MiB), 8 * MiB,
+            "Size of one bundle: past it a long incident keeps its start and stops adding records (the "
+            "report says so). At most incidents.max_bytes; the agent also keeps each bundle 4 KiB under "
+            "server.max_frame_bytes, so that it travels in one frame."),
     Setting("collector.store", _StoreLocation(), "/var/lib/hostdiag/collector",
             "The collector's store of raw snapshots, per agent: a directory (SQLite, one collector), or "
             "clickhouse://HOST:PORT/DATABASE (the HTTP port; shared by collectors, docs/fleet.md)."),
@@ -883,6 +904,10 @@ def _check_together(values, sources):
         _raise("spool.segment_bytes", "must be at most half of spool.max_bytes (%s), got %s"
                % (_fmt_bytes(values["spool.max_bytes"]), _fmt_bytes(values["spool.segment_bytes"])),
                sources["spool.segment_bytes"])
+    bundle = values["incidents.bundle_max_bytes"]
+    if bundle > values["incidents.max_bytes"]:
+        _raise("incidents.bundle_max_bytes", "must be at most incidents.max_bytes (%s), got %s"
+               % (_fmt_bytes(values["incidents.max_bytes"]), _fmt_bytes(bundle)), sources["incidents.bundle_max_bytes"])
     if values["tcp.enabled"] and values["tcp.token_file"] is None:
         _raise("tcp.token_file", "is required when tcp.enabled is true", sources["tcp.enabled"])
     if (values["tcp.tls_cert"] is None) != (values["tcp.tls_key"] is None):

@@ -41,6 +41,8 @@ DELEGATED = {
     "replay": ("hostdiag.apps.replay", "main_replay"),
     "service": ("hostdiag.apps.service", "main_service"),
     "slo": ("hostdiag.apps.slo", "main_slo"),
+    "incidents": ("hostdiag.apps.incidents", "main_incidents"),
+    "incident": ("hostdiag.apps.incidents", "main_incident"),
 }
 
 
@@ -67,6 +69,8 @@ COMMAND_SUMMARIES = (
     ("replay", "step through history on the top screen, a sample or a minute at a time"),
     ("service", "install or remove the agent as a systemd service (--dry-run, --root DIR)"),
     ("slo", "availability, error budget and burn rates of the agent's probes"),
+    ("incidents", "the incidents the agent tracked: id, start, end, duration, title, severity"),
+    ("incident", "one incident's report in Markdown or JSON: what, when, why, how users were affected"),
 )
 
 

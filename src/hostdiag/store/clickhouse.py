@@ -27,6 +27,11 @@ earlier record with tables (findings/stream.py), the numbers the findings use.
               parallel arrays (names, values: 18.16 has no Map), the first
               culprit's pid, comm and workload.
 ``gaps``, ``hosts``, ``status`` as in the SQLite store (store/sqlite.py).
+``incidents`` one row per incident bundle (store/incidents.py) a collector
+              pulled: host, id, start, end (NULL while open), title,
+              severity, the summary (JSON) and the bundle's bytes; a bundle
+              pulled again replaces the row (ReplacingMergeTree on stored_ns).
+              Not partitioned by day: retention leaves it alone.
 
 A batch (``begin`` ... ``commit``) is sent at ``commit``: the derived
 tables first, ``records`` last, in one INSERT (one block: it appears whole
@@ -145,6 +150,9 @@ _TABLES = {
              "updated_ns UInt64, time DateTime) ENGINE = ReplacingMergeTree(updated_ns) ORDER BY name",
     "status": "CREATE TABLE IF NOT EXISTS status (name String, state String, detail String, updated_ns UInt64, "
               "time DateTime) ENGINE = ReplacingMergeTree(updated_ns) ORDER BY name",
+    "incidents": "CREATE TABLE IF NOT EXISTS incidents (host String, id String, start_ns UInt64, "
+                 "end_ns Nullable(UInt64), title String, severity String, summary String, bundle String, "
+                 "stored_ns UInt64, time DateTime) ENGINE = ReplacingMergeTree(stored_ns) ORDER BY (host, id)",
 }
 # The tables whose days go at retention (hosts and status are one row per host).
 _PARTITIONED = ("records", "samples", "processes", "sockets", "gaps", "findings")
@@ -497,6 +505,36 @@ class ClickHouseStore:
         now = self._clock()
         self._batch["gaps"].append({"host": host_name, "agent_id": agent_id, "boot_id": boot_id, "from_seq": from_seq,
                                     "to_seq": to_seq, "reason": reason, "noted_ns": now, "time": now // 10**9})
+
+    def add_incident(self, host_name, summary, bundle):
+        """Store (or replace) an incident's bundle; sent at once, not with the batch."""
+        end = summary.get("end_ns")
+        row = (_row_string(host_name) + _row_string(summary["id"]) + struct.pack("<Q", summary.get("start_ns") or 0)
+               + (b"\x01" if end is None else b"\x00" + struct.pack("<Q", end))
+               + _row_string(summary.get("title") or "") + _row_string(summary.get("severity") or "")
+               + _row_string(json.dumps(summary, sort_keys=True)) + _row_string(bundle)
+               + struct.pack("<Q", self._clock()) + struct.pack("<I", int(time.time())))
+        self.query("INSERT INTO incidents (host, id, start_ns, end_ns, title, severity, summary, bundle, stored_ns, "
+                   "time) FORMAT RowBinary", row)
+
+    def _has_incidents(self):
+        return self.query("EXISTS TABLE %s.incidents" % self.database, database=None).strip() == "1"
+
+    def incidents(self, host_name=None):
+        """As :meth:`hostdiag.store.sqlite.CollectorStore.incidents`."""
+        if not self._has_incidents():
+            return []
+        where = " WHERE host = %s" % _quote(host_name) if host_name else ""
+        return [dict(json.loads(r["summary"]), host=r["host"]) for r in self.rows(
+            "SELECT host, summary FROM incidents FINAL%s ORDER BY start_ns DESC" % where)]
+
+    def incident_bundle(self, host_name, incident_id):
+        """As :meth:`hostdiag.store.sqlite.CollectorStore.incident_bundle`."""
+        if not self._has_incidents():
+            return []
+        where = "id = %s" % _quote(incident_id) + (" AND host = %s" % _quote(host_name) if host_name else "")
+        return [(r["host"], bytes.fromhex(r["bundle"])) for r in self.rows(
+            "SELECT host, hex(bundle) AS bundle FROM incidents FINAL WHERE %s" % where)]
 
     def write_status(self, host_name, state, detail):
         now = self._clock()

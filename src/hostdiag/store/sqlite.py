@@ -68,6 +68,8 @@ TRIM_TO = 0.98
 KEYFRAME_EVERY = 60  # as the agent's history (store/history.py DEFAULT_KEYFRAME_EVERY)
 COMPRESS_LEVEL = 6
 MAX_PAYLOAD_BYTES = 64 * MiB
+# Incident bundles kept per host; the oldest (by start) are deleted beyond it.
+MAX_INCIDENTS_PER_HOST = 1000
 
 CODEC_ZLIB = 1        # a keyframe: the payload, zlib-compressed
 CODEC_ZLIB_DELTA = 3  # a delta frame on record seq - 1 of the same boot, zlib-compressed
@@ -140,6 +142,18 @@ CREATE TABLE IF NOT EXISTS findings (
 );
 CREATE INDEX IF NOT EXISTS findings_by_time ON findings (wall_ns);
 CREATE INDEX IF NOT EXISTS findings_by_host ON findings (host_id, wall_ns);
+CREATE TABLE IF NOT EXISTS incidents (
+    host_id INTEGER NOT NULL REFERENCES hosts(host_id),
+    id TEXT NOT NULL,                   -- the agent's incident id
+    start_ns INTEGER,
+    end_ns INTEGER,                     -- NULL while the incident is open
+    title TEXT,
+    severity TEXT,
+    summary TEXT NOT NULL,              -- JSON: the bundle's header (store/incidents.py)
+    bundle BLOB NOT NULL,               -- the bundle's bytes, as the agent keeps them
+    stored_ns INTEGER NOT NULL,
+    PRIMARY KEY (host_id, id)
+);
 CREATE TABLE IF NOT EXISTS status (
     host_id INTEGER PRIMARY KEY REFERENCES hosts(host_id),
     updated_ns INTEGER NOT NULL,
@@ -463,6 +477,42 @@ class CollectorStore:
             "to_seq = CASE WHEN excluded.to_seq IS NULL OR gaps.to_seq IS NULL THEN NULL "
             "ELSE MAX(gaps.to_seq, excluded.to_seq) END, reason = excluded.reason, noted_ns = excluded.noted_ns",
             (boot_key, from_seq, to_seq, host, reason, self._clock()))
+
+    def add_incident(self, host_name, summary, bundle):
+        """Store (or replace) an incident's bundle; ``summary`` is its header."""
+        host = self.host_id(host_name, create=True)
+        self.db.execute(
+            "INSERT OR REPLACE INTO incidents (host_id, id, start_ns, end_ns, title, severity, summary, bundle, "
+            "stored_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (host, summary["id"], summary.get("start_ns"), summary.get("end_ns"), summary.get("title"),
+             summary.get("severity"), json.dumps(summary, sort_keys=True), bundle, self._clock()))
+        self.db.execute(
+            "DELETE FROM incidents WHERE host_id = ? AND id NOT IN (SELECT id FROM incidents WHERE host_id = ? "
+            "ORDER BY start_ns DESC LIMIT ?)", (host, host, MAX_INCIDENTS_PER_HOST))
+
+    def incidents(self, host_name=None):
+        """The incident summaries (each with ``host``), newest start first; of one host when named."""
+        sql = ("SELECT hosts.name, incidents.summary FROM incidents JOIN hosts USING (host_id)%s "
+               "ORDER BY incidents.start_ns DESC" % (" WHERE hosts.name = ?" if host_name else ""))
+        try:
+            rows = self.db.execute(sql, (host_name,) if host_name else ()).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # a store no collector of this version has written yet
+                return []
+            raise
+        return [dict(json.loads(summary), host=name) for name, summary in rows]
+
+    def incident_bundle(self, host_name, incident_id):
+        """[(host, the bundle's bytes)] of the incident ``incident_id`` (of one host when named)."""
+        sql = ("SELECT hosts.name, incidents.bundle FROM incidents JOIN hosts USING (host_id) "
+               "WHERE incidents.id = ?%s" % (" AND hosts.name = ?" if host_name else ""))
+        try:
+            rows = self.db.execute(sql, (incident_id, host_name) if host_name else (incident_id,)).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
+        return [(name, bytes(bundle)) for name, bundle in rows]
 
     def write_status(self, host_name, state, detail):
         host = self.host_id(host_name, create=True)

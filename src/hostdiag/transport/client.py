@@ -255,6 +255,29 @@ class AgentClient:
             raise
         return _record(message)
 
+    def incidents(self, limit=None):
+        """The agent's incident summaries, newest first: the reply's map
+        (``incidents``, ``total``, ``more``, ``enabled``)."""
+        request = {"type": P.INCIDENTS}
+        if limit is not None:
+            request["limit"] = limit
+        self.send(request)
+        return self._reply((P.INCIDENTS,))
+
+    def incident(self, incident_id):
+        """The bytes of one incident's bundle (store/incidents.py), or None when the agent keeps no such incident."""
+        self.send({"type": P.INCIDENT, "incident": incident_id})
+        try:
+            message = self._reply((P.INCIDENT,))
+        except ProtocolError as exc:
+            if exc.code == Error.NOT_FOUND:
+                return None
+            raise
+        bundle = message.get("bundle")
+        if not isinstance(bundle, bytes):
+            raise ProtocolError(Error.BAD_FRAME, "an incident reply without a bundle")
+        return bundle
+
     def range_page(self, from_seq=None, to_seq=None, from_ns=None, to_ns=None, boot_id=None, limit=None):
         """One page of stored records (at most ``limit``, at most the agent's max page)."""
         request = {"type": P.RANGE}

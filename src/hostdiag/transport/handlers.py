@@ -15,7 +15,7 @@ from hostdiag import __version__
 from hostdiag.model.snapshot import SCHEMA_VERSION
 from hostdiag.transport import protocol as P
 from hostdiag.transport.flow import FlowControlledConnection, log
-from hostdiag.transport.framing import decode_document, encode_frame_with_document
+from hostdiag.transport.framing import decode_document, encode_frame, encode_frame_with_document
 from hostdiag.transport.protocol import Error, ProtocolError
 
 # Records fetched from the history per step of a backfill or range: the
@@ -100,6 +100,7 @@ class ClientSession(FlowControlledConnection):
             handler = {
                 P.INFO: self._info, P.LATEST: self._latest, P.RANGE: self._range,
                 P.SUBSCRIBE: self._subscribe, P.PING: self._ping,
+                P.INCIDENTS: self._incidents, P.INCIDENT: self._incident,
             }.get(kind)
             try:
                 if self.mode is not None:
@@ -176,6 +177,46 @@ class ClientSession(FlowControlledConnection):
                             % (record.boot_id, record.seq, self.server.limits.max_frame_bytes), request_id)
             return
         self.send(frame)
+
+    async def _incidents(self, message, request_id):
+        """The newest ``limit`` incident summaries, as many as fit in one frame."""
+        limit = _opt(message, "limit", int, minimum=1)
+        limit = P.DEFAULT_INCIDENTS_LISTED if limit is None else min(limit, P.MAX_INCIDENTS_LISTED)
+        store = self.server.incidents
+        summaries = store.list() if store is not None else []
+        count = min(limit, len(summaries))
+        while True:
+            reply = {"type": P.INCIDENTS, "incidents": summaries[:count], "total": len(summaries),
+                     "more": count < len(summaries), "enabled": store is not None}
+            try:
+                frame = encode_frame(_with_id(reply, request_id), self.server.limits.max_frame_bytes)
+            except ProtocolError:
+                count //= 2  # summaries are small: a frame holds hundreds; halve until it fits
+                continue
+            self.send(frame)
+            return
+
+    async def _incident(self, message, request_id):
+        incident_id = _opt(message, "incident", str)
+        if incident_id is None or not 0 < len(incident_id) <= P.MAX_INCIDENT_ID_CHARS:
+            raise _BadRequest("incident must be an incident id (a str of 1 to %d characters)"
+                              % P.MAX_INCIDENT_ID_CHARS)
+        store = self.server.incidents
+        await self.server.yield_to_sampler()
+        data = store.read(incident_id) if store is not None else None
+        if data is None:
+            self.send_error(Error.NOT_FOUND, "no incident %r is kept" % incident_id[:P.MAX_INCIDENT_ID_CHARS],
+                            request_id)
+            return
+        try:
+            frame = encode_frame(_with_id({"type": P.INCIDENT, "incident": incident_id, "bundle": data},
+                                          request_id), self.server.limits.max_frame_bytes)
+        except ProtocolError:
+            self.send_error(Error.RECORD_TOO_LARGE, "the bundle of incident %s (%d bytes) does not fit in %d bytes"
+                            % (incident_id, len(data), self.server.limits.max_frame_bytes), request_id)
+            return
+        self.send(frame)
+        await self.drain()
 
     def record_frame(self, record, request_id):
         """The ``record`` frame of a stored record, or None when it does not fit in max_frame_bytes."""

@@ -17,7 +17,9 @@ SUBSCRIBE = "subscribe"
 FULL = "full"
 UNSUBSCRIBE = "unsubscribe"
 PING = "ping"
-REQUESTS = (HELLO, INFO, LATEST, RANGE, SUBSCRIBE, FULL, UNSUBSCRIBE, PING)
+INCIDENTS = "incidents"    # the incidents kept (also the reply's type)
+INCIDENT = "incident"      # one incident's bundle (also the reply's type)
+REQUESTS = (HELLO, INFO, LATEST, RANGE, SUBSCRIBE, FULL, UNSUBSCRIBE, PING, INCIDENTS, INCIDENT)
 
 # Replies and stream frames (server to client).
 RECORD = "record"          # one stored snapshot, whole (latest, range)
@@ -33,7 +35,7 @@ ERROR = "error"
 # What this server implements; a hello reply lists them.
 CAPABILITIES = (
     "info", "latest", "range", "range_by_time", "subscribe", "delta",
-    "full_on_request", "gone", "boots", "ping",
+    "full_on_request", "gone", "boots", "ping", "incidents",
 )
 # Listed in addition when they are in effect on the listener the client used.
 CAP_TOKEN = "token"
@@ -51,6 +53,9 @@ DEFAULT_PAGE = 100
 DEFAULT_FULL_EVERY = 60                # a whole snapshot every N subscription frames
 MAX_FULL_EVERY = 3600                  # highest full_every, in a subscribe and in server.full_every
 FIRST_SEQ = 1                          # the history numbers the records of every boot from 1
+MAX_INCIDENTS_LISTED = 1000            # summaries in one incidents reply...
+DEFAULT_INCIDENTS_LISTED = 100         # ...and when the request gives no limit
+MAX_INCIDENT_ID_CHARS = 64
 
 
 class Error:

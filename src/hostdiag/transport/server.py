@@ -45,11 +45,13 @@ class AgentServer:
     ``history`` is the agent's history (thread-safe: the sampler appends to it
     while this server reads). ``describe`` returns the agent's own part of an
     ``info`` reply (host identity, self-report); it is called on the server's
-    thread and must only read.
+    thread and must only read. ``incidents``: the agent's incident bundles
+    (``list()``, ``read(id)``, thread-safe; store/incidents.py), or None.
     """
 
-    def __init__(self, history, listeners, limits=None, describe=None):
+    def __init__(self, history, listeners, limits=None, describe=None, incidents=None):
         self.history = history
+        self.incidents = incidents
         self.listeners = list(listeners)
         self.limits = limits or Limits()
         self.describe = describe or (lambda: {})

@@ -10,7 +10,8 @@ from hostdiag.views.text import human_bits, human_bytes, human_count
 from hostdiag.views.timefmt import format_span
 
 
-def _value(path, value):
+def value_text(path, value):
+    """A measure's value with the unit its path implies (``_pct``, ``_bytes``, ``_per_s``...)."""
     if value is None:
         return "-"
     if path.endswith("_pct"):
@@ -67,8 +68,8 @@ def render_diff(diff):
     if diff["counters"]:
         width = min(56, max(len(r["path"]) for r in diff["counters"]))
         for row in diff["counters"]:
-            lines.append("  %-*s  %12s -> %-12s %s" % (width, row["path"], _value(row["path"], row["a"]),
-                                                        _value(row["path"], row["b"]), _change(row)))
+            lines.append("  %-*s  %12s -> %-12s %s" % (width, row["path"], value_text(row["path"], row["a"]),
+                                                        value_text(row["path"], row["b"]), _change(row)))
     else:
         lines.append("  no change above the noise floor")
 
@@ -90,10 +91,10 @@ def render_diff(diff):
             lines.append("  (CPU needs two tables in a row of the same boot: not kept here)")
         for category, label in (("cpu", "top cpu"), ("rss", "top rss")):
             for row in processes["top"].get(category) or ():
-                path = row["measure"]  # cpu_pct or rss_bytes: _value formats by the suffix
+                path = row["measure"]  # cpu_pct or rss_bytes: value_text formats by the suffix
                 lines.append(("  %-8s %7d %-16s %10s -> %-10s %s" % (
-                    label, row["pid"], (row.get("comm") or "?")[:16], _value(path, row["a"]),
-                    _value(path, row["b"]), "(new)" if row["new"] else "")).rstrip())
+                    label, row["pid"], (row.get("comm") or "?")[:16], value_text(path, row["a"]),
+                    value_text(path, row["b"]), "(new)" if row["new"] else "")).rstrip())
         if processes["started"]:
             lines.append("  started  " + ", ".join("%s[%d]" % (p["comm"], p["pid"]) for p in processes["started"]))
         if processes["exited"]:

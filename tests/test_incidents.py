@@ -1,0 +1,343 @@
+"""Incidents (docs/incidents.md): the tracker, the bundles, the report, the
+protocol requests and the collector's copy.
+
+The tracker and the store are tested alone; the report from real samples
+recorded through the agent's own recorder (with the probe results and SLO
+section the probes' contract gives a sample); and the whole flow on a real
+agent process with a real fault: a 1 MiB tmpfs filled up (a crit finding),
+then emptied.
+"""
+
+import json
+import os
+import subprocess
+import time
+import zlib
+
+import pytest
+
+from hostdiag.apps.config import load_config
+from hostdiag.apps.incident_recorder import END_RESTARTED, IncidentRecorder
+from hostdiag.apps.incidents import main_incident, main_incidents
+from hostdiag.encode.wire import encode_msgpack
+from hostdiag.findings.incidents import IncidentTracker, incident_signals
+from hostdiag.sampler import Sampler
+from hostdiag.sources.hostroot import HostRoot
+from hostdiag.store import History, Record
+from hostdiag.store.sqlite import StoreError
+from hostdiag.store.incidents import BundleError, IncidentStore, decode_bundle, encode_bundle
+from hostdiag.transport.protocol import Error, ProtocolError
+from hostdiag.views.incident import incident_document, render_markdown
+
+from agentproc import AgentProcess, CollectorProcess, wait_for
+from spoolhelpers import mount_tmpfs
+
+NS = 1_000_000_000
+CRIT_FS = {"id": "fs_space", "severity": "crit", "title": "/srv 100 % of space used", "subject": "/srv",
+           "evidence": {"used_pct": 100.0}, "threshold": "space used >= 95 %", "culprits": []}
+WARN_LOAD = {"id": "load_high", "severity": "warn", "title": "load 9", "subject": None, "evidence": {},
+             "threshold": "", "culprits": []}
+
+
+def run(capsys, main, argv):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+# -- the tracker (pure) --------------------------------------------------------
+
+def _feed(tracker, pattern, start_seq=1):
+    """Feed one sample per character (C: a crit finding, S: an SLO burn alert,
+    W: a warning only, .: nothing); the events with the seq they came at."""
+    events = []
+    for offset, mark in enumerate(pattern):
+        seq = start_seq + offset
+        findings = {"C": [WARN_LOAD, CRIT_FS], "W": [WARN_LOAD]}.get(mark, [])
+        slo = {"web": {"alerting": mark == "S", "burn_1h": 20.0, "target": 99.9}}
+        event = tracker.observe(seq, seq * NS, incident_signals(findings, slo))
+        if event is not None:
+            events.append((seq, event))
+    return events
+
+
+def test_tracker_opens_after_n_and_closes_after_m_samples():
+    tracker = IncidentTracker(open_after=3, close_after=2)
+    events = _feed(tracker, "..CC.CCC.C..W.")
+    # "CC." is a run of 2 < 3: nothing. "CCC" from seq 6 opens at seq 8; the
+    # C at seq 10 resets the clearing; seqs 11, 12 close it with the end at 11.
+    assert [(seq, e["event"]) for seq, e in events] == [(8, "open"), (12, "close")]
+    opened, closed = events[0][1], events[1][1]
+    assert (opened["start_seq"], opened["detected_seq"], opened["start_ns"]) == (6, 8, 6 * NS)
+    assert opened["severity"] == "crit" and opened["title"] == CRIT_FS["title"]
+    assert (closed["end_seq"], closed["resolved_seq"], closed["end_ns"]) == (11, 12, 11 * NS)
+    assert [s["key"] for s in closed["signals"]] == ["fs_space:/srv"]
+    assert tracker.open is None
+
+
+def test_tracker_slo_burn_opens_and_a_crit_finding_outranks_it():
+    tracker = IncidentTracker(open_after=2, close_after=1)
+    events = _feed(tracker, "SSCC.")
+    opened, closed = events[0][1], events[1][1]
+    assert opened["severity"] == "burn" and "probe web" in opened["title"] and "20.0x" in opened["title"]
+    assert [s["key"] for s in closed["signals"]] == ["slo:web", "fs_space:/srv"]
+    with pytest.raises(ValueError):
+        IncidentTracker(0, 1)
+
+
+def test_signals_page_on_fast_burns_only_and_ignore_a_malformed_slo_section():
+    assert incident_signals([WARN_LOAD], None) == []
+    assert incident_signals([], {"web": "not a map", "db": {"alerting": "yes"}}) == []
+    assert incident_signals([], ["not", "a", "map"]) == []
+    # The agent's shape: an array of summaries with their names; a ticket (slow burn) opens nothing.
+    summaries = [{"name": "db", "alerting": True, "alert": "ticket"}, {"name": "web", "alerting": True,
+                                                                      "alert": "page", "burn_1h": 15.0}]
+    assert [s["key"] for s in incident_signals([CRIT_FS], summaries)] == ["fs_space:/srv", "slo:web"]
+
+
+# -- the bundles ------------------------------------------------------------------
+
+def _summary(incident_id, start_ns, **more):
+    return dict({"id": incident_id, "start_ns": start_ns, "state": "closed", "title": "t"}, **more)
+
+
+def test_store_is_bounded_by_count_and_bytes_and_survives_a_restart(tmp_path):
+    store = IncidentStore(tmp_path, max_count=3, max_bytes=1 << 20)
+    for i in range(5):
+        store.save(_summary("i%d" % i, i), {"records": [], "findings": [{"seq": i}]})
+    assert [s["id"] for s in store.list()] == ["i4", "i3", "i2"] and store.evicted == 2
+    assert sorted(os.listdir(tmp_path)) == ["i2.incident", "i3.incident", "i4.incident"]
+    # Bytes: two bundles of 40 KiB do not fit in 64 KiB: the oldest go first,
+    # the small ones, then the first big one; never the one just saved.
+    big = {"records": [], "blob": os.urandom(40 * 1024)}
+    store = IncidentStore(tmp_path, max_count=10, max_bytes=64 * 1024)
+    store.save(_summary("big1", 10), big)
+    assert [s["id"] for s in store.list()] == ["big1", "i4", "i3", "i2"]
+    store.save(_summary("big2", 11), big)
+    assert [s["id"] for s in store.list()] == ["big2"] and store.evicted == 4
+    store = IncidentStore(tmp_path, max_count=10, max_bytes=16 * 1024)
+    store.save(_summary("big3", 12), big)  # alone over the bound: kept, the rest goes
+    # What a restart finds: the same bundles, whole.
+    again = IncidentStore(tmp_path, max_count=10, max_bytes=64 * 1024)
+    assert [s["id"] for s in again.list()] == ["big3"]
+    assert decode_bundle(again.read("big3"))[1]["blob"] == big["blob"]
+    assert again.read("nope") is None and again.problems == []
+
+
+def test_a_damaged_bundle_is_skipped_with_one_line(tmp_path):
+    store = IncidentStore(tmp_path, max_count=10, max_bytes=1 << 20)
+    store.save(_summary("good", 1), {"records": []})
+    store.save(_summary("bad", 2), {"records": [], "pad": "x" * 100})
+    path = tmp_path / "bad.incident"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    (tmp_path / "junk.incident").write_bytes(b"not a bundle")
+    (tmp_path / "half.incident.tmp").write_bytes(b"an interrupted write")
+    again = IncidentStore(tmp_path, max_count=10, max_bytes=1 << 20)
+    assert [s["id"] for s in again.list()] == ["good"]
+    assert len(again.problems) == 2 and all("\n" not in p for p in again.problems)
+    assert any("bad.incident" in p and "CRC" in p for p in again.problems)
+    assert any("junk.incident" in p and "magic" in p for p in again.problems)
+    assert not (tmp_path / "half.incident.tmp").exists()
+    with pytest.raises(BundleError, match="truncated"):
+        decode_bundle(encode_bundle({"id": "x"}, {})[:-3])
+
+
+# -- the report from recorded samples with probe results -----------------------------
+
+@pytest.fixture(scope="module")
+def recorded_sample():
+    """One real sample of this host, as plain data: the recorded tests shift its times."""
+    with Sampler(HostRoot(), tables=False) as sampler:
+        return sampler.sample().to_dict()
+
+
+def _record(base, settings, count, failing, shape="array"):
+    """A recorder (memory history and store) fed ``count`` copies of
+    ``base`` one second apart, with a probe "web" failing (and its SLO
+    paging) in the samples of ``failing``. ``shape``: the SLO section as the
+    agent writes it ("array": summaries with their names and the results
+    counted over 30 days), or as a map by probe name without counts ("map")."""
+    config = load_config(None, {}, dict({"spool.enabled": False}, **settings))
+    history = History(None)
+    recorder = IncidentRecorder(config, history, lambda: {"hostname": "recorded"})
+    first_ns, first_mono = base["meta"]["wall_ns"], base["meta"]["mono_ns"]
+    for i in range(count):
+        snapshot = dict(base, meta=dict(base["meta"], wall_ns=first_ns + i * NS, mono_ns=first_mono + i * NS))
+        down = i in failing
+        snapshot["probes"] = [{"name": "web", "kind": "tcp", "target": "127.0.0.1:8080", "ok": not down,
+                               "latency_ms": None if down else 2.0 + i / 10, "error": "refused" if down else None,
+                               "at_ns": first_ns + i * NS}]
+        if shape == "array":
+            snapshot["slo"] = [{"name": "web", "target_percent": 99.9, "alerting": down,
+                                "alert": "page" if down else None, "burn_1h": 50.0 if down else 0.0,
+                                "total_30d": 20000 + i, "budget_left": 0.9}]
+        else:
+            snapshot["slo"] = {"web": {"target": 0.999, "alerting": down, "burn_1h": 50.0 if down else 0.0}}
+        payload = encode_msgpack(snapshot)
+        seq = history.append(first_ns + i * NS, payload, snapshot)
+        recorder.observe(Record(history.boot_id, seq, first_ns + i * NS, payload), snapshot, [])
+    return recorder
+
+
+@pytest.mark.parametrize("shape, window_results", [
+    ("array", 20011),            # counted by the agent, as of the newest summary (sample 11)
+    ("map", 30 * 86400 / 1.0),   # not counted: the 30-day window at one check a second
+])
+def test_report_from_recorded_samples_gives_the_probes_availability_and_budget(recorded_sample, shape,
+                                                                               window_results):
+    """An SLO burn alert opens the incident; the probe failed in 5 of the 6
+    checks from start to end, target 99.9 %: 5 of 0.001 x the window's
+    results allowed failures."""
+    recorder = _record(recorded_sample, {"incidents.open_after": 2, "incidents.close_after": 2,
+                                         "incidents.before": 3}, 14, range(5, 10), shape)
+    assert recorder.failures == 0
+    (summary,) = recorder.store.list()
+    assert summary["severity"] == "burn" and summary["state"] == "closed"
+    assert (summary["start_seq"], summary["detected_seq"], summary["end_seq"]) == (6, 7, 11)
+    document = incident_document(*decode_bundle(recorder.store.read(summary["id"])))
+    (probe,) = document["users"]
+    assert (probe["checks"], probe["failures"]) == (6, 5)
+    assert probe["availability_pct"] == pytest.approx(100 / 6)
+    assert probe["availability_before_pct"] == 100.0
+    assert probe["errors"] == {"refused": 5}
+    budget = probe["budget"]
+    assert budget["allowed_failures"] == pytest.approx(0.001 * window_results)
+    assert budget["consumed_pct"] == pytest.approx(100 * 5 / (0.001 * window_results))
+    assert document["bundle"]["records"] == 10 and document["when"]["duration_s"] == pytest.approx(5.0)
+    markdown = render_markdown(document)
+    assert "| web (tcp 127.0.0.1:8080) | 6 | 5 | 16.67 % | 100.00 % |" in markdown
+    assert "**%.2f %% of the error budget** consumed" % (100 * 5 / (0.001 * window_results)) in markdown
+    assert "probe web failed" in markdown and "## Postmortem" in markdown
+    # A record damaged inside a bundle is left out and counted; the report stands.
+    summary, body = decode_bundle(recorder.store.read(summary["id"]))
+    body["records"][4][3] = b"not zlib"
+    body["records"][5][3] = zlib.compress(encode_msgpack({"meta": {"no": "fields"}}))
+    markdown = render_markdown(incident_document(summary, body))
+    assert "Bundle: 8 records, 2 damaged and skipped." in markdown
+
+
+def test_a_long_incident_stops_growing_at_its_bound_and_says_so(recorded_sample):
+    recorder = _record(recorded_sample, {"incidents.open_after": 1, "incidents.close_after": 1,
+                                         "incidents.before": 0, "incidents.bundle_max_bytes": "64KiB",
+                                         "incidents.write_every": 0.1}, 120, range(0, 119))
+    (summary,) = recorder.store.list()
+    assert summary["truncated"] is True and summary["state"] == "closed" and summary["end_seq"] == 120
+    data = recorder.store.read(summary["id"])
+    assert len(data) <= 64 * 1024
+    _, body = decode_bundle(data)
+    assert 0 < len(body["records"]) == summary["records"] < 119
+    assert [r[1] for r in body["records"]] == list(range(1, len(body["records"]) + 1))  # the beginning is kept
+    assert "stopped growing" in render_markdown(incident_document(summary, body))
+
+
+# -- the whole flow on a real agent --------------------------------------------------
+
+@pytest.fixture
+def processes():
+    started = []
+    yield started
+    for proc in reversed(started):
+        proc.kill()
+
+
+def _first_seq_from(agent, wall_ns):
+    with agent.client() as client:
+        page = client.range_page(from_ns=wall_ns, limit=1)
+    return page.records[0].seq if page.records else None
+
+
+def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(workdir, processes, capsys):
+    mount_point = os.path.join(workdir, "fill")
+    os.mkdir(mount_point)
+    with mount_tmpfs(mount_point, "1m"):
+        agent = AgentProcess(workdir, incidents={"open_after": 2, "close_after": 3, "before": 1.0})
+        processes.append(agent)
+        agent.start().wait_ready().close()
+        # A live collector: it fetches the bundles when the records say they changed.
+        collector = CollectorProcess(workdir, [("web1", agent.address)])
+        processes.append(collector)
+        collector.start()
+        filler = os.path.join(mount_point, "blob")
+
+        def incidents():
+            with agent.client() as client:
+                return client.incidents()["incidents"]
+
+        # The fault: the filesystem full (dd stops at ENOSPC). The samples
+        # taken while dd writes may see it full already, none taken before.
+        before_ns = time.time_ns()
+        subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=64k"], capture_output=True, check=False)
+        injected_ns = time.time_ns()
+        first_possible = wait_for(lambda: _first_seq_from(agent, before_ns), "a sample during the fault")
+        injected = wait_for(lambda: _first_seq_from(agent, injected_ns), "a sample after the fault")
+        (opened,) = wait_for(incidents, "an incident to open", on_fail=agent.log_tail)
+        assert opened["state"] == "open" and opened["severity"] == "crit" and mount_point in opened["title"]
+        os.unlink(filler)
+        removed_ns = time.time_ns()
+        removed = wait_for(lambda: _first_seq_from(agent, removed_ns), "a sample after the fix")
+        (closed,) = wait_for(lambda: [i for i in incidents() if i["state"] == "closed"] or None,
+                             "the incident to close", on_fail=agent.log_tail)
+        assert closed["end_reason"] == "cleared"
+        # Start and end within two samples of the fault's (the sample in
+        # progress at the removal may already see the space free).
+        assert first_possible <= closed["start_seq"] <= injected + 2
+        assert removed - 1 <= closed["end_seq"] <= removed + 2
+        assert closed["detected_seq"] == closed["start_seq"] + 1
+
+        code, out, err = run(capsys, main_incidents, ["--agent", agent.address])
+        assert code == 0 and closed["id"] in out and "crit" in out, err
+        code, report, err = run(capsys, main_incident, [closed["id"], "--agent", agent.address])
+        assert code == 0, err
+        assert report.startswith("# Incident %s: %s 100 %% of space used" % (closed["id"], mount_point))
+        what = report.split("## What")[1].split("##")[0]
+        assert what.strip().startswith("- **%s** (CRIT)" % mount_point)  # the cause first
+        assert "Top culprit: **%s**, behind `fs_space`" % mount_point in report
+        assert "`gauge.filesystems.%s.used_pct` | 0.0%% | 100.0%% |" % mount_point in report
+        assert "No probe results in the bundle" in report
+        code, out, err = run(capsys, main_incident, [closed["id"], "--format", "json", "--agent", agent.address])
+        document = json.loads(out)
+        assert document["why"]["culprit"]["finding"] == "fs_space" and document["when"]["end_ns"] == closed["end_ns"]
+
+        # The protocol's refusals, one line each, the session going on.
+        with agent.client() as client:
+            assert client.incident("20000101-000000-0000") is None
+            client.send({"type": "incident"})
+            with pytest.raises(ProtocolError) as refused:
+                client._reply(("incident",))
+            assert refused.value.code == Error.BAD_REQUEST
+            assert client.incidents(limit=1)["total"] == 1
+
+        # The collector pulled the closed bundle: the report outlives the agent.
+        def stored():
+            try:
+                with collector.store() as store:
+                    return [i for i in store.incidents() if i["state"] == "closed"] or None
+            except StoreError:  # not created yet
+                return None
+        wait_for(stored, "the collector to store the closed incident", deadline_s=60, on_fail=collector.log_tail)
+        collector.stop()
+        agent.stop()
+        code, from_store, err = run(capsys, main_incident, [closed["id"], "--store", collector.store_dir])
+        assert code == 0, err
+        assert from_store.split("## What")[1] == report.split("## What")[1]
+        code, out, err = run(capsys, main_incidents, ["--store", collector.store_dir, "--format", "json"])
+        assert [(i["id"], i["host"]) for i in json.loads(out)["incidents"]] == [(closed["id"], "web1")]
+
+        # An incident open when the agent stops is closed as "agent restarted" at its next start.
+        agent.start().wait_ready().close()
+        subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=64k"], capture_output=True, check=False)
+        wait_for(lambda: [i for i in incidents() if i["state"] == "open"] or None, "a second incident",
+                 on_fail=agent.log_tail)
+        agent.stop()
+        os.unlink(filler)
+        agent.start().wait_ready().close()
+        second = [i for i in incidents() if i["id"] != closed["id"]]
+        assert [(i["state"], i["end_reason"]) for i in second] == [("closed", END_RESTARTED)]
+        assert "closed as 'agent restarted'" in agent.read_log()
+        agent.stop()
+
+    code, out, err = run(capsys, main_incident, ["nope", "--store", collector.store_dir])
+    assert code == 1 and out == "" and err.count("\n") == 1 and "keeps no incident nope" in err
+
