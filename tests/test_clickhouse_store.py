@@ -80,8 +80,11 @@ def test_every_stored_record_is_what_the_agent_served(world):
 
 def test_show_gives_the_same_report_from_the_agent_and_the_fleet_store(world, capsys):
     moment = str(world["records"][9].wall_ns)
-    code_a, from_agent, err_a = run(capsys, main_show, ["--at", moment, "--agent", world["agent"].address])
-    code_s, from_store, err_s = run(capsys, main_show, ["--at", moment, "--store", world["url"], "--host", "web1"])
+    # Wide enough that the first line holds the source and the record, whichever the source.
+    code_a, from_agent, err_a = run(capsys, main_show, ["--at", moment, "--width", "200",
+                                                        "--agent", world["agent"].address])
+    code_s, from_store, err_s = run(capsys, main_show, ["--at", moment, "--width", "200",
+                                                        "--store", world["url"], "--host", "web1"])
     assert code_a == code_s == 0, (err_a, err_s)
     assert "seq 9 at" in from_store.splitlines()[0]
     assert from_agent.splitlines()[1:] == from_store.splitlines()[1:]

@@ -118,7 +118,7 @@ def test_an_agent_killed_for_a_moment_leaves_a_time_gap(restarted_agent, capsys)
                      r"[0-9.]+ [MG]iB, [0-9]+ days?$", out, re.M), out
 
     inside = (last_old.wall_ns + first_of_new.wall_ns) // 2
-    assert main_show(["--agent", agent.address, "--at", str(inside)]) == 0
+    assert main_show(["--agent", agent.address, "--at", str(inside), "--width", "200"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "seq %d at" % last_old.seq in lines[0]
     gap_line = next(line for line in lines if line.startswith("GAP "))

@@ -41,7 +41,8 @@ def test_report_with_rates(real_pair):
     lines = text.splitlines()
     assert lines[0].startswith("hostdiag  %s  kernel %s" % (cur.meta.hostname, cur.meta.kernel))
     # At least the 0.3 s slept; a loaded host adds the first collection's duration.
-    assert re.search(r"interval 0\.[3-9][0-9] s", lines[0]), lines[0]
+    interval = re.search(r"interval ([0-9]+\.[0-9]{2}) s", lines[0])
+    assert interval and float(interval.group(1)) >= 0.3, lines[0]
     assert "parser %s" % cur.meta.parser_impl in lines[0]
     labels = ("FINDINGS", "LOAD", "CPU %", "PRESSURE", "MEMORY", "DISK", "FS", "NET", "TCP", "KERNEL")
     for label in labels:
@@ -322,7 +323,9 @@ def test_busy_tables_fit_one_screen(busy_pair):
     for label in ("LOAD", "CPU %", "MEMORY", "FS", "SOCKETS", "CONNS", "LISTEN", "WORKLOADS", "PROCS", "PROC TOP"):
         assert sum(line.startswith(label) for line in lines) == 1, label
     top = next(i for i, line in enumerate(lines) if line.startswith("PROC TOP"))
-    assert lines[top].split()[2:] == ["pid", "user", "cpu%", "rss", "io/s", "majflt", "workload", "command"]
+    # Major faults go first when the rows' figures leave no room for them.
+    assert [c for c in lines[top].split()[2:] if c != "majflt"] == ["pid", "user", "cpu%", "rss", "io/s", "workload",
+                                                                    "command"]
     rows = lines[top + 1:]
     assert 3 <= len(rows) and all(re.match(r" +\d+ app +\d+ ", row) for row in rows), rows
     cpu = [int(row.split()[2]) for row in rows]

@@ -112,20 +112,21 @@ def test_who_leaves_out_culprits_that_contribute_nothing(busy):
     assert not any("who:" in line for line in lines)
 
 
-def test_symptoms_are_indented_evidence_within_the_width(busy):
+def test_the_symptoms_a_finding_explains_fit_the_width(busy):
+    """A cause's symptoms (findings.ranking folds them under it): their rules
+    on one line, and in --full each title too, indented."""
     snapshot, rates, findings = busy
-    finding = dict(findings[0], symptoms=["listen drops 2.7/s on 127.0.0.1:43333 " * 4, "accept queue 5 of 4",
-                                          {"title": "SYN cookies sent"}, {"syn_cookies_per_s": 3}])
-    for width, full, shown in ((80, False, 2), (132, True, 4)):
-        lines = render_text(snapshot, rates, [finding], width=width, full=full).splitlines()
-        block = lines[lines.index("FINDINGS 1"):next(i for i, line in enumerate(lines) if line.startswith("LOAD"))]
-        symptoms = [line for line in block if line.startswith("          ") and not line.startswith("           ")]
-        assert len(symptoms) == shown, lines
-        assert all(len(line) <= width for line in lines)
-        assert symptoms[0].startswith("          listen drops 2.7/s on 127.0.0.1:43333 ")
-    assert symptoms[2:] == ["          SYN cookies sent", "          syn_cookies_per_s 3"]
-    screen = render_text(snapshot, rates, [finding]).splitlines()
-    assert screen[screen.index("FINDINGS 1") + 4] == "          (+3 more)"
+    symptoms = [{"id": "tcp_listen_overflow_%d" % i, "severity": "warn", "subject": None, "evidence": {},
+                 "title": "listen queues overflowing: 2.72 overflows/s, 2.72 drops/s on 127.0.0.1:%d; " % i * 2}
+                for i in range(9)]
+    finding = dict(findings[0], symptoms=symptoms, culprits=[])
+    lines = render_text(snapshot, rates, [finding]).splitlines()
+    explains = lines[lines.index("FINDINGS 1") + 3]
+    assert explains == "        explains: tcp_listen_overflow_0, tcp_listen_overflow_1 (+7 more)"
+    lines = render_text(snapshot, rates, [finding], width=132, full=True).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("        explains: "))
+    assert lines[start + 1:start + 10] == ["          " + (symptoms[i]["title"][:121] + "…") for i in range(9)]
+    assert all(len(line) <= 132 for line in lines)
 
 
 def test_a_filesystem_mounted_twice_is_shown_once(busy):

@@ -80,7 +80,8 @@ def _diag(*args):
 
 
 def test_report_text_json_msgpack(secret_process):
-    _check("the text report", _diag("report", "--format", "text", "--interval", "1").decode(), secret_process)
+    text = _diag("report", "--format", "text", "--interval", "1", "--full", "--width", "1000").decode()
+    _check("the text report", text, secret_process)
     _check("the JSON report", _diag("report", "--format", "json", "--interval", "0"), secret_process)
     packed = _diag("report", "--format", "msgpack", "--interval", "0")
     _check("the msgpack report (bytes)", packed, secret_process)

@@ -36,7 +36,6 @@ MAX_FINDINGS = 12           # findings shown; the ids of the rest on one more li
 MAX_FINDING_LINES = 24      # lines of findings in the full view
 SCREEN_FINDING_LINES = 14   # ... and at most in the one-screen view
 MIN_FINDING_LINES = 4       # ... and at least, however busy the blocks below
-MAX_SYMPTOM_LINES = 2       # a finding's symptom lines in the one-screen view
 MAX_ERRORS_SHOWN = 3
 BUSIEST_CPUS = 4
 MAX_DISKS = 6
@@ -179,15 +178,6 @@ def _contributes(culprit):
     return True
 
 
-def _symptom_text(symptom):
-    if isinstance(symptom, dict):
-        text = symptom.get("title") or symptom.get("text")
-        if text is None:
-            return "  ".join("%s %s" % (key, _evidence_value(key, value)) for key, value in symptom.items())
-        return str(text)
-    return str(symptom)
-
-
 def _finding_title(screen, finding):
     """The first line of a finding: its severity, its title and, when it fits,
     its rule and threshold (else its rule alone), painted by severity."""
@@ -204,19 +194,22 @@ def _finding_title(screen, finding):
 
 def _finding_details(screen, finding):
     """The lines under a finding's title: its evidence (all of it in the full
-    view, one line in the one-screen view), its symptoms, indented, and the
-    culprits that contribute, after the first that the title names."""
+    view, one line in the one-screen view), the culprits that contribute,
+    after the first that the title names, and the rules of the symptoms it
+    explains (findings.ranking folds them under their cause); the full view
+    adds each symptom's title, indented."""
     room = screen.width - len(_FINDING_INDENT)
     items = ["%s %s" % (key, _evidence_value(key, value)) for key, value in (finding.get("evidence") or {}).items()]
     evidence = wrap_parts(items, room)
     lines = evidence if screen.full else evidence[:1]
-    symptoms = [cut_end(_symptom_text(s), room - 2) for s in finding.get("symptoms") or ()]
-    if not screen.full and len(symptoms) > MAX_SYMPTOM_LINES:
-        symptoms = symptoms[:MAX_SYMPTOM_LINES - 1] + ["(+%d more)" % (len(symptoms) - MAX_SYMPTOM_LINES + 1)]
-    lines += ["  " + s for s in symptoms]
     culprits = [c for c in finding.get("culprits") or () if isinstance(c, dict) and _contributes(c)]
     if len(culprits) > 1:
         lines.append(listed("who: ", [culprit_text(c) for c in culprits], len(culprits), room, "; "))
+    symptoms = [s for s in finding.get("symptoms") or () if isinstance(s, dict)]
+    if symptoms:
+        lines.append(listed("explains: ", [str(s.get("id")) for s in symptoms], len(symptoms), room))
+        if screen.full:
+            lines += ["  " + cut_end(s.get("title") or s.get("id"), room - 2) for s in symptoms]
     return [_FINDING_INDENT + line for line in lines]
 
 
