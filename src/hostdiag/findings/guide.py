@@ -192,4 +192,17 @@ LOOK_NEXT = {
         "which flag: P/O/E are out-of-tree or unsigned modules (often benign); D (oops), W (warning), M "
         "(machine check) or L (soft lockup) mean the kernel saw trouble: read `dmesg`"
     ),
+    "netns_tcp_retransmits": (
+        "loss on the container's path (its veth, bridge, overlay, a `tc` qdisc or filter): `nsenter -t "
+        "PID -n ss -ti`, `nsenter -t PID -n nstat -az | grep -i retrans`; the host's own "
+        '`tcp_retransmits` stays quiet because these segments are counted in the namespace only'
+    ),
+    "netns_listen_overflow": (
+        '`nsenter -t PID -n ss -ltn` (Recv-Q vs Send-Q); the containerised service does not accept fast '
+        "enough, or its backlog (and the namespace's own `net.core.somaxconn`) is too small"
+    ),
+    "netns_udp_errors": (
+        '`nsenter -t PID -n ss -uanm` (drops per socket); a slow reader or a small `SO_RCVBUF` in the '
+        'container'
+    ),
 }
