@@ -409,6 +409,19 @@ def test_a_table_record_is_stored_as_a_change_from_the_table_before(tmp_path):
     assert max(sizes[s] for s in (10, 15, 20, 25, 30)) < whole / 4
 
 
+def test_key_order_fixes_walk_past_shared_objects_and_scalar_rows_only():
+    """The walk skips what cannot hold a reordered map (one object on both
+    sides, a list of scalars) and still finds one in a list of mixed rows."""
+    from hostdiag.encode.delta import key_order_fixes
+
+    shared = {"z": 1, "a": {"y": 1, "x": 2}}
+    got = {"rows": [[1, 2, "x"], [3, {"p": 1, "q": 2}]], "shared": shared, "t": {"b": 1, "c": 2}}
+    wanted = {"rows": [[1, 2, "x"], [3, {"q": 2, "p": 1}]], "shared": shared, "t": {"c": 2, "b": 1}}
+    assert key_order_fixes(got, wanted) == [[["rows", 1, 1], ["q", "p"]], [["t"], ["c", "b"]]]
+    wanted["shared"] = {"a": {"x": 2, "y": 1}, "z": 1}
+    assert key_order_fixes(got, wanted)[1:3] == [[["shared"], ["a", "z"]], [["shared", "a"], ["x", "y"]]]
+
+
 def test_key_order_fixes_restore_what_a_delta_does_not_carry():
     from hostdiag.encode.delta import apply, delta, key_order_fixes, with_key_order
 

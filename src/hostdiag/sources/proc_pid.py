@@ -27,7 +27,7 @@ when ``stat`` moved, and at least every ``recheck_every`` samples
                  switches and I/O bytes (and its status/io denied entries)
                  without reading either file; a new process, a reused pid (new
                  start time) and a process whose status or io failed last time
-                 are read whole. Reads shorter than a clock tick can add
+                 are read whole. Runs shorter than a clock tick can add
                  context switches without moving utime or stime: every process
                  is read whole once every ``recheck_every`` samples (default
                  :data:`DEFAULT_RECHECK_EVERY`, one slice of the pids per sample),
@@ -45,6 +45,11 @@ once per process life, cached by identity
                        between v1 controllers and the v2 tree);
     ``oom_score_adj``  the OOM killer adjustment;
     and the user name of the uid.
+
+A process whose ``stat`` line is byte for byte the previous one, with the same
+fd count and valid cached facts, is the previous sample's record object itself
+(nothing in it could differ): an idle process costs its reads and no new record,
+and the delta encoder compares it by identity.
 
 Not read: ``statm`` (stat has vsize and rss, which are statm's first two
 columns), ``sched``/``schedstat``, ``fd/*`` links, ``environ``.
@@ -151,7 +156,9 @@ class ProcessTable:
                        (bytes of storage I/O), fd_count, cgroup, oom_score_adj,
                        denied (groups access denied: status, io, fd, cmdline,
                        cgroup, oom_score_adj); a field not read is None.
-                       Records may share their cmdline lists: read-only.
+                       Records are read-only: they share their cmdline
+                       lists, and a process that did not change is the
+                       previous sample's record object.
             counts     {"total": processes, "threads": sum of num_threads,
                         "by_state": {state letter: processes}}
             vanished   processes that disappeared while they were read
