@@ -67,7 +67,9 @@ def _row(i):
             "cpu": {"usage_usec": 1000 * i, "throttled_usec": 0, "nr_periods": 0, "nr_throttled": 0,
                     "quota_usec": 50000, "period_usec": 100000},
             "memory": {"current": (300 - i) << 20, "max": 1 << 30, "events": {"oom_kill": 0}},
-            "pids": {"current": 1}, "pressure": None}
+            "pids": {"current": 1},
+            "pressure": {r: {"some": {"avg10": 0.0, "total_us": 2000 * i}, "full": {"avg10": 0.0, "total_us": 1000 * i}}
+                         for r in ("cpu", "memory", "io")}}
 
 
 def test_series_are_bounded_whatever_the_number_of_cgroups(sample):
@@ -84,6 +86,11 @@ def test_series_are_bounded_whatever_the_number_of_cgroups(sample):
     first = int(labelled[0]["cgroup"][-11:-8])
     assert value(found, "hostdiag_cgroup_cpu_usage_seconds_total", **labelled[0]) == pytest.approx(first / 1000)
     assert value(found, "hostdiag_cgroups") == 300
+    assert value(found, "hostdiag_cgroup_pressure_waiting_seconds_total", resource="io", **labelled[0]) == \
+        pytest.approx(2 * first / 1000)
+    assert value(found, "hostdiag_cgroup_pressure_stalled_seconds_total", resource="cpu", **labelled[0]) == \
+        pytest.approx(first / 1000)
+    assert samples_of(encode_metrics(snapshot, openmetrics=True), parse_openmetrics)
     assert len(W.summarize_workloads(snapshot)["cgroups"]["rows"]) == 2 * W.TOP_CGROUPS
 
 

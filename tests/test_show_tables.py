@@ -1,6 +1,8 @@
-"""`diag show` at a record without tables takes every table (processes,
-sockets, cgroups, network namespaces) from the nearest record that has them,
-with their rates: real samples of this host, stored as the agent stores them."""
+"""The cgroup table and the network namespaces through the history: `diag
+show` at a record without tables takes every table (processes, sockets,
+cgroups, namespaces) from the nearest record that has them, with their rates;
+`diag diff` compares the workloads; a real collector stores them as the
+agent served them. Real samples of this host, real agent and collector."""
 
 import pytest
 
@@ -10,6 +12,8 @@ from hostdiag.encode.wire import decode_msgpack, encode_msgpack
 from hostdiag.sampler import Sampler
 from hostdiag.sources.hostroot import HostRoot
 from hostdiag.views.diff import workload_lines
+
+from agentproc import AgentProcess, CollectorProcess
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +78,27 @@ def test_diff_of_real_cgroup_tables(records):
         assert (view["rows"][row["path"]]["cpu_pct"] is not None) == counted, row["path"]
     changes = workload_changes(view, view)
     assert changes["made"] == changes["removed"] == [] and changes["top"]["memory"]
+
+
+def test_the_collector_stores_the_cgroup_table_and_the_namespaces(tmp_path):
+    """A real agent taking the tables every 2nd sample, pulled once by a real
+    collector: each stored record is the one the agent served, tables included."""
+    agent = AgentProcess(str(tmp_path), agent={"table_every": 2})
+    try:
+        agent.start().wait_ready().close()
+        info = agent.wait_newest(6)
+        collector = CollectorProcess(str(tmp_path), [("web1", agent.address)])
+        result = collector.run("--once")
+        assert result.returncode == 0, result.stderr
+        with agent.client() as client:
+            served = {r.seq: r.snapshot for r in client.range(from_seq=1, to_seq=6)}
+    finally:
+        assert agent.stop() == 0, agent.log_tail()
+    with collector.store() as store:
+        stored = {r.seq: decode_msgpack(r.payload) for r in store.range("web1", info["boot_id"], 1, 6)}
+    assert sorted(stored) == sorted(served) == list(range(1, 7))
+    with_tables = [seq for seq, snapshot in stored.items() if snapshot["netns"] is not None]
+    assert with_tables and with_tables == [seq for seq, snapshot in stored.items() if snapshot["agent"]["tables"]]
+    for seq in with_tables:
+        assert stored[seq]["netns"] == served[seq]["netns"] and stored[seq]["netns"]["namespaces"][0]["host"]
+        assert stored[seq]["cgroups"] == served[seq]["cgroups"]

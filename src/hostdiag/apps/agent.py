@@ -456,7 +456,8 @@ class Agent:
             taken = self.sampler.sample(tables=with_tables)
             snapshot = taken.to_dict()
             if with_tables:
-                self.table_durations.add(self.sampler.table_seconds)
+                # The table part: the tables, then the namespaces found from them.
+                self.table_durations.add(self.sampler.table_seconds + (self.sampler.netns_seconds or 0.0))
             snapshot["agent"] = self.self_report(with_tables)
             snapshot["probes"], snapshot["slo"] = self.availability.sections(snapshot["meta"]["wall_ns"])
             payload = encode_msgpack(snapshot)

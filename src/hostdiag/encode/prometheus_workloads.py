@@ -151,12 +151,14 @@ def workload_families(out, summary):
         for name, kind, help_text, unit, value in _CGROUP_FAMILIES:
             out.family(name, kind, help_text + " The %d cgroups using most CPU and most memory."
                        % TOP_CGROUPS, ((labels, value(row)) for labels, row in rows), unit=unit)
-        out.family("hostdiag_cgroup_pressure_seconds_total", "counter",
-                   "Time some (or all, kind=full) of the cgroup's tasks stalled on a resource (PSI total; "
-                   "cgroup2 only).",
-                   ((labels + (("resource", resource), ("kind", kind)),
-                     _scaled(_get(row, "pressure", resource, kind, "total_us"), 1e-6))
-                    for labels, row in rows for resource in _PSI for kind in ("some", "full")), unit="seconds")
+        for name, kind, which in (("hostdiag_cgroup_pressure_waiting_seconds_total", "some", "some"),
+                                  ("hostdiag_cgroup_pressure_stalled_seconds_total", "full", "all")):
+            out.family(name, "counter",
+                       "Time %s of the cgroup's non-idle tasks stalled on the resource (PSI %s total; "
+                       "cgroup2 only)." % (which, kind),
+                       ((labels + (("resource", resource),),
+                         _scaled(_get(row, "pressure", resource, kind, "total_us"), 1e-6))
+                        for labels, row in rows for resource in _PSI), unit="seconds")
     netns = summary.get("netns")
     if netns is not None:
         out.family("hostdiag_netns", "gauge", "Network namespaces found besides the host's, all of them.",

@@ -33,7 +33,8 @@ class Sampler:
     (:class:`~hostdiag.sampler.tables.TableCollector`); ``max_netns`` bounds
     the network namespaces visited per sample (:mod:`hostdiag.sources.netns`).
     After each :meth:`sample`, ``table_seconds`` is how long the tables took
-    (None when they were not taken).
+    and ``netns_seconds`` how long the namespaces took (both None when the
+    tables were not taken).
     """
 
     def __init__(self, root, netlink=True, tables=True, cgroup_depth=DEFAULT_MAX_DEPTH,
@@ -42,23 +43,23 @@ class Sampler:
         self.tables = (TableCollector(root, netlink=netlink, cgroup_depth=cgroup_depth, max_cgroups=max_cgroups)
                        if tables else None)
         self.netns = NetnsTable(root, max_netns=max_netns, netlink=netlink) if tables else None
-        self.table_seconds = None
+        self.table_seconds = self.netns_seconds = None
 
     def sample(self, tables=True, kmsg=False):
         """One :class:`~hostdiag.model.Snapshot`; with the process, socket and
         cgroup tables when ``tables`` and the sampler has them; the kernel's new
         /dev/kmsg lines when ``kmsg``."""
-        self.table_seconds = None
+        self.table_seconds = self.netns_seconds = None
         if not tables or self.tables is None:
             return self.system.collect(kmsg=kmsg)
         problems = Problems()
         started = time.monotonic()
         taken = self.tables.collect(problems)
-        table_seconds = time.monotonic() - started
+        self.table_seconds = time.monotonic() - started
         snapshot = self.system.collect(kmsg=kmsg)
         started = time.monotonic()
         snapshot.netns = guarded("netns", lambda found: self.netns.collect(found, taken.processes), problems)
-        self.table_seconds = table_seconds + time.monotonic() - started
+        self.netns_seconds = time.monotonic() - started
         return attach(snapshot, taken.processes, taken.sockets, problems, cgroups=taken.cgroups)
 
     def add_socket_owners(self, snapshot, inodes):
