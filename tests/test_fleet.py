@@ -345,10 +345,44 @@ def test_a_store_made_before_the_rate_columns_gets_them(server):
     with ClickHouseStore(url) as store:
         for table, column, _ in (("processes", "cpu_pct", 0), ("processes", "io_bytes_per_s", 0),
                                  ("sockets", "inode", 0), ("sockets", "retrans_per_s", 0), ("sockets", "pid", 0),
-                                 ("sockets", "comm", 0)):
+                                 ("sockets", "comm", 0), ("findings", "cause", 0)):
             store.query("ALTER TABLE %s DROP COLUMN %s" % (table, column))
     _store_scene(url)  # a writer of this version opens it, adds the columns and writes them
     with ClickHouseStore(url, readonly=True) as store:
         assert store.rows("SELECT pid, cpu_pct FROM processes FINAL WHERE host = 'web2' AND seq = 8 "
                           "ORDER BY pid") == [{"pid": 100, "cpu_pct": 10}, {"pid": 200, "cpu_pct": 20},
                                                {"pid": 300, "cpu_pct": 90}]
+    assert _stored_findings(url) == EXPECTED_FINDINGS
+
+
+def test_a_symptom_folded_under_its_cause_is_a_row_of_its_own():
+    """Findings ranked by cause carry the symptoms they explain; each is stored as a row naming its
+    cause and the cause's culprit, after the cause."""
+    from hostdiag.model.snapshot import Snapshot
+    from hostdiag.store.findings_rows import finding_rows
+
+    snapshot = Snapshot.from_dict(scenes.snapshot("web1", 4))
+    cause = {"id": "tcp_conn_retrans", "severity": "warn", "title": "1 connection(s) retransmitting",
+             "evidence": {"retrans_per_s": 50.0}, "threshold": "> 5", "subject": "10.0.0.1:40000 -> 10.0.0.9:5432",
+             "culprits": [{"kind": "connection", "processes": [{"pid": 200, "comm": "pgbouncer"}]}],
+             "symptoms": [{"id": "tcp_retransmits", "severity": "warn", "title": "TCP retransmits 9.1 %",
+                           "subject": None, "evidence": {"retransmit_pct": 9.09, "note": "text"}}]}
+    alone = {"id": "memory_low", "severity": "crit", "title": "only 4.0 %", "evidence": {}, "threshold": "< 5",
+             "subject": None, "culprits": []}
+    rows = finding_rows([alone, cause], snapshot)
+    assert [(r["n"], r["rule"], r["cause"], r["culprit_pid"], r["culprit_workload"], r["evidence"]) for r in rows] == [
+        (0, "memory_low", None, None, None, {}),
+        (1, "tcp_conn_retrans", None, 200, "pgbouncer.service", {"retrans_per_s": 50.0}),
+        (2, "tcp_retransmits", "tcp_conn_retrans", 200, "pgbouncer.service", {"retransmit_pct": 9.09})]
+    assert rows[2]["threshold"] == "" and rows[2]["subject"] is None
+
+
+def test_a_sqlite_store_made_before_the_cause_column_gets_it(tmp_path):
+    import sqlite3
+
+    open_collector_store(str(tmp_path)).close()
+    db = sqlite3.connect(str(tmp_path / "collector.sqlite3"))
+    db.execute("ALTER TABLE findings DROP COLUMN cause")
+    db.close()
+    _store_scene(str(tmp_path))  # a writer of this version opens it, adds the column and writes it
+    assert _stored_findings(str(tmp_path)) == EXPECTED_FINDINGS

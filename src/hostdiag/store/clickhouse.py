@@ -23,7 +23,8 @@ earlier record with tables (findings/stream.py), the numbers the findings use.
 ``processes`` one row per process of a record that carries the process table.
 ``sockets``   one row per TCP socket of a record that carries the socket table.
 ``findings``  one row per finding of a record (store/findings_rows.py): rule,
-              severity, subject, title, threshold, the evidence as two
+              severity, cause (the rule a symptom is folded under, else
+              NULL), subject, title, threshold, the evidence as two
               parallel arrays (names, values: 18.16 has no Map), the first
               culprit's pid, comm and workload.
 ``gaps``, ``hosts``, ``status`` as in the SQLite store (store/sqlite.py).
@@ -113,7 +114,8 @@ _SOCKET_COLUMNS = (
 _PROCESS_RATE_COLUMNS = (("cpu_pct", "Float64"), ("io_bytes_per_s", "Float64"))
 _SOCKET_EXTRA_COLUMNS = (("retrans_per_s", "Float64"), ("pid", "UInt32"), ("comm", "String"))
 _FINDING_COLUMNS = (
-    ("n", "UInt16"), ("rule", "String"), ("severity", "String"), ("subject", "Nullable(String)"),
+    ("n", "UInt16"), ("rule", "String"), ("severity", "String"), ("cause", "Nullable(String)"),
+    ("subject", "Nullable(String)"),
     ("title", "String"), ("threshold", "String"), ("evidence_keys", "Array(String)"),
     ("evidence_values", "Array(Float64)"), ("culprit_kind", "Nullable(String)"),
     ("culprit_pid", "Nullable(UInt32)"), ("culprit_comm", "Nullable(String)"),
@@ -159,7 +161,8 @@ _PARTITIONED = ("records", "samples", "processes", "sockets", "gaps", "findings"
 # Columns added to a table after its first release: (table, column, type), added
 # to a store made before them (18.16 has no ADD COLUMN IF NOT EXISTS).
 _ADDED_COLUMNS = tuple(("processes", n, "Nullable(%s)" % k) for n, k in _PROCESS_RATE_COLUMNS) + tuple(
-    ("sockets", n, "Nullable(%s)" % k) for n, k in (("inode", "UInt64"),) + _SOCKET_EXTRA_COLUMNS)
+    ("sockets", n, "Nullable(%s)" % k) for n, k in (("inode", "UInt64"),) + _SOCKET_EXTRA_COLUMNS) + (
+    ("findings", "cause", "Nullable(String)"),)
 
 
 def parse_url(url):

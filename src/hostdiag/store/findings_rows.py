@@ -53,19 +53,35 @@ def culprit_columns(finding, snapshot):
     return kind, pid, comm, workload
 
 
+def _row(finding, cause, culprit):
+    evidence = {str(k): v for k, v in (finding.get("evidence") or {}).items() if _number(v)}
+    subject = finding.get("subject")
+    kind, pid, comm, workload = culprit
+    return {"rule": str(finding["id"]), "severity": str(finding["severity"]), "cause": cause,
+            "subject": None if subject is None else str(subject), "title": str(finding["title"]),
+            "threshold": str(finding.get("threshold") or ""), "evidence": evidence,
+            "culprit_kind": kind, "culprit_pid": pid, "culprit_comm": comm, "culprit_workload": workload}
+
+
 def finding_rows(findings, snapshot):
-    """One dict per finding: ``n``, ``rule``, ``severity``, ``subject``,
-    ``title``, ``threshold``, ``evidence`` ({name: number}), ``culprit_kind``,
-    ``culprit_pid``, ``culprit_comm``, ``culprit_workload``."""
+    """One dict per finding: ``n``, ``rule``, ``severity``, ``cause``,
+    ``subject``, ``title``, ``threshold``, ``evidence`` ({name: number}),
+    ``culprit_kind``, ``culprit_pid``, ``culprit_comm``, ``culprit_workload``.
+
+    A finding that carries ``symptoms`` (the findings it explains, folded
+    under it when findings are ranked by cause) is followed by a row for
+    each, whose ``cause`` is the finding's rule and whose culprit is the
+    finding's: "which host had what" still finds the symptom. ``cause`` is
+    None for a finding of its own."""
     rows = []
-    for n, finding in enumerate(findings):
-        kind, pid, comm, workload = culprit_columns(finding, snapshot)
-        evidence = {str(k): v for k, v in (finding.get("evidence") or {}).items() if _number(v)}
-        subject = finding.get("subject")
-        rows.append({"n": n, "rule": str(finding["id"]), "severity": str(finding["severity"]),
-                     "subject": None if subject is None else str(subject), "title": str(finding["title"]),
-                     "threshold": str(finding.get("threshold") or ""), "evidence": evidence,
-                     "culprit_kind": kind, "culprit_pid": pid, "culprit_comm": comm, "culprit_workload": workload})
+    for finding in findings:
+        culprit = culprit_columns(finding, snapshot)
+        rows.append(_row(finding, None, culprit))
+        for symptom in finding.get("symptoms") or ():
+            if isinstance(symptom, dict) and "id" in symptom and "severity" in symptom:
+                rows.append(_row(dict(symptom, title=symptom.get("title") or ""), str(finding["id"]), culprit))
+    for n, row in enumerate(rows):
+        row["n"] = n
     return rows
 
 

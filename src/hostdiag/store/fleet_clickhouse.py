@@ -2,9 +2,11 @@
 each is one SELECT that ClickHouse 18.16 runs (docs/fleet.md shows them).
 
 * :func:`hosts`: every host, its newest record within ``within_s`` seconds
-  of now, and the findings of that record;
+  of now, and the findings of that record (those of their own: a symptom
+  folded under its cause is not counted again);
 * :func:`findings`: which hosts had which findings from one time to another,
-  one row per (host, rule, severity, subject) with the first and last time seen;
+  one row per (host, rule, severity, subject) with the first and last time
+  seen, symptoms folded under a cause included;
 * :func:`top`: the top processes (by CPU, resident memory or I/O) or
   connections (by retransmits) across hosts, each host at its newest record
   with tables in the ``window_s`` seconds up to a moment.
@@ -86,7 +88,8 @@ def hosts_sql(now_ns, within_s):
         "SELECT host, last_ns, boot_id, seq FROM (SELECT DISTINCT name AS host FROM hosts FINAL) "
         "ANY LEFT JOIN (%s) USING host) "
         "ANY LEFT JOIN (SELECT host, boot_id, seq, count() AS findings, countIf(severity = 'crit') AS crit, "
-        "arraySort(groupUniqArray(rule)) AS rules FROM findings FINAL WHERE %s AND (host, boot_id, seq) IN "
+        "arraySort(groupUniqArray(rule)) AS rules FROM findings FINAL WHERE %s AND isNull(cause) AND "
+        "(host, boot_id, seq) IN "
         "(SELECT host, boot_id, seq FROM (%s)) GROUP BY host, boot_id, seq) USING (host, boot_id, seq) "
         "ORDER BY host" % (newest, recent, newest))
 

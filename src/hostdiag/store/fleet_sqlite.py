@@ -46,10 +46,11 @@ def _matches(name, pattern):
 
 HOSTS_SQL = (
     "SELECT h.name, last.wall_ns, b.boot_id, last.seq, "
-    "(SELECT COUNT(*) FROM findings f WHERE f.boot_key = last.boot_key AND f.seq = last.seq), "
-    "(SELECT COUNT(*) FROM findings f WHERE f.boot_key = last.boot_key AND f.seq = last.seq "
+    "(SELECT COUNT(*) FROM findings f WHERE f.boot_key = last.boot_key AND f.seq = last.seq AND f.cause IS NULL), "
+    "(SELECT COUNT(*) FROM findings f WHERE f.boot_key = last.boot_key AND f.seq = last.seq AND f.cause IS NULL "
     "AND f.severity = 'crit'), "
-    "(SELECT group_concat(DISTINCT f.rule) FROM findings f WHERE f.boot_key = last.boot_key AND f.seq = last.seq) "
+    "(SELECT group_concat(DISTINCT f.rule) FROM findings f WHERE f.boot_key = last.boot_key AND f.seq = last.seq "
+    "AND f.cause IS NULL) "
     "FROM hosts h LEFT JOIN (SELECT host_id, boot_key, seq, MAX(wall_ns) AS wall_ns FROM records "
     "WHERE wall_ns >= ? AND wall_ns <= ? GROUP BY host_id) last ON last.host_id = h.host_id "
     "LEFT JOIN boots b ON b.boot_key = last.boot_key ORDER BY h.name")

@@ -130,6 +130,7 @@ CREATE TABLE IF NOT EXISTS findings (
     wall_ns INTEGER NOT NULL,           -- the record's
     rule TEXT NOT NULL,
     severity TEXT NOT NULL,             -- crit or warn
+    cause TEXT,                         -- the rule a symptom is folded under; NULL for a finding of its own
     subject TEXT,
     title TEXT NOT NULL,
     threshold TEXT NOT NULL,
@@ -161,6 +162,10 @@ CREATE TABLE IF NOT EXISTS status (
     detail TEXT NOT NULL                -- JSON: see service.AgentStatus
 );
 """
+
+
+# Columns added to a table after its first release: (table, column, type).
+_ADDED_COLUMNS = (("findings", "cause", "TEXT"),)
 
 
 class StoreError(Exception):
@@ -286,6 +291,10 @@ class CollectorStore:
         # the collector fetches again on start.
         db.execute("PRAGMA synchronous = NORMAL")
         db.executescript("BEGIN;" + _SCHEMA + "PRAGMA user_version = %d; COMMIT;" % SCHEMA_VERSION)
+        # A column added to a table after a store was made with it.
+        for table, column, kind in _ADDED_COLUMNS:
+            if column not in {row[1] for row in db.execute("PRAGMA table_info(%s)" % table)}:
+                db.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, column, kind))
 
     def close(self):
         db = getattr(self, "db", None)
@@ -443,10 +452,10 @@ class CollectorStore:
         if evaluated is None:
             return
         self.db.executemany(
-            "INSERT OR REPLACE INTO findings (boot_key, seq, n, host_id, wall_ns, rule, severity, subject, title, "
-            "threshold, evidence, culprit_kind, culprit_pid, culprit_comm, culprit_workload) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(boot_key, seq, r["n"], host, wall_ns, r["rule"], r["severity"], r["subject"], r["title"],
+            "INSERT OR REPLACE INTO findings (boot_key, seq, n, host_id, wall_ns, rule, severity, cause, subject, "
+            "title, threshold, evidence, culprit_kind, culprit_pid, culprit_comm, culprit_workload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(boot_key, seq, r["n"], host, wall_ns, r["rule"], r["severity"], r["cause"], r["subject"], r["title"],
               r["threshold"], json.dumps(r["evidence"], sort_keys=True), r["culprit_kind"], r["culprit_pid"],
               r["culprit_comm"], r["culprit_workload"])
              for r in finding_rows(evaluated.findings, evaluated.snapshot)])
