@@ -5,7 +5,6 @@ snapshots first (every edge of the rule), then a real agent's history read by
 
 import copy
 import json
-import os
 import shutil
 import signal
 import subprocess
