@@ -257,7 +257,7 @@ def test_fixture_tree_gives_an_empty_process_table_not_an_error_storm(tree):
     doc = json.loads(result.stdout)
     snap = doc["snapshot"]
     assert snap["processes"] == {"processes": [], "counts": {"total": 0, "threads": 0, "by_state": {}},
-                                 "vanished": 0, "denied": 0}
+                                 "vanished": 0, "denied": 0, "limits": {}}
     # No /proc/net/tcp in the recorded trees: the socket table is null, with one entry per file.
     assert snap["sockets"] is None
     table_errors = [e for e in snap["meta"]["errors"] if e["source"] in ("processes", "sockets")]

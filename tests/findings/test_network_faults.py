@@ -9,7 +9,7 @@ peer in a namespace of its own); the FIRST finding names the cause.
   from CPU 0, faster than CPU 1 drains its backlog; the CPU that drops and
   the limit are named.
 
-Judged with the rules of test_real_faults.RULES_UNDER_TEST (the neighbours on
+Judged with the rules of faultscenes.RULES_UNDER_TEST (the neighbours on
 this shared machine load its CPUs meanwhile).
 """
 
@@ -29,7 +29,8 @@ from hostdiag.derive import derive_rates
 from hostdiag.findings import evaluate, socket_inodes_named
 from hostdiag.sampler import Sampler
 from hostdiag.sources.hostroot import HostRoot
-from test_real_faults import DEADLINE_S, RULES_UNDER_TEST, poll
+from cgroupscenes import DEADLINE_S
+from faultscenes import RULES_UNDER_TEST, poll
 
 if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nft") is None:
     pytest.skip("namespaces, veth pairs and nftables need root, iproute2 and nft", allow_module_level=True)

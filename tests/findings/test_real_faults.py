@@ -7,19 +7,13 @@ and a full and an inode-exhausted loop filesystem. Each scene is real (child
 processes, sockets, loop devices, cgroups); each waits for the kernel by
 polling with a deadline.
 
-The machine is shared with other test suites that load the CPUs, OOM-kill in
-their own cgroups and log to the kernel while these run. The scenes judged on
-one snapshot (gauge rules) and the CPU burners use every rule. The scenes that
-need a pair of snapshots use :data:`RULES_UNDER_TEST`: every rule but those
-that judge the whole host's CPU, memory, disks and TCP resets, the cgroups,
-the kernel log and a process growing in memory (compilers grow fast), which
-the neighbours trip at random (the ranking itself is tested on edited
-snapshots in test_ranking.py).
+The scenes judged on one snapshot (gauge rules) and the CPU burners use
+every rule; those over a pair of snapshots use faultscenes.RULES_UNDER_TEST
+(this machine is shared with other suites that trip the host-wide rules).
 """
 
 import json
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -31,8 +25,9 @@ from contextlib import contextmanager
 import pytest
 
 from cgroupscenes import DEADLINE_S, made_cgroup, write
+from faultscenes import MIB, RULES_UNDER_TEST, poll
 from hostdiag.derive import derive_rates
-from hostdiag.findings import RULES, evaluate, rules as R, socket_inodes_named
+from hostdiag.findings import evaluate, rules as R, socket_inodes_named
 from hostdiag.sampler import Sampler
 from hostdiag.sources.cgroups import CgroupTable
 from hostdiag.sources.hostroot import HostRoot
@@ -40,24 +35,6 @@ from hostdiag.sources.problems import Problems
 
 if os.geteuid() != 0:
     pytest.skip("the faults need root (cgroups, loop devices, setuid)", allow_module_level=True)
-
-NOISY = {R.rule_process_cpu, R.rule_process_rss_growing, R.rule_load, R.rule_cpu_states, R.rule_one_cpu_busy, R.rule_pressure,
-         R.rule_swapping, R.rule_major_faults, R.rule_disk_util, R.rule_disk_await, R.rule_memory_available,
-         R.rule_tcp_resets, R.rule_oom_kills, R.rule_kernel_events, R.rule_kernel_log, R.rule_cgroup_oom_kills,
-         R.rule_cgroup_pids, R.rule_cgroup_throttling, R.rule_cgroup_memory, R.rule_cgroup_pressure}
-RULES_UNDER_TEST = tuple(rule for rule in RULES if rule not in NOISY)
-MIB = 1 << 20
-
-
-def poll(condition, what, deadline_s=DEADLINE_S):
-    deadline = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out waiting for %s" % what
-        time.sleep(0.01)
-
 
 @contextmanager
 def child(code, **popen):
@@ -385,3 +362,24 @@ def test_a_full_and_an_inode_exhausted_filesystem():
     assert [(f["id"], f["severity"], f["subject"]) for f in found[:2]] == [
         ("fs_space", "crit", full), ("fs_inodes", "crit", few)], found
     assert found[0]["evidence"]["used_pct"] >= 95 and found[1]["evidence"]["used_pct"] >= 95
+
+
+# --- the kernel log ---------------------------------------------------------------
+
+def test_a_segfault_is_named_from_the_kernel_log():
+    try:
+        with open("/proc/sys/debug/exception-trace") as f:
+            if f.read().strip() == "0":
+                pytest.skip("the kernel does not log unhandled signals (debug.exception-trace = 0)")
+    except FileNotFoundError:
+        pass
+    with Sampler(HostRoot(), tables=False) as sampler:
+        previous = sampler.sample()
+        crash = subprocess.Popen([sys.executable, "-c", "import ctypes; ctypes.string_at(0)"],
+                                 stderr=subprocess.DEVNULL)
+        assert crash.wait(timeout=DEADLINE_S) == -signal.SIGSEGV
+        current = sampler.sample(kmsg=True)
+    found = [f for f in evaluate(current, derive_rates(previous, current), previous) if f["id"] == "kernel_segfault"]
+    assert found and found[0]["when"] == "now", found
+    crashed = next(c for c in found[0]["culprits"] if c["pid"] == crash.pid)
+    assert crashed["fault"] == "segfault" and crashed["comm"].startswith("python")

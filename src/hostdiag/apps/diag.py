@@ -20,15 +20,19 @@ from hostdiag.apps.terminal import add_screen_options, report_width
 
 COMMANDS = ("report", "version")
 # The history `diag` asks the local agent for (the rules over history: a
-# memory leak). The agent must answer within HISTORY_TIMEOUT_S, and the fetch
-# stops after HISTORY_BUDGET_S with what it has, so that the report stays
-# quick; records are read HISTORY_PAGE at a time and only their process
-# identities and RSS are kept.
+# memory leak): HISTORY_POINTS samples with the process table, spread evenly
+# over the last HISTORY_WINDOW_S. The agent must answer within
+# HISTORY_TIMEOUT_S, and the fetch stops after HISTORY_BUDGET_S with what it
+# has, so that the report stays quick; of each record only the process
+# identities and RSS are kept. The agent takes its tables every
+# `table_every`-th sample (at most HISTORY_MAX_SPAN records are read to
+# find one).
 DEFAULT_AGENT = "unix:/run/hostdiag/agent.sock"
 HISTORY_WINDOW_S = 300
+HISTORY_POINTS = 15
 HISTORY_TIMEOUT_S = 0.5
 HISTORY_BUDGET_S = 2.0
-HISTORY_PAGE = 32
+HISTORY_MAX_SPAN = 60
 # Commands with parsers of their own: `diag NAME ARGS` runs module.function(ARGS).
 DELEGATED = {
     "agent": ("hostdiag.apps.agent", "main_agent"),
@@ -214,9 +218,10 @@ def _slim(snapshot):
 
 
 def agent_history(address, boot_id, wall_ns):
-    """The snapshots of this boot (slimmed, oldest first) that the agent at
-    ``address`` holds from the last HISTORY_WINDOW_S; [] when no agent
-    answers in time. An agent that fails midway leaves what was read."""
+    """Up to HISTORY_POINTS snapshots of this boot (slimmed, oldest first)
+    from the last HISTORY_WINDOW_S that the agent at ``address`` holds; []
+    when no agent answers in time. An agent that fails midway leaves what
+    was read."""
     from hostdiag.transport.client import AgentClient
     from hostdiag.transport.protocol import ProtocolError
 
@@ -226,15 +231,32 @@ def agent_history(address, boot_id, wall_ns):
     except (OSError, ValueError, ProtocolError):
         return []
     kept = []
-    from_ns, from_seq = wall_ns - HISTORY_WINDOW_S * 1_000_000_000, None
+
+    def budget_left():
+        # The short timeout proved the agent answers; a reply may take the rest of the budget.
+        left = deadline - time.monotonic()
+        client.sock.settimeout(max(left, 0.01))
+        return left > 0
+
     try:
         with client:
-            while time.monotonic() < deadline:
-                page = client.range_page(from_seq=from_seq, from_ns=from_ns, boot_id=boot_id, limit=HISTORY_PAGE)
-                kept.extend(slim for slim in (_slim(r.snapshot) for r in page.records) if slim is not None)
-                if not page.more:
-                    break
-                from_seq = page.next_seq
+            budget_left()
+            span = client.info().get("table_every")
+            span = span if isinstance(span, int) and 0 < span <= HISTORY_MAX_SPAN else 1
+            budget_left()
+            first = client.range_page(from_ns=wall_ns - HISTORY_WINDOW_S * 1_000_000_000, boot_id=boot_id,
+                                      limit=1)
+            if not first.records or not isinstance(first.newest_seq, int):
+                return []
+            seq, newest = first.records[0].seq, first.newest_seq
+            step = max(span, (newest - seq) // HISTORY_POINTS)
+            while seq <= newest and budget_left():
+                page = client.range_page(from_seq=seq, to_seq=min(seq + span - 1, newest), boot_id=boot_id,
+                                         limit=span)
+                slim = next((s for s in (_slim(r.snapshot) for r in page.records) if s is not None), None)
+                if slim is not None:
+                    kept.append(slim)
+                seq += step
     except (OSError, ProtocolError):
         pass
     return kept
