@@ -279,8 +279,11 @@ def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(w
         filler = os.path.join(mount_point, "blob")
 
         def incidents():
+            """This test's incidents: the agent sees every mount of this
+            shared machine, and another test's full disk is an incident too."""
             with agent.client() as client:
-                return client.incidents()["incidents"]
+                return [i for i in client.incidents()["incidents"]
+                        if any(s["key"] == "fs_space:" + mount_point for s in i["signals"])]
 
         # The fault: the filesystem full (dd stops at ENOSPC). The samples
         # taken while dd writes may see it full already, none taken before.
@@ -290,7 +293,7 @@ def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(w
         first_possible = wait_for(lambda: _first_seq_from(agent, before_ns), "a sample during the fault")
         injected = wait_for(lambda: _first_seq_from(agent, injected_ns), "a sample after the fault")
         (opened,) = wait_for(incidents, "an incident to open", on_fail=agent.log_tail)
-        assert opened["state"] == "open" and opened["severity"] == "crit" and mount_point in opened["title"]
+        assert opened["state"] == "open" and opened["severity"] == "crit"
         os.unlink(filler)
         removed_ns = time.time_ns()
         removed = wait_for(lambda: _first_seq_from(agent, removed_ns), "a sample after the fix")
@@ -332,13 +335,14 @@ def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(w
             with pytest.raises(ProtocolError) as refused:
                 client._reply(("incident",))
             assert refused.value.code == Error.BAD_REQUEST
-            assert client.incidents(limit=1)["total"] == 1
+            listed = client.incidents(limit=1)
+            assert len(listed["incidents"]) == 1 and listed["more"] == (listed["total"] > 1)
 
         # The collector pulled the closed bundle: the report outlives the agent.
         def stored():
             try:
                 with collector.store() as store:
-                    return [i for i in store.incidents() if i["state"] == "closed"] or None
+                    return [i for i in store.incidents() if i["id"] == closed["id"] and i["state"] == "closed"] or None
             except StoreError:  # not created yet
                 return None
         wait_for(stored, "the collector to store the closed incident", deadline_s=60, on_fail=collector.log_tail)
@@ -348,7 +352,7 @@ def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(w
         assert code == 0, err
         assert from_store.split("## What")[1] == report.split("## What")[1]
         code, out, err = run(capsys, main_incidents, ["--store", collector.store_dir, "--format", "json"])
-        assert [(i["id"], i["host"]) for i in json.loads(out)["incidents"]] == [(closed["id"], "web1")]
+        assert (closed["id"], "web1") in [(i["id"], i["host"]) for i in json.loads(out)["incidents"]]
 
         # An incident open when the agent stops is closed as "agent restarted" at its next start.
         agent.start().wait_ready().close()

@@ -42,7 +42,8 @@ from hostdiag.views.timefmt import format_span, format_time
 NS = 1_000_000_000
 PLOT_WIDTH = 60
 TIMELINE_MAX = 40          # timeline events shown; the rest are counted
-DIFF_ROWS = 8              # counter changes shown under "why"
+DIFF_ROWS = 8              # counter changes shown under "why"...
+DIFF_CANDIDATES = 200      # ...chosen among this many of the biggest, the culprit's own first
 DEFAULT_SLO_WINDOW_S = 30 * 86400.0
 SVG_BUCKETS = 200          # points of a line in the SVG chart, at most
 
@@ -190,7 +191,11 @@ def why_section(summary, records, what):
     moment_a = _Moment(records[a], records[a - 1] if a > 0 else None)
     moment_b = _Moment(records[b], records[b - 1] if b > 0 else None)
     diff = diff_moments(moment_a, moment_b, _tables_at(records, a), _tables_at(records, b), filesystem_usage,
-                        top=DIFF_ROWS)
+                        top=DIFF_CANDIDATES)
+    subject = (out["culprit"] or {}).get("cause")
+    # The culprit's own measures first (a full disk's used_pct), then the biggest changes.
+    mine = [row for row in diff["counters"] if subject and ".%s." % subject in row["path"]]
+    diff["counters"] = (mine + [row for row in diff["counters"] if row not in mine])[:DIFF_ROWS]
     diff["a"] = {"seq": records[a].seq, "wall_ns": records[a].wall_ns}
     diff["b"] = {"seq": records[b].seq, "wall_ns": records[b].wall_ns}
     out["diff"] = diff
