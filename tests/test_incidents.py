@@ -13,6 +13,7 @@ import os
 import subprocess
 import time
 import zlib
+from xml.etree import ElementTree
 
 import pytest
 
@@ -27,7 +28,7 @@ from hostdiag.store import History, Record
 from hostdiag.store.sqlite import StoreError
 from hostdiag.store.incidents import BundleError, IncidentStore, decode_bundle, encode_bundle
 from hostdiag.transport.protocol import Error, ProtocolError
-from hostdiag.views.incident import incident_document, render_markdown
+from hostdiag.views.incident import incident_document, render_markdown, what_section
 
 from agentproc import AgentProcess, CollectorProcess, wait_for
 from spoolhelpers import mount_tmpfs
@@ -232,6 +233,22 @@ def test_a_long_incident_stops_growing_at_its_bound_and_says_so(recorded_sample)
     assert "stopped growing" in render_markdown(incident_document(summary, body))
 
 
+def test_what_ranks_causes_by_their_crit_findings_not_by_a_lasting_warning():
+    """A crit finding of one cause for 7 samples outranks a cause with a
+    1-sample crit finding and a warning all along (seen on this shared
+    machine: an OOM kill of another test during the full-disk incident)."""
+    timeline = []
+    for i in range(10):
+        found = [dict(WARN_LOAD, id="pressure_cpu")]
+        if 2 <= i <= 8:
+            found.append(CRIT_FS)
+        if i == 5:
+            found.append(dict(CRIT_FS, id="oom_kill", subject=None, title="1 OOM kill(s)"))
+        timeline.append({"wall_ns": i * NS, "findings": found})
+    what, samples = what_section(timeline, 0, 10 * NS)
+    assert samples == 10 and [g["cause"] for g in what] == ["/srv", "host"]
+
+
 # -- the whole flow on a real agent --------------------------------------------------
 
 @pytest.fixture
@@ -262,8 +279,11 @@ def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(w
         filler = os.path.join(mount_point, "blob")
 
         def incidents():
+            """This test's incidents: the agent sees every mount of this
+            shared machine, and another test's full disk is an incident too."""
             with agent.client() as client:
-                return client.incidents()["incidents"]
+                return [i for i in client.incidents()["incidents"]
+                        if any(s["key"] == "fs_space:" + mount_point for s in i["signals"])]
 
         # The fault: the filesystem full (dd stops at ENOSPC). The samples
         # taken while dd writes may see it full already, none taken before.
@@ -273,7 +293,7 @@ def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(w
         first_possible = wait_for(lambda: _first_seq_from(agent, before_ns), "a sample during the fault")
         injected = wait_for(lambda: _first_seq_from(agent, injected_ns), "a sample after the fault")
         (opened,) = wait_for(incidents, "an incident to open", on_fail=agent.log_tail)
-        assert opened["state"] == "open" and opened["severity"] == "crit" and mount_point in opened["title"]
+        assert opened["state"] == "open" and opened["severity"] == "crit"
         os.unlink(filler)
         removed_ns = time.time_ns()
         removed = wait_for(lambda: _first_seq_from(agent, removed_ns), "a sample after the fix")
@@ -290,14 +310,22 @@ def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(w
         assert code == 0 and closed["id"] in out and "crit" in out, err
         code, report, err = run(capsys, main_incident, [closed["id"], "--agent", agent.address])
         assert code == 0, err
-        assert report.startswith("# Incident %s: %s 100 %% of space used" % (closed["id"], mount_point))
+        # (Not the title: on a shared machine another crit finding, an OOM
+        # kill of someone else's test, may come first in the detecting sample.)
+        assert report.startswith("# Incident %s: " % closed["id"])
         what = report.split("## What")[1].split("##")[0]
         assert what.strip().startswith("- **%s** (CRIT)" % mount_point)  # the cause first
         assert "Top culprit: **%s**, behind `fs_space`" % mount_point in report
         assert "`gauge.filesystems.%s.used_pct` | 0.0%% | 100.0%% |" % mount_point in report
         assert "No probe results in the bundle" in report
-        code, out, err = run(capsys, main_incident, [closed["id"], "--format", "json", "--agent", agent.address])
+        svg = os.path.join(workdir, "incident.svg")
+        code, out, err = run(capsys, main_incident, [closed["id"], "--format", "json", "--svg", svg,
+                                                     "--agent", agent.address])
         document = json.loads(out)
+        chart = ElementTree.parse(svg).getroot()
+        legend = [t.text for t in chart.iter("{http://www.w3.org/2000/svg}text")]
+        assert any(t.startswith("gauge.filesystems.%s.used_pct  0 .. 100" % mount_point) for t in legend), legend
+        assert all("points" not in plot for plot in document["plots"])
         assert document["why"]["culprit"]["finding"] == "fs_space" and document["when"]["end_ns"] == closed["end_ns"]
 
         # The protocol's refusals, one line each, the session going on.
@@ -307,13 +335,14 @@ def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(w
             with pytest.raises(ProtocolError) as refused:
                 client._reply(("incident",))
             assert refused.value.code == Error.BAD_REQUEST
-            assert client.incidents(limit=1)["total"] == 1
+            listed = client.incidents(limit=1)
+            assert len(listed["incidents"]) == 1 and listed["more"] == (listed["total"] > 1)
 
         # The collector pulled the closed bundle: the report outlives the agent.
         def stored():
             try:
                 with collector.store() as store:
-                    return [i for i in store.incidents() if i["state"] == "closed"] or None
+                    return [i for i in store.incidents() if i["id"] == closed["id"] and i["state"] == "closed"] or None
             except StoreError:  # not created yet
                 return None
         wait_for(stored, "the collector to store the closed incident", deadline_s=60, on_fail=collector.log_tail)
@@ -323,7 +352,7 @@ def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(w
         assert code == 0, err
         assert from_store.split("## What")[1] == report.split("## What")[1]
         code, out, err = run(capsys, main_incidents, ["--store", collector.store_dir, "--format", "json"])
-        assert [(i["id"], i["host"]) for i in json.loads(out)["incidents"]] == [(closed["id"], "web1")]
+        assert (closed["id"], "web1") in [(i["id"], i["host"]) for i in json.loads(out)["incidents"]]
 
         # An incident open when the agent stops is closed as "agent restarted" at its next start.
         agent.start().wait_ready().close()

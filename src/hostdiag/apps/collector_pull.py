@@ -304,9 +304,13 @@ class Puller(threading.Thread):
 
     def sync_incidents(self, client):
         """Fetch every bundle the agent lists that the store lacks or holds in
-        an older version, and queue it for the store."""
+        an older version, and queue it for the store. An agent whose hello
+        does not offer the ``incidents`` capability (an older version) is left alone."""
         from hostdiag.store.incidents import BundleError, decode_summary
         from hostdiag.transport import protocol as P
+
+        if "incidents" not in (client.server.get("capabilities") or ()):
+            return
 
         if self.incidents_held is None:
             if self._reader is None:

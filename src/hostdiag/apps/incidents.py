@@ -2,7 +2,8 @@
 (docs/incidents.md), from the agent's socket or from a collector's store.
 
     diag incidents [--format text|json]             id, start, end, duration, title, severity
-    diag incident ID [--format markdown|json]       the report: what, when, why, how users were affected
+    diag incident ID [--format markdown|json] [--svg FILE]
+                                                    the report: what, when, why, how users were affected
 
 Where they are read from is chosen by the options of `diag show`
 (:func:`hostdiag.apps.history_readers.add_source_options`): ``--store DIR``
@@ -124,6 +125,14 @@ def _run(prog, argv, build, act):
     return run_command(prog, body)
 
 
+def _write_text(path, text):
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        raise CommandFailed("--svg %s: %s" % (path, exc.strerror or exc)) from None
+
+
 def main_incidents(argv):
     def build():
         parser = ArgumentParser(prog="diag incidents",
@@ -151,12 +160,13 @@ def main_incident(argv):
                                             "affected, and a postmortem to fill in.")
         parser.add_argument("id", metavar="ID", help="the incident's id (`diag incidents` lists them)")
         parser.add_argument("--format", choices=("markdown", "json"), default="markdown")
+        parser.add_argument("--svg", metavar="FILE", help="also write the plots as an SVG line chart to FILE")
         add_source_options(parser)
         return parser
 
     def act(args, source):
         from hostdiag.store.incidents import BundleError, decode_bundle
-        from hostdiag.views.incident import incident_document, render_markdown
+        from hostdiag.views.incident import incident_document, render_markdown, render_svg
 
         data = source.bundle(args.id)
         if data is None:
@@ -166,7 +176,15 @@ def main_incident(argv):
             summary, body = decode_bundle(data)
         except BundleError as exc:
             raise CommandFailed("incident %s: the bundle is damaged: %s" % (args.id, exc)) from None
-        document = incident_document(summary, body, source.source())
+        document = incident_document(summary, body, source.source(), series=bool(args.svg))
+        if args.svg:
+            try:
+                chart = render_svg(document)
+            except ValueError as exc:
+                raise CommandFailed("--svg: %s" % exc) from None
+            _write_text(args.svg, chart)
+            for plot in document["plots"]:
+                del plot["points"]
         if args.format == "json":
             return json.dumps(document, indent=2, default=str) + "\n"
         return render_markdown(document)

@@ -15,7 +15,8 @@ incidents (:func:`render_list`).
   the failures consumed: failures / allowed failures over the SLO window,
   where allowed = (1 - target) x window / the probe's interval;
 * plots: Unicode sparklines of the key series from the first record of the
-  bundle to the last, at most :data:`PLOT_WIDTH` characters;
+  bundle to the last, at most :data:`PLOT_WIDTH` characters, and the same
+  series as an SVG line chart (:func:`render_svg`);
 * a postmortem section to fill in (root cause, actions), blameless.
 
 Units: nanoseconds since the epoch (``*_ns``), seconds (``*_s``),
@@ -25,6 +26,8 @@ milliseconds (``*_ms``), percent (``*_pct``).
 import math
 from collections import namedtuple
 
+from hostdiag.derive.buckets import bucketize
+from hostdiag.derive.buckets import summary as bucket_summary
 from hostdiag.derive.diff import diff_moments, measures
 from hostdiag.derive.rates import derive_rates
 from hostdiag.encode.wire import decode_msgpack
@@ -33,14 +36,16 @@ from hostdiag.findings.incidents import SIGNAL_SLO, slo_by_probe
 from hostdiag.model.snapshot import Snapshot
 from hostdiag.store.incidents import BundleError, record_payload
 from hostdiag.views.diff import value_text
-from hostdiag.views.plot import sparkline
+from hostdiag.views.plot import render_range_svg, sparkline
 from hostdiag.views.timefmt import format_span, format_time
 
 NS = 1_000_000_000
 PLOT_WIDTH = 60
 TIMELINE_MAX = 40          # timeline events shown; the rest are counted
-DIFF_ROWS = 8              # counter changes shown under "why"
+DIFF_ROWS = 8              # counter changes shown under "why"...
+DIFF_CANDIDATES = 200      # ...chosen among this many of the biggest, the culprit's own first
 DEFAULT_SLO_WINDOW_S = 30 * 86400.0
+SVG_BUCKETS = 200          # points of a line in the SVG chart, at most
 
 Rec = namedtuple("Rec", "boot_id seq wall_ns snapshot")
 
@@ -94,7 +99,8 @@ def what_section(timeline, start_ns, end_ns):
     """The findings of the samples from start to end, grouped by cause:
     [{"cause", "culprit", "severity", "findings": [{"id", "severity", "title",
     "subject", "samples", "first_ns", "last_ns", "evidence", "threshold"}]}],
-    crit first, then by the samples the longest finding held."""
+    crit first, then by the samples the longest crit finding held (a warning
+    that lasted does not lift a cause above one whose crit finding did)."""
     groups = {}
     during = [e for e in timeline if start_ns <= e.get("wall_ns", 0) <= end_ns]
     for entry in during:
@@ -118,7 +124,8 @@ def what_section(timeline, start_ns, end_ns):
         out.append({"cause": group["cause"], "culprit": group["culprit"],
                     "severity": "crit" if any(r["severity"] == "crit" for r in rows) else "warn",
                     "findings": rows})
-    out.sort(key=lambda g: (g["severity"] != "crit", -max(r["samples"] for r in g["findings"])))
+    out.sort(key=lambda g: (g["severity"] != "crit", -max(r["samples"] for r in g["findings"]
+                                                          if r["severity"] == g["severity"])))
     return out, len(during)
 
 
@@ -184,7 +191,11 @@ def why_section(summary, records, what):
     moment_a = _Moment(records[a], records[a - 1] if a > 0 else None)
     moment_b = _Moment(records[b], records[b - 1] if b > 0 else None)
     diff = diff_moments(moment_a, moment_b, _tables_at(records, a), _tables_at(records, b), filesystem_usage,
-                        top=DIFF_ROWS)
+                        top=DIFF_CANDIDATES)
+    subject = (out["culprit"] or {}).get("cause")
+    # The culprit's own measures first (a full disk's used_pct), then the biggest changes.
+    mine = [row for row in diff["counters"] if subject and ".%s." % subject in row["path"]]
+    diff["counters"] = (mine + [row for row in diff["counters"] if row not in mine])[:DIFF_ROWS]
     diff["a"] = {"seq": records[a].seq, "wall_ns": records[a].wall_ns}
     diff["b"] = {"seq": records[b].seq, "wall_ns": records[b].wall_ns}
     out["diff"] = diff
@@ -307,27 +318,44 @@ def plots_section(records, why, users, summary, end_ns):
     out = []
     marks = [(r.wall_ns, 1.0 if summary.get("start_ns") <= r.wall_ns <= end_ns else 0.0) for r in records]
     incident = _squeeze(marks, first, last)
-    out.append({"label": "incident", "line": "".join("█" if v else "·" for v in incident)})
+    out.append({"label": "incident", "line": "".join("█" if v else "·" for v in incident), "points": marks})
     for path in paths:
         values = _squeeze(series[path], first, last)
         known = [v for v in values if v is not None]
-        out.append({"label": path, "line": sparkline(values),
+        out.append({"label": path, "line": sparkline(values), "points": series[path],
                     "low": min(known) if known else None, "high": max(known) if known else None})
     for probe in users:
         in_range = [(at, ok, ms) for at, ok, ms in probe["series"] if first <= at <= last]
-        failed = _squeeze([(at, 0.0 if ok else 1.0) for at, ok, _ in in_range], first, last)
-        out.append({"label": "probe %s failed" % probe["name"],
+        failures = [(at, 0.0 if ok else 1.0) for at, ok, _ in in_range]
+        failed = _squeeze(failures, first, last)
+        out.append({"label": "probe %s failed" % probe["name"], "points": failures,
                     "line": "".join(" " if v is None else ("✗" if v else "✓") for v in failed)})
-        latency = _squeeze([(at, ms) for at, ok, ms in in_range if isinstance(ms, (int, float))], first, last)
+        points = [(at, ms) for at, ok, ms in in_range if isinstance(ms, (int, float))]
+        latency = _squeeze(points, first, last)
         known = [v for v in latency if v is not None]
         if known:
             out.append({"label": "probe %s latency ms" % probe["name"], "line": sparkline(latency),
-                        "low": min(known), "high": max(known)})
+                        "points": points, "low": min(known), "high": max(known)})
     return out
 
 
-def incident_document(summary, body, source=None):
-    """The whole report as plain data (the JSON form)."""
+def render_svg(document):
+    """The plots of an incident document made with ``series=True`` as one SVG
+    line chart (views/plot.py), at most :data:`SVG_BUCKETS` points a line."""
+    first, last = document["bundle"]["first_ns"], document["bundle"]["last_ns"]
+    if first is None or last is None or last <= first:
+        raise ValueError("the bundle has fewer than two records: nothing to plot")
+    every_s = (last - first) / NS / SVG_BUCKETS
+    metrics = []
+    for plot in document["plots"]:
+        buckets = bucketize(plot["points"], first, last, every_s)
+        metrics.append({"path": plot["label"], "buckets": buckets, "summary": bucket_summary(buckets)})
+    return render_range_svg({"from_ns": first, "to_ns": last, "every_s": every_s, "metrics": metrics})
+
+
+def incident_document(summary, body, source=None, series=False):
+    """The whole report as plain data (the JSON form). ``series``: keep each
+    plot's points ([wall_ns, value]), for :func:`render_svg`."""
     records, skipped = bundle_records(body)
     timeline = [e for e in body.get("findings") or () if isinstance(e, dict) and isinstance(e.get("wall_ns"), int)]
     start = summary.get("start_ns")
@@ -339,6 +367,9 @@ def incident_document(summary, body, source=None):
     plots = plots_section(records, why, users, summary, end)
     for probe in users:
         del probe["series"]
+    if not series:
+        for plot in plots:
+            del plot["points"]
     return {
         "source": source, "incident": summary,
         "when": {"start_ns": start, "detected_ns": summary.get("detected_ns"), "end_ns": summary.get("end_ns"),
