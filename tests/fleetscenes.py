@@ -141,5 +141,5 @@ def record_items(hosts=HOSTS, samples=SAMPLES):
         for host in hosts:
             snap = snapshot(host, seq)
             items.append(("record", host, agent_id(host), boot_id(host), seq, snap["meta"]["wall_ns"],
-                          encode_msgpack(snap)))
+                          encode_msgpack(snap), snap, None))
     return items
