@@ -113,10 +113,13 @@ def test_diag_reads_the_agents_history_and_names_the_leak():
             leaker.wait(timeout=60)
         agent.stop(signal.SIGKILL)
         shutil.rmtree(workdir, ignore_errors=True)
-    first = json.loads(done.stdout)["findings"][0]
-    assert first["id"] == "process_rss_leak", first
-    assert leaker.pid in [c["pid"] for c in first["culprits"]]
-    assert first["evidence"]["samples"] >= 5
+    # Others' faults on this shared machine (a full filesystem of theirs) may
+    # rank above it; the ranking is tested in test_ranking.py and test_real_faults.py.
+    found = json.loads(done.stdout)["findings"]
+    leak = next((f for f in found if f["id"] == "process_rss_leak"), None)
+    assert leak is not None, found
+    assert leaker.pid in [c["pid"] for c in leak["culprits"]]
+    assert leak["evidence"]["samples"] >= 5
 
 
 def test_no_agent_no_history():

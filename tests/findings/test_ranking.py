@@ -5,7 +5,10 @@ docs/findings.md table."""
 import pathlib
 import re
 
-from findingedits import cpu_hog, d_state, kmsg_lines, load, one_cpu_ticks, psi, total_ticks, zombies, vmstat
+from findingedits import (
+    cpu_hog, d_state, kmsg_lines, link, load, one_cpu_ticks, proto, psi, retrans, softnet, total_ticks, vmstat,
+    zombies,
+)
 from hostdiag import findings as F
 from hostdiag.derive import derive_rates
 from hostdiag.findings.guide import LOOK_NEXT
@@ -68,6 +71,27 @@ def test_d_state_is_the_cause_of_iowait_and_io_pressure(pair):
     assert [f["id"] for f in found] == ["procs_d_state"]
     assert [s["id"] for s in found[0]["symptoms"]] == ["load_high", "cpu_iowait", "psi_io_some"]
     assert [c["pid"] for c in found[0]["culprits"]] == [100, 101]
+
+
+def test_a_retransmitting_connection_explains_the_hosts_ratio(pair):
+    prev, cur = pair
+    retrans(8)(prev, cur)
+    proto("snmp", "Tcp", OutSegs=1000, RetransSegs=30)(prev, cur)
+    found = _evaluate(prev, cur)
+    assert [f["id"] for f in found] == ["tcp_conn_retrans"]
+    assert [s["id"] for s in found[0]["symptoms"]] == ["tcp_retransmits"]
+
+
+def test_a_full_backlog_explains_the_links_drops(pair):
+    prev, cur = pair
+    softnet(dropped=40)(prev, cur)
+    link(rx_dropped=40)(prev, cur)
+    cur.kernel["sysctl"] = {"net.core.netdev_max_backlog": 8, "net.core.somaxconn": 4096}
+    found = _evaluate(prev, cur)
+    assert [(f["id"], f["subject"]) for f in found] == [("softnet", "cpu0")]
+    assert [s["id"] for s in found[0]["symptoms"]] == ["nic_drops"]
+    assert found[0]["title"] == ("softnet backlog full: 40 packets/s dropped, most on cpu0 (40/s) "
+                                 "(net.core.netdev_max_backlog 8)")
 
 
 def test_the_past_never_ranks_above_now(pair):
