@@ -544,7 +544,8 @@ def _measure(args, recording, workdir, children, started_servers):
     children.append(collector)
     probe = ClickHouseProbe(store) if store.startswith("clickhouse://") else SqliteProbe(store)
     try:
-        return _observe(args, recording, agents, serving, collector, probe, workdir)
+        server_pid = started_servers[0].proc.pid if started_servers else None
+        return _observe(args, recording, agents, serving, collector, probe, workdir, server_pid)
     finally:
         probe.close()
 
@@ -560,7 +561,9 @@ def _wait(condition, proc, what, workdir, deadline_s=SETTLE_DEADLINE_S):
         time.sleep(0.1)
 
 
-def _observe(args, recording, agents, serving, collector, probe, workdir):
+def _observe(args, recording, agents, serving, collector, probe, workdir, server_pid=None):
+    """The measured window, then the drain and the check of every agent's seqs.
+    ``server_pid``: the ClickHouse server this run started (its CPU is reported too)."""
     names = {a["name"] for a in agents}
     live = set()
 
@@ -576,6 +579,7 @@ def _observe(args, recording, agents, serving, collector, probe, workdir):
         inserts_before = probe.inserts()
     cpu_before = cpu_seconds(collector.pid)
     serve_before = sum(cpu_seconds(proc.pid) for proc, _ in serving)
+    server_before = cpu_seconds(server_pid) if server_pid else None
     load_before = open("/proc/loadavg").read().split()[:3]
     started = time.monotonic()
     lags = []
@@ -592,6 +596,7 @@ def _observe(args, recording, agents, serving, collector, probe, workdir):
     elapsed = time.monotonic() - started
     cpu = cpu_seconds(collector.pid) - cpu_before
     serve_cpu = sum(cpu_seconds(proc.pid) for proc, _ in serving) - serve_before
+    server_cpu = cpu_seconds(server_pid) - server_before if server_pid else None
     window_end_ns = time.time_ns()
     result = {
         "store": args.store, "agents": len(agents), "interval_s": args.interval, "window_s": round(elapsed, 2),
@@ -601,6 +606,7 @@ def _observe(args, recording, agents, serving, collector, probe, workdir):
         "collector_cores": round(cpu / elapsed, 3),
         "collector_cpu_ms_per_agent_s": round(1000 * cpu / len(agents) / elapsed, 4),
         "agents_cpu_s": round(serve_cpu, 3),
+        "clickhouse_server_cpu_s": None if server_cpu is None else round(server_cpu, 3),
         "records_stored_in_window": stored,
         "collector_cpu_ms_per_record": round(1000 * cpu / stored, 4) if stored else None,
         "records_in_window": len(lags),
