@@ -66,8 +66,11 @@ MAX_AGENTS_PER_PROCESS = 2000
 KEEP_RECORDS = 600
 # How often `run` looks for new records in the store, in seconds (the lag's resolution).
 POLL_S = 0.5
-# How long `run` waits for every agent to be live, and for the collector to catch up at the end.
+# How long `run` waits for the agents to listen and stop, for every agent to be live before the
+# window, and for the collector to catch up at the end (the last two: --warm-deadline, --drain-deadline).
 SETTLE_DEADLINE_S = 300.0
+# An agent is live once a record it took at most this many seconds before is in the store.
+WARM_LAG_S = 5.0
 TOKEN = "fleetload-token"
 COLLECTOR_MAIN = ("import sys; from hostdiag.apps.collector import main_collector; "
                   "sys.exit(main_collector(sys.argv[1:]))")
@@ -568,10 +571,19 @@ def _observe(args, recording, agents, serving, collector, probe, workdir, server
     live = set()
 
     def all_live():
-        live.update(host for host, _, _ in probe.new_records())
+        # Live: a record of the agent taken at most WARM_LAG_S ago is stored.
+        now = time.time_ns()
+        live.update(host for host, _, wall in probe.new_records() if now - wall <= WARM_LAG_S * 1e9)
         return live >= names
 
-    _wait(all_live, collector, "every agent's first record in the store", workdir)
+    warm_started = time.monotonic()
+    try:
+        _wait(all_live, collector, "every agent's records to be stored within %d s" % WARM_LAG_S, workdir,
+              deadline_s=args.warm_deadline)
+        warmed = True
+    except SystemExit:
+        warmed = False  # measured anyway: the window then shows a collector that never caught up
+    warm_s = time.monotonic() - warm_started
     # The window starts now: records taken before it (the first contact's backfill) do not count.
     window_ns = time.time_ns()
     if isinstance(probe, ClickHouseProbe):
@@ -601,6 +613,7 @@ def _observe(args, recording, agents, serving, collector, probe, workdir, server
     result = {
         "store": args.store, "agents": len(agents), "interval_s": args.interval, "window_s": round(elapsed, 2),
         "collector_nice": args.collector_nice, "serve_nice": args.serve_nice,
+        "warmed_up": warmed, "warm_up_s": round(warm_s, 1), "agents_live_at_window_start": len(live),
         "recording": dict(recording.header, samples=len(recording.payloads)),
         "collector_cpu_s": round(cpu, 3),
         "collector_cores": round(cpu / elapsed, 3),
@@ -724,6 +737,9 @@ def build_parser():
                     help="run the collector at this niceness (-10: ahead of other work on a shared machine)")
     go.add_argument("--serve-nice", type=int, default=0, metavar="N", help="the same for the simulated agents")
     go.add_argument("--profile", metavar="FILE", help="run the collector under cProfile (all threads), stats to FILE")
+    go.add_argument("--warm-deadline", type=float, default=SETTLE_DEADLINE_S, metavar="S",
+                    help="how long every agent gets to be live (a record at most %d s old stored) before the "
+                    "window; past it the window starts anyway (default %d)" % (WARM_LAG_S, SETTLE_DEADLINE_S))
     go.add_argument("--drain-deadline", type=float, default=SETTLE_DEADLINE_S, metavar="S",
                     help="how long the collector gets to store every record once sampling stops (default %d)"
                     % SETTLE_DEADLINE_S)
