@@ -414,6 +414,8 @@ class ClickHouseProbe:
             return [json.loads(line) for line in reply.read().decode().splitlines() if line.strip()]
 
     def new_records(self):
+        """[(host, seq, wall_ns)] stored since the last call, of the records taken at or
+        after ``since_ns`` (the table is read again each time: the probe's own cost)."""
         try:
             rows = self.query("SELECT host, seq, wall_ns FROM records WHERE wall_ns >= %d" % self.since_ns)
         except urllib.error.HTTPError:
@@ -430,6 +432,9 @@ class ClickHouseProbe:
         rows = self.query("SELECT host, count() AS n, uniqExact(seq) AS u, min(seq) AS lo, max(seq) AS hi "
                           "FROM records GROUP BY host")
         return {r["host"]: (int(r["n"]), int(r["u"]), int(r["lo"]), int(r["hi"])) for r in rows}
+
+    def count(self):
+        return int(self.query("SELECT count() AS n FROM records")[0]["n"])
 
     def inserts(self):
         rows = self.query("SELECT event, value FROM system.events WHERE event IN ('InsertQuery', 'InsertedRows')")
@@ -587,8 +592,9 @@ def _observe(args, recording, agents, serving, collector, probe, workdir, server
     # The window starts now: records taken before it (the first contact's backfill) do not count.
     window_ns = time.time_ns()
     if isinstance(probe, ClickHouseProbe):
-        probe.since_ns = window_ns - 60 * 10**9
+        probe.since_ns = window_ns
         inserts_before = probe.inserts()
+        count_before = probe.count()
     cpu_before = cpu_seconds(collector.pid)
     serve_before = sum(cpu_seconds(proc.pid) for proc, _ in serving)
     server_before = cpu_seconds(server_pid) if server_pid else None
@@ -631,6 +637,10 @@ def _observe(args, recording, agents, serving, collector, probe, workdir, server
     result["lag_s"] = {"p50": _round(_percentile(ordered, 0.5)), "p99": _round(_percentile(ordered, 0.99)),
                        "max": _round(ordered[-1] if ordered else None), "resolution": POLL_S}
     if isinstance(probe, ClickHouseProbe):
+        # Records taken before the window are not read back by the probe: count them all here.
+        stored = probe.count() - count_before
+        result["records_stored_in_window"] = stored
+        result["collector_cpu_ms_per_record"] = round(1000 * cpu / stored, 4) if stored else None
         after = probe.inserts()
         result["clickhouse_insert_queries_per_s"] = round((after[0] - inserts_before[0]) / elapsed, 2)
         result["clickhouse_inserted_rows_per_s"] = round((after[1] - inserts_before[1]) / elapsed, 1)
