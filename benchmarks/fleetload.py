@@ -342,11 +342,12 @@ def _percentile(ordered, fraction):
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def cpu_seconds(pid):
-    """utime + stime of process ``pid`` (all its threads), in seconds."""
+def cpu_seconds(pid, kernel_only=False):
+    """utime + stime of process ``pid`` (all its threads), or stime alone, in seconds."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[12]) if kernel_only else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class SqliteProbe:
@@ -596,6 +597,7 @@ def _observe(args, recording, agents, serving, collector, probe, workdir, server
         inserts_before = probe.inserts()
         count_before = probe.count()
     cpu_before = cpu_seconds(collector.pid)
+    kernel_before = cpu_seconds(collector.pid, kernel_only=True)
     serve_before = sum(cpu_seconds(proc.pid) for proc, _ in serving)
     server_before = cpu_seconds(server_pid) if server_pid else None
     load_before = open("/proc/loadavg").read().split()[:3]
@@ -613,6 +615,7 @@ def _observe(args, recording, agents, serving, collector, probe, workdir, server
                 lags.append((now - wall) / 1e9)
     elapsed = time.monotonic() - started
     cpu = cpu_seconds(collector.pid) - cpu_before
+    kernel = cpu_seconds(collector.pid, kernel_only=True) - kernel_before
     serve_cpu = sum(cpu_seconds(proc.pid) for proc, _ in serving) - serve_before
     server_cpu = cpu_seconds(server_pid) - server_before if server_pid else None
     window_end_ns = time.time_ns()
@@ -622,6 +625,7 @@ def _observe(args, recording, agents, serving, collector, probe, workdir, server
         "warmed_up": warmed, "warm_up_s": round(warm_s, 1), "agents_live_at_window_start": len(live),
         "recording": dict(recording.header, samples=len(recording.payloads)),
         "collector_cpu_s": round(cpu, 3),
+        "collector_kernel_cpu_s": round(kernel, 3),
         "collector_cores": round(cpu / elapsed, 3),
         "collector_cpu_ms_per_agent_s": round(1000 * cpu / len(agents) / elapsed, 4),
         "agents_cpu_s": round(serve_cpu, 3),
