@@ -66,8 +66,11 @@ MAX_AGENTS_PER_PROCESS = 2000
 KEEP_RECORDS = 600
 # How often `run` looks for new records in the store, in seconds (the lag's resolution).
 POLL_S = 0.5
-# How long `run` waits for every agent to be live, and for the collector to catch up at the end.
+# How long `run` waits for the agents to listen and stop, for every agent to be live before the
+# window, and for the collector to catch up at the end (the last two: --warm-deadline, --drain-deadline).
 SETTLE_DEADLINE_S = 300.0
+# An agent is live once a record it took at most this many seconds before is in the store.
+WARM_LAG_S = 5.0
 TOKEN = "fleetload-token"
 COLLECTOR_MAIN = ("import sys; from hostdiag.apps.collector import main_collector; "
                   "sys.exit(main_collector(sys.argv[1:]))")
@@ -339,11 +342,12 @@ def _percentile(ordered, fraction):
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def cpu_seconds(pid):
-    """utime + stime of process ``pid`` (all its threads), in seconds."""
+def cpu_seconds(pid, kernel_only=False):
+    """utime + stime of process ``pid`` (all its threads), or stime alone, in seconds."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[12]) if kernel_only else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class SqliteProbe:
@@ -411,6 +415,8 @@ class ClickHouseProbe:
             return [json.loads(line) for line in reply.read().decode().splitlines() if line.strip()]
 
     def new_records(self):
+        """[(host, seq, wall_ns)] stored since the last call, of the records taken at or
+        after ``since_ns`` (the table is read again each time: the probe's own cost)."""
         try:
             rows = self.query("SELECT host, seq, wall_ns FROM records WHERE wall_ns >= %d" % self.since_ns)
         except urllib.error.HTTPError:
@@ -427,6 +433,9 @@ class ClickHouseProbe:
         rows = self.query("SELECT host, count() AS n, uniqExact(seq) AS u, min(seq) AS lo, max(seq) AS hi "
                           "FROM records GROUP BY host")
         return {r["host"]: (int(r["n"]), int(r["u"]), int(r["lo"]), int(r["hi"])) for r in rows}
+
+    def count(self):
+        return int(self.query("SELECT count() AS n FROM records")[0]["n"])
 
     def inserts(self):
         rows = self.query("SELECT event, value FROM system.events WHERE event IN ('InsertQuery', 'InsertedRows')")
@@ -544,7 +553,8 @@ def _measure(args, recording, workdir, children, started_servers):
     children.append(collector)
     probe = ClickHouseProbe(store) if store.startswith("clickhouse://") else SqliteProbe(store)
     try:
-        return _observe(args, recording, agents, serving, collector, probe, workdir)
+        server_pid = started_servers[0].proc.pid if started_servers else None
+        return _observe(args, recording, agents, serving, collector, probe, workdir, server_pid)
     finally:
         probe.close()
 
@@ -560,22 +570,36 @@ def _wait(condition, proc, what, workdir, deadline_s=SETTLE_DEADLINE_S):
         time.sleep(0.1)
 
 
-def _observe(args, recording, agents, serving, collector, probe, workdir):
+def _observe(args, recording, agents, serving, collector, probe, workdir, server_pid=None):
+    """The measured window, then the drain and the check of every agent's seqs.
+    ``server_pid``: the ClickHouse server this run started (its CPU is reported too)."""
     names = {a["name"] for a in agents}
     live = set()
 
     def all_live():
-        live.update(host for host, _, _ in probe.new_records())
+        # Live: a record of the agent taken at most WARM_LAG_S ago is stored.
+        now = time.time_ns()
+        live.update(host for host, _, wall in probe.new_records() if now - wall <= WARM_LAG_S * 1e9)
         return live >= names
 
-    _wait(all_live, collector, "every agent's first record in the store", workdir)
+    warm_started = time.monotonic()
+    try:
+        _wait(all_live, collector, "every agent's records to be stored within %d s" % WARM_LAG_S, workdir,
+              deadline_s=args.warm_deadline)
+        warmed = True
+    except SystemExit:
+        warmed = False  # measured anyway: the window then shows a collector that never caught up
+    warm_s = time.monotonic() - warm_started
     # The window starts now: records taken before it (the first contact's backfill) do not count.
     window_ns = time.time_ns()
     if isinstance(probe, ClickHouseProbe):
-        probe.since_ns = window_ns - 60 * 10**9
+        probe.since_ns = window_ns
         inserts_before = probe.inserts()
+        count_before = probe.count()
     cpu_before = cpu_seconds(collector.pid)
+    kernel_before = cpu_seconds(collector.pid, kernel_only=True)
     serve_before = sum(cpu_seconds(proc.pid) for proc, _ in serving)
+    server_before = cpu_seconds(server_pid) if server_pid else None
     load_before = open("/proc/loadavg").read().split()[:3]
     started = time.monotonic()
     lags = []
@@ -591,16 +615,21 @@ def _observe(args, recording, agents, serving, collector, probe, workdir):
                 lags.append((now - wall) / 1e9)
     elapsed = time.monotonic() - started
     cpu = cpu_seconds(collector.pid) - cpu_before
+    kernel = cpu_seconds(collector.pid, kernel_only=True) - kernel_before
     serve_cpu = sum(cpu_seconds(proc.pid) for proc, _ in serving) - serve_before
+    server_cpu = cpu_seconds(server_pid) - server_before if server_pid else None
     window_end_ns = time.time_ns()
     result = {
         "store": args.store, "agents": len(agents), "interval_s": args.interval, "window_s": round(elapsed, 2),
         "collector_nice": args.collector_nice, "serve_nice": args.serve_nice,
+        "warmed_up": warmed, "warm_up_s": round(warm_s, 1), "agents_live_at_window_start": len(live),
         "recording": dict(recording.header, samples=len(recording.payloads)),
         "collector_cpu_s": round(cpu, 3),
+        "collector_kernel_cpu_s": round(kernel, 3),
         "collector_cores": round(cpu / elapsed, 3),
         "collector_cpu_ms_per_agent_s": round(1000 * cpu / len(agents) / elapsed, 4),
         "agents_cpu_s": round(serve_cpu, 3),
+        "clickhouse_server_cpu_s": None if server_cpu is None else round(server_cpu, 3),
         "records_stored_in_window": stored,
         "collector_cpu_ms_per_record": round(1000 * cpu / stored, 4) if stored else None,
         "records_in_window": len(lags),
@@ -612,6 +641,10 @@ def _observe(args, recording, agents, serving, collector, probe, workdir):
     result["lag_s"] = {"p50": _round(_percentile(ordered, 0.5)), "p99": _round(_percentile(ordered, 0.99)),
                        "max": _round(ordered[-1] if ordered else None), "resolution": POLL_S}
     if isinstance(probe, ClickHouseProbe):
+        # Records taken before the window are not read back by the probe: count them all here.
+        stored = probe.count() - count_before
+        result["records_stored_in_window"] = stored
+        result["collector_cpu_ms_per_record"] = round(1000 * cpu / stored, 4) if stored else None
         after = probe.inserts()
         result["clickhouse_insert_queries_per_s"] = round((after[0] - inserts_before[0]) / elapsed, 2)
         result["clickhouse_inserted_rows_per_s"] = round((after[1] - inserts_before[1]) / elapsed, 1)
@@ -718,6 +751,9 @@ def build_parser():
                     help="run the collector at this niceness (-10: ahead of other work on a shared machine)")
     go.add_argument("--serve-nice", type=int, default=0, metavar="N", help="the same for the simulated agents")
     go.add_argument("--profile", metavar="FILE", help="run the collector under cProfile (all threads), stats to FILE")
+    go.add_argument("--warm-deadline", type=float, default=SETTLE_DEADLINE_S, metavar="S",
+                    help="how long every agent gets to be live (a record at most %d s old stored) before the "
+                    "window; past it the window starts anyway (default %d)" % (WARM_LAG_S, SETTLE_DEADLINE_S))
     go.add_argument("--drain-deadline", type=float, default=SETTLE_DEADLINE_S, metavar="S",
                     help="how long the collector gets to store every record once sampling stops (default %d)"
                     % SETTLE_DEADLINE_S)

@@ -64,11 +64,11 @@ def test_bad_recording_is_one_line(tmp_path):
 def test_five_agents_nothing_lost(recording, tmp_path):
     args = argparse.Namespace(recording=recording, agents=5, seconds=3.0, interval=0.5, store="sqlite",
                               clickhouse=None, serve_processes=1, poll_interval=1.0, profile=None, collector_nice=0, serve_nice=0,
-                              drain_deadline=60.0,
+                              drain_deadline=60.0, warm_deadline=60.0,
                               workdir=str(tmp_path), keep=False)
     result = fleetload.run(args, out=io.StringIO())
     assert result["collector_exit"] == 0
-    assert result["drained"] is True
+    assert result["warmed_up"] is True and result["drained"] is True
     assert result["lost"] == 0 and result["behind"] == 0 and result["duplicates"] == 0
     assert result["records_stored"] == result["records_produced"]
     # Each agent took at least the window's records at 2 per second.

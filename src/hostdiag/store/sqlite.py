@@ -18,7 +18,9 @@ change from the record before it (encode/delta.py), zlib-compressed. So a
 delta frame's chain is consecutive seqs of one boot back to a keyframe, with
 no missing record in it: a chain is never built across a gap. Before a delta
 frame is stored it is applied to its base and encoded again; a record it
-would not give back byte for byte is stored as a keyframe. Each record
+would not give back byte for byte is stored as a keyframe (unless it is the
+very delta the record was built from, on this chain's tip: ``add_record``'s
+``change``). Each record
 carries the CRC-32 of its uncompressed payload, checked on every read: a
 damaged record, or one whose chain is, is skipped and counted, never
 returned wrong.
