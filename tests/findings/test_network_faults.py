@@ -110,12 +110,20 @@ def test_packet_loss_names_the_connection_that_retransmits(veth):
 
         thread = threading.Thread(target=send, daemon=True)
         thread.start()
+        # Pairs of samples a second apart until one pair sees the retransmits
+        # (under load, the connection may sit in a retransmit backoff for a while).
         with Sampler(HostRoot()) as sampler:
-            previous = sampler.sample()
-            time.sleep(1.0)
             current = sampler.sample()
-            rates = derive_rates(previous, current)
-            sampler.add_socket_owners(current, socket_inodes_named(current, rates))
+            deadline = time.monotonic() + DEADLINE_S
+            while True:
+                previous = current
+                time.sleep(1.0)
+                current = sampler.sample()
+                rates = derive_rates(previous, current)
+                sampler.add_socket_owners(current, socket_inodes_named(current, rates))
+                found = evaluate(current, rates, previous, rules=RULES_UNDER_TEST)
+                if (found and found[0]["id"] == "tcp_conn_retrans") or time.monotonic() > deadline:
+                    break
         stop.set()
         thread.join(timeout=DEADLINE_S)
         sender.close()
@@ -123,7 +131,7 @@ def test_packet_loss_names_the_connection_that_retransmits(veth):
         stop.set()
         sink.kill()
         sink.wait()
-    found = evaluate(current, rates, previous, rules=RULES_UNDER_TEST)
+    assert found, "no finding over the last pair of samples"
     first = found[0]
     assert first["id"] == "tcp_conn_retrans", found
     culprit = first["culprits"][0]
