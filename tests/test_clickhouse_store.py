@@ -8,6 +8,7 @@ report from the agent and from that store; the columnar tables must hold
 what the snapshots hold.
 """
 
+import calendar
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import pytest
 from hostdiag.apps.history import main_diff, main_history, main_show
 from hostdiag.encode.wire import decode_msgpack, encode_msgpack
 from hostdiag.store.clickhouse import ClickHouseStore, parse_url
+from hostdiag.store.incidents import encode_bundle
 from hostdiag.store.sqlite import StoreError
 
 from agentproc import AgentProcess, CollectorProcess
@@ -197,6 +199,41 @@ def test_incident_bundles_are_kept_whole_and_replaced_by_newer_versions(server, 
     assert code == 0 and opened["id"] in out and "5.0s" in out, err
     code, out, err = run(capsys, main_incident, [opened["id"], "--store", url])
     assert code == 0 and out.startswith("# Incident %s: /srv 100 %% of space used" % opened["id"]), err
+
+
+def test_incidents_go_by_the_month_of_their_start_once_all_of_it_is_past_retention(server):
+    """Now 2026-12-03 12:00 UTC, retention 5 days (the cutoff in November):
+    October's incidents go, November's stay (their month is not wholly past
+    the cutoff), however old; an incident's versions share its partition."""
+    now_s = calendar.timegm((2026, 12, 3, 12, 0, 0))
+    starts = {"october": calendar.timegm((2026, 10, 31, 23, 0, 0)),
+              "november": calendar.timegm((2026, 11, 1, 0, 30, 0)), "december": now_s - 3600}
+    url = server.url("incidents_retention")
+    with ClickHouseStore(url, max_host_age_s=5 * 86400, clock=lambda: now_s * 10**9) as store:
+        for name, start_s in starts.items():
+            opened = {"id": name, "state": "open", "start_ns": start_s * 10**9, "end_ns": None, "title": name}
+            store.add_incident("h1", opened, encode_bundle(opened, {"records": []}))
+            closed = dict(opened, state="closed", end_ns=(start_s + 60) * 10**9)
+            store.add_incident("h1", closed, encode_bundle(closed, {"records": []}))
+        partitions = store.rows("SELECT DISTINCT partition FROM system.parts WHERE database = 'incidents_retention' "
+                                "AND table = 'incidents' AND active ORDER BY partition")
+        assert [p["partition"] for p in partitions] == ["202610", "202611", "202612"]
+        assert [(i["id"], i["state"]) for i in store.incidents()] == [
+            ("december", "closed"), ("november", "closed"), ("october", "closed")]
+        assert store.enforce_retention("h1") == 0  # no records: only incidents went
+        assert [i["id"] for i in store.incidents()] == ["december", "november"]
+        # A store made before the incidents were partitioned: retention leaves its table alone.
+        store.query("CREATE DATABASE incidents_unpartitioned", database=None)
+        store.query("CREATE TABLE incidents_unpartitioned.incidents (host String, id String, start_ns UInt64, "
+                    "end_ns Nullable(UInt64), title String, severity String, summary String, bundle String, "
+                    "stored_ns UInt64, time DateTime) ENGINE = ReplacingMergeTree(stored_ns) ORDER BY (host, id)",
+                    database=None)
+    with ClickHouseStore(server.url("incidents_unpartitioned"), max_host_age_s=5 * 86400,
+                         clock=lambda: now_s * 10**9) as store:
+        old = {"id": "october", "state": "closed", "start_ns": starts["october"] * 10**9, "end_ns": None}
+        store.add_incident("h1", old, encode_bundle(old, {"records": []}))
+        assert store.enforce_retention("h1") == 0
+        assert [i["id"] for i in store.incidents()] == ["october"]
 
 
 @pytest.mark.parametrize("url, words", [

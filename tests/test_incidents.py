@@ -5,12 +5,16 @@ The tracker and the store are tested alone; the report from real samples
 recorded through the agent's own recorder (with the probe results and SLO
 section the probes' contract gives a sample); and the whole flow on a real
 agent process with a real fault: a 1 MiB tmpfs filled up (a crit finding),
-then emptied.
+then emptied, while the agent probes a real HTTP service on loopback that
+answers 503 while that filesystem has no room.
 """
 
+import http.server
 import json
+import math
 import os
 import subprocess
+import threading
 import time
 import zlib
 from xml.etree import ElementTree
@@ -30,7 +34,7 @@ from hostdiag.store.incidents import BundleError, IncidentStore, decode_bundle, 
 from hostdiag.transport.protocol import Error, ProtocolError
 from hostdiag.views.incident import incident_document, render_markdown, what_section
 
-from agentproc import AgentProcess, CollectorProcess, wait_for
+from agentproc import INTERVAL, AgentProcess, CollectorProcess, wait_for
 from spoolhelpers import mount_tmpfs
 
 NS = 1_000_000_000
@@ -259,17 +263,97 @@ def processes():
         proc.kill()
 
 
+# The service's rule: it answers 503 while its filesystem has less room than
+# this; the ballast the test frees gives it room while the filesystem stays
+# over the crit threshold (1 MiB - 32 KiB is 96.9 % used, at or above 95 %).
+SERVICE_MIN_FREE = 16 * 1024
+BALLAST_BYTES = 32 * 1024
+
+
+class _Storing(http.server.BaseHTTPRequestHandler):
+    """A service that stores into ``server.data_dir``: 503 while it is full."""
+
+    def do_GET(self):
+        stat = os.statvfs(self.server.data_dir)
+        room = stat.f_bavail * stat.f_frsize >= SERVICE_MIN_FREE
+        body = b"ok" if room else b"no room to store"
+        self.send_response(200 if room else 503)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def storing_service():
+    """The service on loopback; the test sets its ``data_dir``."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Storing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _nearest_rank(values, pct):
+    ordered = sorted(values)
+    return ordered[math.ceil(pct * len(ordered) / 100) - 1] if ordered else None
+
+
+def _counted_row(name, kind, target, results, start_ns, end_ns):
+    """The report's row for probe ``name`` as counted here from the probe
+    results of the agent's records (each result once, however many samples
+    carry it): checks and failures from start to end, availability during
+    and before, latency p50 / p95 / max (nearest rank) of the good checks,
+    the error classes; and (checks, failures)."""
+    unique = {r["at_ns"]: r for r in results if r["name"] == name}
+    during = [r for at, r in unique.items() if start_ns <= at <= end_ns]
+    before = [r for at, r in unique.items() if at < start_ns]
+    failed = [r for r in during if not r["ok"]]
+    good_ms = [r["latency_ms"] for r in during if r["ok"]]
+    errors = {}
+    for r in failed:
+        errors[r["error"]] = errors.get(r["error"], 0) + 1
+
+    def pct(part, whole):
+        return "%.2f %%" % (100.0 * part / whole) if whole else "-"
+
+    def ms(value):
+        return "-" if value is None else "%.1f ms" % value
+
+    row = "| %s (%s %s) | %d | %d | %s | %s | %s / %s / %s | %s |" % (
+        name, kind, target, len(during), len(failed), pct(len(during) - len(failed), len(during)),
+        pct(sum(1 for r in before if r["ok"]), len(before)), ms(_nearest_rank(good_ms, 50)),
+        ms(_nearest_rank(good_ms, 95)), ms(max(good_ms) if good_ms else None),
+        ", ".join("%s x%d" % item for item in sorted(errors.items())) or "-")
+    return row, len(during), len(failed)
+
+
 def _first_seq_from(agent, wall_ns):
     with agent.client() as client:
         page = client.range_page(from_ns=wall_ns, limit=1)
     return page.records[0].seq if page.records else None
 
 
-def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(workdir, processes, capsys):
+def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(workdir, processes, capsys,
+                                                                             storing_service):
+    """The fault: the service's filesystem full. The service answers 503
+    until the test frees a ballast (the filesystem still over the crit
+    threshold, the incident still open), then the filesystem is emptied."""
     mount_point = os.path.join(workdir, "fill")
     os.mkdir(mount_point)
     with mount_tmpfs(mount_point, "1m"):
-        agent = AgentProcess(workdir, incidents={"open_after": 2, "close_after": 3, "before": 1.0})
+        storing_service.data_dir = mount_point
+        url = "http://127.0.0.1:%d/store" % storing_service.server_address[1]
+        # An SLO of 50 % no failure rate can burn at a paging 6x: a burn alert
+        # would hold the incident open for its 5-minute window after the fix.
+        agent = AgentProcess(workdir, probes=[{"name": "store", "kind": "http", "target": url,
+                                               "interval": INTERVAL, "timeout": 5, "slo": 50}],
+                             incidents={"open_after": 2, "close_after": 3, "before": 1.0})
         processes.append(agent)
         agent.start().wait_ready().close()
         # A live collector: it fetches the bundles when the records say they changed.
@@ -287,13 +371,27 @@ def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(w
 
         # The fault: the filesystem full (dd stops at ENOSPC). The samples
         # taken while dd writes may see it full already, none taken before.
+        ballast = os.path.join(mount_point, "ballast")
         before_ns = time.time_ns()
+        with open(ballast, "wb") as f:
+            f.write(b"\0" * BALLAST_BYTES)
         subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=64k"], capture_output=True, check=False)
         injected_ns = time.time_ns()
         first_possible = wait_for(lambda: _first_seq_from(agent, before_ns), "a sample during the fault")
         injected = wait_for(lambda: _first_seq_from(agent, injected_ns), "a sample after the fault")
         (opened,) = wait_for(incidents, "an incident to open", on_fail=agent.log_tail)
         assert opened["state"] == "open" and opened["severity"] == "crit"
+        # Room for the service, the filesystem still 96.9 % used: until a
+        # sample carries a good check of the service started after that.
+        os.unlink(ballast)
+        relief_ns = time.time_ns()
+
+        def served_again():
+            with agent.client() as client:
+                return any(r["name"] == "store" and r["ok"] and r["at_ns"] > relief_ns
+                           for record in client.range(from_ns=relief_ns) for r in record.snapshot["probes"])
+        wait_for(served_again, "a good check of the service", on_fail=agent.log_tail)
+        assert incidents()[0]["state"] == "open"
         os.unlink(filler)
         removed_ns = time.time_ns()
         removed = wait_for(lambda: _first_seq_from(agent, removed_ns), "a sample after the fix")
@@ -317,7 +415,7 @@ def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(w
         assert what.strip().startswith("- **%s** (CRIT)" % mount_point)  # the cause first
         assert "Top culprit: **%s**, behind `fs_space`" % mount_point in report
         assert "`gauge.filesystems.%s.used_pct` | 0.0%% | 100.0%% |" % mount_point in report
-        assert "No probe results in the bundle" in report
+        users = report.split("## How users were affected")[1].split("##")[0]
         svg = os.path.join(workdir, "incident.svg")
         code, out, err = run(capsys, main_incident, [closed["id"], "--format", "json", "--svg", svg,
                                                      "--agent", agent.address])
@@ -327,6 +425,17 @@ def test_an_incident_opens_closes_and_is_reported_from_the_agent_and_the_store(w
         assert any(t.startswith("gauge.filesystems.%s.used_pct  0 .. 100" % mount_point) for t in legend), legend
         assert all("points" not in plot for plot in document["plots"])
         assert document["why"]["culprit"]["finding"] == "fs_space" and document["when"]["end_ns"] == closed["end_ns"]
+        # How users were affected, counted here from the probe results of the
+        # agent's own records over the bundle's span: the checks of the
+        # service from start to end, failed while it had no room.
+        bundle = document["bundle"]
+        with agent.client() as client:
+            carried = [r for record in client.range(from_seq=1) if bundle["first_ns"] <= record.wall_ns
+                       <= bundle["last_ns"] for r in record.snapshot["probes"]]
+        row, checks, failures = _counted_row("store", "http", url, carried, closed["start_ns"], closed["end_ns"])
+        assert 0 < failures < checks, row
+        assert row in users, (row, users)
+        assert "- store: %d failed checks of " % failures in users
 
         # The protocol's refusals, one line each, the session going on.
         with agent.client() as client:

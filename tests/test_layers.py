@@ -53,3 +53,18 @@ def test_every_package_is_in_a_layer():
                if entry.endswith(".py") and entry not in ("__init__.py", "__main__.py")}
     assert packages == named, "packages and layers differ: %s" % sorted(packages ^ named)
     assert not modules, "modules outside every layer: %s" % sorted(modules)
+
+
+# The layers whose every module docs/architecture.md names; parsers/ and
+# sources/ are one module per kernel file, named there by example ("...").
+NAMED_LAYERS = ("sampler", "derive", "findings", "encode", "store", "transport", "views", "apps")
+
+
+def test_architecture_names_every_module_of_the_named_layers():
+    with open(os.path.join(REPO, "docs", "architecture.md")) as f:
+        text = f.read()
+    base = os.path.join(REPO, "src", "hostdiag")
+    unnamed = ["%s/%s" % (layer, entry) for layer in NAMED_LAYERS
+               for entry in sorted(os.listdir(os.path.join(base, layer)))
+               if entry.endswith(".py") and entry != "__init__.py" and "`%s`" % entry not in text]
+    assert not unnamed, "docs/architecture.md does not name: %s" % unnamed

@@ -1,5 +1,6 @@
 """The rule over history: a process whose RSS grew steadily over the window
-is leaking; one jump, too few samples or another boot is not. Edited
+is leaking; one jump, too few samples, a window under two minutes (a
+compiler growing fast for some seconds) or another boot is not. Edited
 snapshots first (every edge of the rule), then a real agent's history read by
 `diag`."""
 
@@ -14,13 +15,14 @@ import tempfile
 from agentproc import AgentProcess, wait_for
 from findingedits import proc, table
 from hostdiag.findings import evaluate
+from hostdiag.apps.diag import agent_history
 from hostdiag.findings.processes import rule_process_rss_leak
 
 MIB = 1 << 20
 NS = 1_000_000_000
 
 
-def _history(pair, rss_mib, every_s=10):
+def _history(pair, rss_mib, every_s=30):
     """Snapshots ``every_s`` apart with process 400's RSS at each value of
     ``rss_mib`` (MiB); the last one is "now". Process 401 stays flat."""
     _, cur = pair
@@ -42,10 +44,20 @@ def test_steady_growth_is_a_leak(pair):
     found = _leak(pair, [100, 106, 112, 119, 124, 130])
     assert [f["id"] for f in found] == ["process_rss_leak"]
     culprit = found[0]["culprits"][0]
-    assert culprit["pid"] == 400 and abs(culprit["rss_leak_bytes_per_s"] - 0.6 * MIB) < 0.02 * MIB
+    assert culprit["pid"] == 400 and abs(culprit["rss_leak_bytes_per_s"] - 0.2 * MIB) < 0.01 * MIB
     assert culprit["fit_r2"] > 0.99
-    assert found[0]["evidence"]["window_s"] == 50 and found[0]["evidence"]["samples"] == 6
-    assert found[0]["title"].endswith("p400[400] leaks 36.2 MiB/min")
+    assert found[0]["evidence"]["window_s"] == 150 and found[0]["evidence"]["samples"] == 6
+    assert found[0]["title"].endswith("p400[400] leaks 12.1 MiB/min")
+    assert found[0]["threshold"].endswith("of >= 5 samples over >= 120 s")
+
+
+def test_fast_growth_over_a_short_window_is_not_a_leak(pair):
+    """A compiler: 50 MiB/s, steadily, for 10 s, then it exits; the same
+    growth held for two minutes is a leak."""
+    compiling = [100 + 100 * i for i in range(6)]
+    assert _leak(pair, compiling, every_s=2) == []
+    assert _leak(pair, compiling, every_s=23.9) == []    # 119.5 s
+    assert [f["id"] for f in _leak(pair, compiling, every_s=24)] == ["process_rss_leak"]   # 120 s
 
 
 def test_slow_jumpy_short_or_shrinking_growth_is_not(pair):
@@ -89,7 +101,10 @@ LEAKER = ("import sys, threading, time\n"
           "done.wait()\n")
 
 
-def test_diag_reads_the_agents_history_and_names_the_leak():
+def test_diag_reads_the_agents_history_and_a_few_seconds_of_growth_is_no_leak():
+    """The agent's history of a process growing 12 MiB/s for some seconds:
+    `diag` reads it (the leaker in at least six samples) and does not name a
+    leak over that short a window (a compiler's build step looks the same)."""
     workdir = tempfile.mkdtemp(prefix="hdl-", dir="/tmp")
     agent = AgentProcess(workdir, agent={"table_every": 1, "interval": 0.5, "budget": 0.5})
     leaker = None
@@ -107,19 +122,22 @@ def test_diag_reads_the_agents_history_and_names_the_leak():
         wait_for(samples_with_leaker, "six samples of the leaker")
         done = subprocess.run([sys.executable, "-m", "hostdiag", "--interval", "0", "--format", "json",
                                "--agent", agent.address], capture_output=True, timeout=60, check=True)
+        with agent.client() as client:
+            newest = client.latest()
+        read = agent_history(agent.address, newest.boot_id, newest.wall_ns)
     finally:
         if leaker is not None:
             leaker.stdin.close()
             leaker.wait(timeout=60)
         agent.stop(signal.SIGKILL)
         shutil.rmtree(workdir, ignore_errors=True)
-    # Others' faults on this shared machine (a full filesystem of theirs) may
-    # rank above it; the ranking is tested in test_ranking.py and test_real_faults.py.
+    # What diag read of the agent: the leaker growing over some seconds.
+    points = [(s["meta"]["mono_ns"] / NS, p["rss_bytes"]) for s in read for p in s["processes"]["processes"]
+              if p["pid"] == leaker.pid]
+    assert len(points) >= 6 and points[-1][1] > points[0][1] and points[-1][0] - points[0][0] < 120, points
     found = json.loads(done.stdout)["findings"]
-    leak = next((f for f in found if f["id"] == "process_rss_leak"), None)
-    assert leak is not None, found
-    assert leaker.pid in [c["pid"] for c in leak["culprits"]]
-    assert leak["evidence"]["samples"] >= 5
+    named = [c["pid"] for f in found if f["id"] == "process_rss_leak" for c in f["culprits"]]
+    assert leaker.pid not in named, found
 
 
 def test_no_agent_no_history():

@@ -135,15 +135,25 @@ def test_a_steady_leak_is_named_and_one_jump_is_not():
             samples.append(sampler.sample())
             time.sleep(0.1)
     previous, current = samples[-2], samples[-1]
-    found = evaluate(current, derive_rates(previous, current), previous,
-                     rules=RULES_UNDER_TEST + (R.rule_process_rss_growing,), history=samples[:-1])
-    first = found[0]
-    assert first["id"] == "process_rss_leak", found
-    leaking = {c["pid"]: c for c in first["culprits"]}
+    rules = RULES_UNDER_TEST + (R.rule_process_rss_growing,)
+    # Half a second of growth is no leak (a compiler grows as fast): the
+    # window is under rss_leak_window_s.
+    found = evaluate(current, derive_rates(previous, current), previous, rules=rules, history=samples[:-1])
+    assert "process_rss_leak" not in [f["id"] for f in found]
+    assert "process_rss_growing" in [s["id"] for f in found for s in [f] + f.get("symptoms", [])]
+    # The same real RSS values as an agent sampling every 30 s would have
+    # seen them: 150 s of steady growth is a leak, the one jump is not.
+    first_mono = samples[0].meta.mono_ns
+    for i, sample in enumerate(samples):
+        sample.meta.mono_ns = first_mono + i * 30 * 1_000_000_000
+    previous, current = samples[-2], samples[-1]
+    found = evaluate(current, derive_rates(previous, current), previous, rules=rules, history=samples[:-1])
+    # (Not necessarily first: another test's full filesystem on this shared machine is crit.)
+    (leak,) = [f for f in found if f["id"] == "process_rss_leak"]
+    leaking = {c["pid"]: c for c in leak["culprits"]}
     assert leaker.pid in leaking and jumper.pid not in leaking
-    assert leaking[leaker.pid]["rss_leak_bytes_per_s"] > 40 * MIB
+    assert leaking[leaker.pid]["rss_leak_bytes_per_s"] > 40 * MIB / 300
     assert leaking[leaker.pid]["fit_r2"] >= 0.9
-    assert "process_rss_growing" in [s["id"] for s in first["symptoms"]]
 
 
 # --- processes -----------------------------------------------------------------

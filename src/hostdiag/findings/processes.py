@@ -11,7 +11,9 @@ reads a window of history (``(snapshot, history)``, see
 * ``process_rss_growing``: resident memory growing fast within the interval.
 * ``process_rss_leak``: resident memory growing steadily over the history
   window: the least-squares slope of RSS against time, with a good fit (r²)
-  and growth in most intervals, so that one jump is not a leak.
+  and growth in most intervals, so that one jump is not a leak, over a
+  window long enough (``rss_leak_window_s``) that a compiler's fast growth
+  of a few seconds is not one either.
 * ``process_fd_limit``: open descriptors against the process's own soft
   RLIMIT_NOFILE; ``user_nproc_limit``: a user's tasks against its soft
   RLIMIT_NPROC. Both read the processes section's ``limits``
@@ -142,7 +144,8 @@ def rule_process_rss_leak(snapshot, history):
     by_key = {process_key(r): r for r in process_records(snapshot)}
     leaking = []
     for key, points in rss_series(snapshot, history).items():
-        if not at_least(len(points), "rss_leak_samples"):
+        if not at_least(len(points), "rss_leak_samples") or \
+                not at_least(points[-1][0] - points[0][0], "rss_leak_window_s"):
             continue
         fitted = _fit(points)
         if fitted is None:
@@ -163,10 +166,10 @@ def rule_process_rss_leak(snapshot, history):
         {"rss_leak_bytes_per_s": slope, "fit_r2": r2, "window_s": window, "samples": len(points),
          "rss_bytes": top.get("rss_bytes"), "grown_bytes": points[-1][1] - points[0][1],
          "processes": len(leaking)},
-        "%s, fit r² >= %s, growing in >= %s %% of >= %s samples" % (
+        "%s, fit r² >= %s, growing in >= %s %% of >= %s samples over >= %s s" % (
             limit_text("resident memory slope", "rss_leak_bytes_per_s", unit=" bytes/s"),
             show(THRESHOLDS["rss_leak_fit_r2"]), show(THRESHOLDS["rss_leak_growing_pct"]),
-            show(THRESHOLDS["rss_leak_samples"])),
+            show(THRESHOLDS["rss_leak_samples"]), show(THRESHOLDS["rss_leak_window_s"])),
         culprits=[process_culprit(r, rss_leak_bytes_per_s=s, fit_r2=fit, rss_bytes=r.get("rss_bytes"))
                   for s, fit, _, r in leaking[:CULPRITS]])
 

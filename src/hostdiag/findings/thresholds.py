@@ -124,6 +124,8 @@ TABLE = (
               "a slope over fewer points is noise"),
     Threshold("rss_leak_growing_pct", 75.0, "% of the intervals between samples in which RSS grew (at or above)",
               "a leak grows all along; one jump between two far-apart clusters also fits a line"),
+    Threshold("rss_leak_window_s", 120, "seconds from the first to the last sample of the fit (at or above)",
+              "a compiler or a warm-up grows fast and steadily for a minute, then stops or exits: not a leak"),
     Threshold("fd_limit_warn_pct", 90.0, "% of the process's soft RLIMIT_NOFILE",
               "the process's next open(), socket() or accept() fails with EMFILE"),
     Threshold("fd_limit_crit_pct", 100.0, "% of the soft RLIMIT_NOFILE (at or above)",

@@ -32,7 +32,12 @@ earlier record with tables (findings/stream.py), the numbers the findings use.
               pulled: host, id, start, end (NULL while open), title,
               severity, the summary (JSON) and the bundle's bytes; a bundle
               pulled again replaces the row (ReplacingMergeTree on stored_ns).
-              Not partitioned by day: retention leaves it alone.
+              Partitioned by the month of the incident's start
+              (``toYYYYMM(time)``, ``time`` the start), which no later
+              version of the bundle changes, so its versions meet in one
+              partition; retention drops a month once all of it is older
+              than max_host_age_s (an incident is kept that long, and at
+              most a month more).
 
 A batch (``begin`` ... ``commit``) is sent at ``commit``: the derived
 tables first, ``records`` last, in one INSERT (one block: it appears whole
@@ -154,10 +159,13 @@ _TABLES = {
               "time DateTime) ENGINE = ReplacingMergeTree(updated_ns) ORDER BY name",
     "incidents": "CREATE TABLE IF NOT EXISTS incidents (host String, id String, start_ns UInt64, "
                  "end_ns Nullable(UInt64), title String, severity String, summary String, bundle String, "
-                 "stored_ns UInt64, time DateTime) ENGINE = ReplacingMergeTree(stored_ns) ORDER BY (host, id)",
+                 "stored_ns UInt64, time DateTime) ENGINE = ReplacingMergeTree(stored_ns) PARTITION BY toYYYYMM(time) "
+                 "ORDER BY (host, id)",
 }
 # The tables whose days go at retention (hosts and status are one row per host).
 _PARTITIONED = ("records", "samples", "processes", "sockets", "gaps", "findings")
+# The table whose months go at retention: incidents, by the month of their start.
+_PARTITIONED_BY_MONTH = ("incidents",)
 # Columns added to a table after its first release: (table, column, type), added
 # to a store made before them (18.16 has no ADD COLUMN IF NOT EXISTS).
 _ADDED_COLUMNS = tuple(("processes", n, "Nullable(%s)" % k) for n, k in _PROCESS_RATE_COLUMNS) + tuple(
@@ -516,7 +524,7 @@ class ClickHouseStore:
                + (b"\x01" if end is None else b"\x00" + struct.pack("<Q", end))
                + _row_string(summary.get("title") or "") + _row_string(summary.get("severity") or "")
                + _row_string(json.dumps(summary, sort_keys=True)) + _row_string(bundle)
-               + struct.pack("<Q", self._clock()) + struct.pack("<I", int(time.time())))
+               + struct.pack("<Q", self._clock()) + struct.pack("<I", (summary.get("start_ns") or 0) // 10**9))
         self.query("INSERT INTO incidents (host, id, start_ns, end_ns, title, severity, summary, bundle, stored_ns, "
                    "time) FORMAT RowBinary", row)
 
@@ -546,17 +554,22 @@ class ClickHouseStore:
 
     def enforce_retention(self, host_name):
         """Drop the days older than max_host_age_s (the whole fleet's: a day is
-        a partition of every table), at most every RETENTION_PERIOD_S; the
-        number of records dropped."""
+        a partition of every table), and the months of incidents wholly older
+        than it, at most every RETENTION_PERIOD_S; the number of records dropped."""
         now = time.monotonic()
         if now < self._next_retention:
             return 0
         self._next_retention = now + RETENTION_PERIOD_S
-        cutoff = time.strftime("%Y%m%d", time.gmtime(self._clock() / 1e9 - self.max_host_age_s))
-        parts = self.rows(
-            "SELECT table, partition, sum(rows) AS rows FROM system.parts WHERE database = %s AND active AND "
-            "table IN (%s) AND partition < %s GROUP BY table, partition" % (
-                _quote(self.database), ", ".join(_quote(t) for t in _PARTITIONED), _quote(cutoff)))
+        cutoff = time.gmtime(self._clock() / 1e9 - self.max_host_age_s)
+        parts = []
+        for tables, partition in ((_PARTITIONED, "%Y%m%d"), (_PARTITIONED_BY_MONTH, "%Y%m")):
+            # A store made before incidents were partitioned has the partition
+            # "tuple()" there, which sorts after every date: it is left alone.
+            parts += self.rows(
+                "SELECT table, partition, sum(rows) AS rows FROM system.parts WHERE database = %s AND active AND "
+                "table IN (%s) AND partition < %s GROUP BY table, partition" % (
+                    _quote(self.database), ", ".join(_quote(t) for t in tables),
+                    _quote(time.strftime(partition, cutoff))))
         dropped = 0
         for part in parts:
             self.query("ALTER TABLE %s DROP PARTITION %s" % (part["table"], part["partition"]))
