@@ -4,12 +4,15 @@ computation gives, on a real pair of samples of this host with the tables.
 * ``process_rates`` skips the arithmetic for a record that is the previous
   record object itself (the process table returns it for a process whose stat
   did not move): the same rates as for an equal copy of the record.
+* ``socket_rates`` skips it for a connection whose counters did not move: the
+  same rates as the per-row formula written out here.
 * ``evaluate`` shares the per-process lists and rankings among its rules
   (``shared_measures``): the same findings as each rule run on its own, and
   ``top_culprits`` the same as a ranking written out here.
 """
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +21,7 @@ import pytest
 
 from hostdiag.derive.process_rates import process_key, process_rates
 from hostdiag.derive.rates import derive_rates
+from hostdiag.derive.socket_rates import connection_key, socket_rates
 from hostdiag.findings import RULES, evaluate
 from hostdiag.findings.culprits import shared_measures, top_culprits
 from hostdiag.findings.ranking import rank
@@ -41,8 +45,12 @@ def _ticks(pid):
 
 @pytest.fixture(scope="module")
 def pair():
-    """(previous, current) samples with the tables, a CPU burner running between them."""
+    """(previous, current) samples with the tables, a CPU burner running
+    between them and an idle loopback connection open across both."""
     burner = subprocess.Popen([sys.executable, "-c", BURNER])
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
     try:
         with Sampler(HostRoot(), tables=True) as sampler:
             previous = sampler.sample()
@@ -55,6 +63,8 @@ def pair():
     finally:
         burner.kill()
         burner.wait()
+        for sock in (server, client, listener):
+            sock.close()
     return previous, current, burner.pid
 
 
@@ -105,3 +115,29 @@ def test_evaluate_shared_gives_each_rule_alone(pair):
     rates = derive_rates(previous, current)
     alone = rank([f for rule in RULES for f in rule(current, rates, previous)])
     assert evaluate(current, rates, previous) == alone
+
+
+def _rate(before, after, dt_s):
+    if type(before) is not int or type(after) is not int or after < before:
+        return None
+    return (after - before) / dt_s
+
+
+def test_socket_rates_of_idle_connections_are_the_formula(pair):
+    previous, current, _ = pair
+    dt_s = (current.meta.mono_ns - previous.meta.mono_ns) / 1e9
+    fast = socket_rates(previous.sockets, current.sockets, dt_s)
+
+    def rows(section):
+        table = section["tcp_table"]
+        return [dict(zip(table["fields"], row)) for row in table["rows"]]
+
+    before = {connection_key(row): row for row in rows(previous.sockets)}
+    straight = {}
+    for row in rows(current.sockets):
+        old = before.get(connection_key(row))
+        straight[connection_key(row)] = {
+            "retrans_per_s": None if old is None else _rate(old["total_retrans"], row["total_retrans"], dt_s),
+            "bytes_acked_per_s": None if old is None else _rate(old["bytes_acked"], row["bytes_acked"], dt_s)}
+    assert repr(fast) == repr(straight)
+    assert any(r == {"retrans_per_s": 0.0, "bytes_acked_per_s": 0.0} for r in fast.values())
