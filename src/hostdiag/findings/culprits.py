@@ -52,8 +52,9 @@ def process_culprit(record, kind="process", **measures):
 
 # The measures of one evaluation, computed once and shared by its rules
 # (:func:`shared_measures`): {(what, id(source), ...): (sources, value)}. The
-# sources are held so that their ids are not reused while the evaluation lasts; the memo
-# lives only as long as the ``with`` block, one per thread (a context variable).
+# sources are held so that their ids are not reused while the evaluation
+# lasts; the memo lives only as long as the ``with`` block, one per thread (a
+# context variable): a few lists of one or two snapshots' processes.
 _SHARED = contextvars.ContextVar("hostdiag_findings_shared", default=None)
 
 
@@ -105,7 +106,7 @@ def keyed_records(snapshot):
     """[(process_key, record)] of :func:`process_records` (the key None for a
     record without integer pid and start time)."""
     return shared_measure("keyed", (_records_list(snapshot),),
-                   lambda: [(process_key(r), r) for r in process_records(snapshot)])
+                          lambda: [(process_key(r), r) for r in process_records(snapshot)])
 
 
 def records_by_key(snapshot):
