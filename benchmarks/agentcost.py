@@ -407,11 +407,15 @@ def step_costs(samples, table_every, interval):
     /proc/self, once per sample as the agent does them. The steps are timed
     one by one with ``time.process_time`` (this process does nothing else);
     the sum is close to the agent's own CPU per sample without its server
-    and scheduling."""
+    and scheduling. ``rates + findings`` is ``Agent.judge`` (incidents on,
+    the default): the rates against the previous sample, or against the
+    previous one with tables for a table sample, and the findings."""
     import zlib
 
+    from hostdiag.derive.rates import derive_rates
     from hostdiag.encode.delta import apply, delta
     from hostdiag.encode.wire import encode_msgpack
+    from hostdiag.findings import evaluate
     from hostdiag.sampler.system import SystemCollector
     from hostdiag.sources.hostroot import HostRoot
     from hostdiag.sources.problems import Problems
@@ -435,6 +439,11 @@ def step_costs(samples, table_every, interval):
     sockets = SocketTable(root)
     history = History(spool, spool_fsync_interval_s=5.0)
     previous = prior = None
+    judged = judged_tables = None  # Agent.judge's previous and previous_tables
+
+    def judge(base, taken):
+        evaluate(taken, derive_rates(base, taken) if base is not None else None, base)
+
     try:
         for tick in range(DEFAULT_WARMUP_SAMPLES + samples):
             if tick == DEFAULT_WARMUP_SAMPLES:
@@ -448,6 +457,10 @@ def step_costs(samples, table_every, interval):
             if with_tables:
                 taken.processes, taken.sockets = processes_section, sockets_section
             snapshot = timed("Snapshot.to_dict", taken.to_dict)
+            timed("rates + findings (Agent.judge)", judge, judged_tables if with_tables else judged, taken)
+            judged = taken
+            if with_tables:
+                judged_tables = taken
             timed("self report (History.info, /proc/self)", _self_report, history, root)
             payload = timed("encode_msgpack(snapshot)", encode_msgpack, snapshot)
             doc = snapshot  # the agent hands its map to the history: nothing decodes the payload

@@ -22,6 +22,13 @@ the current sample, where rates are::
 RATE_FIELDS = ("cpu_pct", "read_bytes_per_s", "write_bytes_per_s", "minflt_per_s",
                "majflt_per_s", "ctxsw_per_s")
 TOP_CATEGORIES = ("cpu", "rss", "io", "faults")
+# The counters the rates are made of. A record that is the previous record
+# object itself (the process table returns it for a process whose stat did not
+# move) has every rate 0.0 when all of these are ints: _UNCHANGED, copied.
+_COUNTER_FIELDS = ("utime", "stime", "read_bytes", "write_bytes", "minflt", "majflt",
+                   "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")
+_UNCHANGED = dict.fromkeys(RATE_FIELDS, 0.0)
+_ALL_INT = (int,) * len(_COUNTER_FIELDS)
 
 
 def process_key(record):
@@ -30,6 +37,8 @@ def process_key(record):
     if not isinstance(record, dict):
         return None
     pid, start = record.get("pid"), record.get("start_time")
+    if type(pid) is int and type(start) is int:  # the common case, without the checks below
+        return "%d:%d" % (pid, start)
     if not isinstance(pid, int) or not isinstance(start, int):
         return None
     return "%d:%d" % (pid, start)
@@ -72,6 +81,10 @@ def process_rates(prev_section, cur_section, dt_s, clock_ticks):
         old = previous.get(key) if comparable else None
         if old is None:
             result[key] = dict.fromkeys(RATE_FIELDS)
+            continue
+        if old is record and tuple(map(type, map(record.get, _COUNTER_FIELDS))) == _ALL_INT:
+            # What the computation below gives for equal int counters, without it.
+            result[key] = _UNCHANGED.copy()
             continue
         cpu = _rate(old, record, dt_s, "utime", "stime")
         result[key] = {

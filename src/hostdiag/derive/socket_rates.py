@@ -31,6 +31,9 @@ TOP_CATEGORIES = ("retrans", "rtt", "queue")
 _KEY_FIELDS = ("family", "local", "local_port", "remote", "remote_port", "inode")
 _COUNTERS = ("total_retrans", "bytes_acked")
 _NO_RATES = {"retrans_per_s": None, "bytes_acked_per_s": None}
+# The rates of a connection whose counters are the same ints as before (an
+# idle connection, most of them): what _rate gives, without calling it.
+_UNCHANGED = {"retrans_per_s": 0.0, "bytes_acked_per_s": 0.0}
 
 
 def _endpoint(address, port):
@@ -88,13 +91,16 @@ def socket_rates(prev, cur, dt_s):
         before = dict(zip(map(_getter(pcol, _KEY_FIELDS), prows),
                           map(_getter(pcol, _COUNTERS), prows)))
     rates = {}
-    for key, (retrans, acked) in zip(keys, map(_getter(col, _COUNTERS), rows)):
+    for key, counters in zip(keys, map(_getter(col, _COUNTERS), rows)):
         old = before.get(key)
         if old is None:
             rates[_key_text(key)] = dict(_NO_RATES)
+        elif old == counters and type(old[0]) is int and type(old[1]) is int \
+                and type(counters[0]) is int and type(counters[1]) is int:
+            rates[_key_text(key)] = dict(_UNCHANGED)
         else:
-            rates[_key_text(key)] = {"retrans_per_s": _rate(old[0], retrans, dt_s),
-                                     "bytes_acked_per_s": _rate(old[1], acked, dt_s)}
+            rates[_key_text(key)] = {"retrans_per_s": _rate(old[0], counters[0], dt_s),
+                                     "bytes_acked_per_s": _rate(old[1], counters[1], dt_s)}
     return rates
 
 

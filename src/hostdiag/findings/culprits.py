@@ -16,6 +16,8 @@ into ``sockets["owners"]``). Without the process or socket table the lists
 are empty.
 """
 
+import contextlib
+import contextvars
 import heapq
 
 from hostdiag.derive.process_rates import process_key
@@ -48,17 +50,77 @@ def process_culprit(record, kind="process", **measures):
     return culprit
 
 
-def process_records(snapshot):
+# The measures of one evaluation, computed once and shared by its rules
+# (:func:`shared_measures`): {(what, id(source), ...): (sources, value)}. The
+# sources are held so that their ids are not reused while the evaluation
+# lasts; the memo lives only as long as the ``with`` block, one per thread (a
+# context variable): a few lists of one or two snapshots' processes.
+_SHARED = contextvars.ContextVar("hostdiag_findings_shared", default=None)
+
+
+@contextlib.contextmanager
+def shared_measures():
+    """Within the block, :func:`process_records`, :func:`keyed_records` and
+    :func:`records_by_key` compute each list once per processes list, and
+    :func:`top_culprits` reads each process's rates once per (snapshot,
+    rates): one evaluation's rules then share them instead of walking every
+    process again. The snapshots must not change inside the block."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def shared_measure(what, sources, compute):
+    """``compute()``, once per ``what`` and identity of each of ``sources``
+    within :func:`shared_measures`; every time outside it. ``compute`` must
+    depend on nothing but ``sources``."""
+    memo = _SHARED.get()
+    if memo is None:
+        return compute()
+    key = (what,) + tuple(id(source) for source in sources)
+    entry = memo.get(key)
+    if entry is None:
+        entry = memo[key] = (sources, compute())
+    return entry[1]
+
+
+def _records_list(snapshot):
     section = getattr(snapshot, "processes", None)
-    records = section.get("processes") if isinstance(section, dict) else None
+    return section.get("processes") if isinstance(section, dict) else None
+
+
+def _valid_records(records):
     return [r for r in records or () if isinstance(r, dict) and num(r.get("pid")) is not None]
 
 
-def _process_rates(rates, record):
+def process_records(snapshot):
+    """The process records of ``snapshot`` that are maps with a numeric pid;
+    shared within :func:`shared_measures` (do not change the list)."""
+    records = _records_list(snapshot)
+    return shared_measure("records", (records,), lambda: _valid_records(records))
+
+
+def keyed_records(snapshot):
+    """[(process_key, record)] of :func:`process_records` (the key None for a
+    record without integer pid and start time)."""
+    return shared_measure("keyed", (_records_list(snapshot),),
+                          lambda: [(process_key(r), r) for r in process_records(snapshot)])
+
+
+def records_by_key(snapshot):
+    """{process_key: record} of :func:`process_records` (the last record wins)."""
+    return shared_measure("by_key", (_records_list(snapshot),), lambda: dict(keyed_records(snapshot)))
+
+
+def _with_rates(snapshot, rates):
+    """[(record, its rates or {})] of :func:`process_records`."""
     per = get(rates, "processes")
-    if not isinstance(per, dict) or num(record.get("start_time")) is None:
-        return {}
-    return per.get(process_key(record)) or {}
+    if not isinstance(per, dict):
+        return [(record, {}) for record in process_records(snapshot)]
+    return [(record, {} if num(record.get("start_time")) is None else per.get(key) or {})
+            for key, record in keyed_records(snapshot)]
 
 
 def _io_bytes_per_s(r):
@@ -75,19 +137,29 @@ _MEASURES = {
 }
 
 
+def _ranked(snapshot, rates, measure):
+    """[(value, -pid, record)] of every process whose ``measure`` is above
+    zero, in the records' order; most are zero (an idle process), so this
+    list is short and each ranking of the evaluation starts from it."""
+    read = _MEASURES[measure]
+    ranked = []
+    for record, per in shared_measure("rates", (_records_list(snapshot), rates),
+                                      lambda: _with_rates(snapshot, rates)):
+        value = num(read(record, per))
+        if value is not None and value > 0:
+            ranked.append((value, -record["pid"], record))
+    return ranked
+
+
 def top_culprits(snapshot, rates, measure, n=CULPRITS, cgroup=None):
     """The ``n`` processes with the largest ``measure`` (a key of
     :data:`_MEASURES`) above zero, as process culprits; empty without a
     process table (or without rates, for a rate). With ``cgroup`` (a path),
     only the processes in that cgroup or below it."""
-    read = _MEASURES[measure]
-    ranked = []
-    for record in process_records(snapshot):
-        if cgroup is not None and not in_cgroup(record, cgroup):
-            continue
-        value = num(read(record, _process_rates(rates, record)))
-        if value is not None and value > 0:
-            ranked.append((value, -record["pid"], record))
+    ranked = shared_measure(("ranked", measure), (_records_list(snapshot), rates),
+                            lambda: _ranked(snapshot, rates, measure))
+    if cgroup is not None:
+        ranked = [item for item in ranked if in_cgroup(item[2], cgroup)]
     return [process_culprit(record, **{measure: value})
             for value, _, record in heapq.nlargest(n, ranked, key=lambda item: item[:2])]
 

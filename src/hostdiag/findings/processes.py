@@ -22,7 +22,15 @@ reads a window of history (``(snapshot, history)``, see
 """
 
 from hostdiag.derive.process_rates import process_key
-from hostdiag.findings.culprits import CULPRITS, process_culprit, process_records, top_culprits
+from hostdiag.findings.culprits import (
+    CULPRITS,
+    keyed_records,
+    process_culprit,
+    process_records,
+    records_by_key,
+    shared_measure,
+    top_culprits,
+)
 from hostdiag.findings.finding import CRIT, WARN, finding
 from hostdiag.findings.thresholds import THRESHOLDS, at_least, limit_text, over
 from hostdiag.findings.values import get, num, show
@@ -81,10 +89,16 @@ def rule_process_rss_growing(snapshot, rates, previous=None):
     interval = _interval_s(snapshot, previous)
     if interval is None:
         return
-    before = {process_key(r): num(r.get("rss_bytes")) for r in process_records(previous)}
+    before = records_by_key(previous)
+    # A record that is the previous one itself has not grown: skipped, unless
+    # the limit were below zero.
+    skip_same = not over(0.0, "process_rss_growth_bytes_per_s")
     growing = []
-    for record in process_records(snapshot):
-        then, now = before.get(process_key(record)), num(record.get("rss_bytes"))
+    for key, record in keyed_records(snapshot):
+        old = before.get(key)
+        if old is record and skip_same:
+            continue
+        then, now = None if old is None else num(old.get("rss_bytes")), num(record.get("rss_bytes"))
         if then is None or now is None:
             continue
         rate = (now - then) / interval
@@ -141,7 +155,7 @@ def rss_series(snapshot, history):
 def rule_process_rss_leak(snapshot, history):
     """Processes whose resident memory grew steadily over the window of
     ``history`` and ``snapshot`` (at least ``rss_leak_samples`` samples)."""
-    by_key = {process_key(r): r for r in process_records(snapshot)}
+    by_key = records_by_key(snapshot)
     leaking = []
     for key, points in rss_series(snapshot, history).items():
         if not at_least(len(points), "rss_leak_samples") or \
@@ -181,6 +195,10 @@ def process_limits(snapshot):
     limits = section.get("limits") if isinstance(section, dict) else None
     if not isinstance(limits, dict):
         return {}
+    return shared_measure("limits", (section.get("processes"), limits), lambda: _limits_by_pid(snapshot, limits))
+
+
+def _limits_by_pid(snapshot, limits):
     found = {}
     for record in process_records(snapshot):
         entry = limits.get(str(record["pid"]))
@@ -208,8 +226,10 @@ def rule_process_fd_limit(snapshot, rates, previous=None):
     near = []
     for record in process_records(snapshot):
         entry = limits.get(record["pid"])
+        if not entry:  # only the processes that matter have their limits read
+            continue
         fds = num(record.get("fd_count"))
-        soft = _soft(entry, "nofile") if entry else None
+        soft = _soft(entry, "nofile")
         if fds is None or not soft:
             continue
         pct = 100.0 * fds / soft

@@ -33,6 +33,7 @@ from hostdiag.findings.culprits import (
     process_culprit,
     process_records,
     retransmitting,
+    shared_measures,
     socket_section,
     top_culprits,
 )
@@ -540,6 +541,7 @@ def evaluate(snapshot, rates=None, previous=None, rules=RULES, history=None):
     cause, now before past, crit before warn, then in rule order).
     ``history``: older snapshots of the window before (typed or plain
     dicts, oldest first), for the rules over history (a memory leak)."""
-    found = [f for f in rule_process_rss_leak(snapshot, history)] if history else []
-    found.extend(f for rule in rules for f in rule(snapshot, rates, previous))
+    with shared_measures():
+        found = [f for f in rule_process_rss_leak(snapshot, history)] if history else []
+        found.extend(f for rule in rules for f in rule(snapshot, rates, previous))
     return rank(found)
