@@ -135,9 +135,9 @@ def workload_lines(workloads):
         lines.append("  (CPU needs two tables in a row of the same boot: not kept here)")
     for category, label in (("cpu", "top cpu"), ("memory", "top mem")):
         for row in workloads["top"].get(category) or ():
-            path = "x_pct" if row["measure"] == "cpu_pct" else "x_bytes"   # _value formats by the suffix
+            path = "x_pct" if row["measure"] == "cpu_pct" else "x_bytes"   # value_text formats by the suffix
             lines.append(("  %-8s %-32s %10s -> %-10s %s" % (
-                label, _workload_name(names, row["path"]), _value(path, row["a"]), _value(path, row["b"]),
+                label, _workload_name(names, row["path"]), value_text(path, row["a"]), value_text(path, row["b"]),
                 "(new)" if row["new"] else "")).rstrip())
     if workloads["made"]:
         lines.append("  made     " + ", ".join(_workload_name(names, p) for p in workloads["made"]))
