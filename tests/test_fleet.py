@@ -460,3 +460,28 @@ def test_cpu_busy_leaves_steal_apart(server):
     with ClickHouseStore(url, readonly=True) as ch:
         assert ch.rows("SELECT seq, cpu_busy_pct FROM samples FINAL ORDER BY seq") == [
             {"seq": "1", "cpu_busy_pct": None}, {"seq": "2", "cpu_busy_pct": 30}]
+
+
+@pytest.mark.parametrize("section", [None, "crit", ["not a finding"], [dict(CARRIED[0], culprits=7)],
+                                     [dict(CARRIED[0], evidence=[1, 2])], [dict(CARRIED[0], id=None)]])
+def test_a_record_whose_findings_are_not_findings_is_evaluated(section):
+    """A null or malformed ``findings`` section counts as none: the rules run, as for an older agent."""
+    from hostdiag.findings.stream import FindingsStream
+
+    plain, carrying = FindingsStream(), FindingsStream()
+    for seq in range(1, 5):
+        doc = scenes.snapshot("web2", seq)
+        want = plain.evaluate("web2", "a", "b", seq, doc).findings
+        got = carrying.evaluate("web2", "a", "b", seq, dict(doc, findings=section)).findings
+        assert got == want
+    assert [(f["id"], [s["id"] for s in f["symptoms"]]) for f in want] == [("process_cpu", ["cpu_busy"])]
+
+
+def test_the_findings_section_keeps_three_culprits():
+    from hostdiag.findings.stream import findings_section
+
+    culprits = [{"kind": "process", "pid": pid, "comm": "p%d" % pid} for pid in range(1, 6)]
+    many, few = dict(CARRIED[0], culprits=culprits), dict(CARRIED[0], culprits=culprits[:2])
+    section = findings_section([many, few])
+    assert section == [dict(many, culprits=culprits[:3]), few]
+    assert many["culprits"] == culprits  # the agent's own findings (for /metrics, the incidents) keep all
