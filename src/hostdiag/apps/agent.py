@@ -477,8 +477,8 @@ class Agent:
         self.server.publish(record, snapshot, stored)
         if self.metrics is not None:
             self.metrics.publish(snapshot, rates, found or [])
-        if self.incidents is not None:
-            self.incidents.observe(record, snapshot, found or [])
+        if self.incidents is not None and found is not None:  # a failed judgement says nothing either way
+            self.incidents.observe(record, snapshot, found)
         self.samples += 1
         if with_tables:
             self.tables_seq = seq
