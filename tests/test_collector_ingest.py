@@ -164,7 +164,7 @@ def test_a_real_subscription_stores_its_own_deltas_and_reads_back_exactly(workdi
         assert record.base is before.snapshot and record.base_seq == before.seq
         assert apply(record.change, record.base, record.prior) == record.snapshot
     with CollectorStore(str(tmp_path / "s")) as store:
-        writer = Writer(store, None, [], 1.0, threading.Event())
+        writer = Writer(store, None, [], 1.0, threading.Event(), threading.BoundedSemaphore(1))
         assert writer.commit(sink.items)
         for record in records[1:]:
             assert _frame(store, record.seq) == (CODEC_ZLIB_DELTA, {"d": record.change})
