@@ -6,7 +6,9 @@ Three commands (``python benchmarks/fleetload.py COMMAND --help``):
             agent takes it: the system sections every ``--interval`` seconds, the process,
             socket and cgroup tables every ``--table-every``-th sample) and writes the
             snapshots' msgpack bytes to one file (zlib-compressed msgpack: a header map
-            and the list of payloads).
+            and the list of payloads). Each snapshot carries the findings the agent judges
+            of it, as the agent stores them (``--without-findings``: none, as an older
+            agent's, which the collector evaluates itself).
 ``serve``   (started by ``run``) serves a share of the simulated agents from one process,
             all on one asyncio loop: each is the agent's own server code
             (transport/server.py, ``AgentServer.serve_here``) on its own TCP port on
@@ -108,11 +110,16 @@ sys.exit(code)
 
 # -- recording ----------------------------------------------------------------
 
-def record_history(path, samples, interval_s=1.0, table_every=5, extra_processes=0):
+def record_history(path, samples, interval_s=1.0, table_every=5, extra_processes=0, findings=True):
     """Take ``samples`` snapshots of this host, ``interval_s`` apart, the tables on every
     ``table_every``-th (the agent's rule), and write them to ``path``; their sizes in bytes.
     ``extra_processes``: that many ``sleep`` processes run meanwhile (a server's process
-    count, with short command lines), killed and reaped before returning."""
+    count, with short command lines), killed and reaped before returning. ``findings``:
+    each snapshot carries the findings the agent judges of it (its ``findings`` section),
+    else none (an older agent's records: the collector evaluates them)."""
+    from hostdiag.derive.rates import derive_rates
+    from hostdiag.findings import evaluate
+    from hostdiag.findings.stream import findings_section
     from hostdiag.sampler import Sampler
     from hostdiag.sources.hostroot import HostRoot
 
@@ -123,8 +130,17 @@ def record_history(path, samples, interval_s=1.0, table_every=5, extra_processes
             sleepers.append(subprocess.Popen(["sleep", "3600"], stdin=subprocess.DEVNULL))
         with Sampler(HostRoot()) as sampler:
             started = time.monotonic()
+            previous = previous_tables = None
             for tick in range(samples):
-                snapshot = sampler.sample(tables=(tick + 1) % table_every == 0).to_dict()
+                with_tables = (tick + 1) % table_every == 0
+                taken = sampler.sample(tables=with_tables)
+                snapshot = taken.to_dict()
+                if findings:  # as the agent judges a sample (apps/agent.py, Agent.judge)
+                    base = previous_tables if with_tables else previous
+                    found = evaluate(taken, derive_rates(base, taken) if base is not None else None, base)
+                    snapshot["findings"] = findings_section(found)
+                    previous = taken
+                    previous_tables = taken if with_tables else previous_tables
                 payloads.append(encode_msgpack(snapshot))
                 time.sleep(max(0.0, started + (tick + 1) * interval_s - time.monotonic()))
     finally:
@@ -133,7 +149,8 @@ def record_history(path, samples, interval_s=1.0, table_every=5, extra_processes
         for proc in sleepers:
             proc.wait()
     header = {"format": RECORDING_FORMAT, "interval_s": interval_s, "table_every": table_every,
-              "recorded_ns": time.time_ns(), "host": os.uname().nodename, "extra_processes": extra_processes}
+              "recorded_ns": time.time_ns(), "host": os.uname().nodename, "extra_processes": extra_processes,
+              "findings": findings}
     data = zlib.compress(msgpack.packb({"header": header, "payloads": payloads}, use_bin_type=True), 6)
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
@@ -731,6 +748,8 @@ def build_parser():
     rec.add_argument("--table-every", type=int, default=5, help="the tables every Nth sample (default 5)")
     rec.add_argument("--extra-processes", type=int, default=0,
                      help="run that many sleep processes while recording (default 0)")
+    rec.add_argument("--without-findings", action="store_true",
+                     help="record as an agent older than the findings section: the collector evaluates each record")
     srv = commands.add_parser("serve", help="(used by run) serve simulated agents")
     srv.add_argument("--recording", required=True)
     srv.add_argument("--first", type=int, required=True)
@@ -765,7 +784,8 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command == "record":
-        sizes = record_history(args.out, args.samples, args.interval, args.table_every, args.extra_processes)
+        sizes = record_history(args.out, args.samples, args.interval, args.table_every, args.extra_processes,
+                               findings=not args.without_findings)
         print("recorded %d samples, %d bytes of msgpack (largest %d) to %s"
               % (len(sizes), sum(sizes), max(sizes), args.out))
         return 0

@@ -6,6 +6,7 @@ deadline, and every process is stopped (or killed) at the end of its test.
 The helpers (AgentProcess, CollectorProcess, wait_for) live in agentproc.py.
 """
 
+import errno
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from hostdiag.store.sqlite import (
 )
 
 from agentproc import INTERVAL, AgentProcess, CollectorProcess, wait_for, write_toml
+from spoolhelpers import mount_tmpfs
 
 
 @pytest.fixture
@@ -106,6 +108,55 @@ def test_catches_up_after_being_down_and_survives_agent_restarts(workdir, proces
     assert status["duplicates"] == 0 and status["gaps"] == 0
     assert status["bytes_received"] > 0 and status["records_received"] > 0
     assert status["lag_seqs"] is not None and status["lag_s"] is not None
+
+
+def test_the_collector_stores_the_findings_the_agent_judged(workdir, processes):
+    """A full tmpfs gives the real agent an fs_space finding on every sample: each
+    record it stores carries its findings (culprits cut to 3), and the collector
+    keeps for each record exactly those, row for row."""
+    from hostdiag.findings.stream import RECORD_CULPRITS, typed
+    from hostdiag.store.findings_rows import finding_rows
+
+    full = os.path.join(workdir, "full")
+    os.mkdir(full)
+    with mount_tmpfs(full, "1m"):
+        _fill_up(os.path.join(full, "fill"))
+        agent = ready_agent(processes, workdir)
+        boot = agent.info()["boot_id"]
+        collector = CollectorProcess(workdir, [("web1", agent.address)])
+        processes.append(collector)
+        collector.start()
+        first = agent.wait_newest(1)["newest_seq"]
+        collector.wait_stored("web1", boot, first + 3)
+        assert collector.stop() == 0
+        stored = collector.stored_seqs("web1", boot)
+        with agent.client() as client:
+            served = {r.seq: r.snapshot for r in client.range(from_seq=stored[0], to_seq=stored[-1], boot_id=boot)}
+        assert agent.stop() == 0
+    with collector.store() as store:
+        rows = store.db.execute("SELECT f.seq, f.n, f.rule, f.severity, f.subject, f.title FROM findings f "
+                                "JOIN boots b ON b.boot_key = f.boot_key WHERE b.boot_id = ? "
+                                "ORDER BY f.seq, f.n", (boot,)).fetchall()
+    expected = []
+    for seq in stored:
+        found = served[seq]["findings"]
+        assert any(f["id"] == "fs_space" and f["subject"] == full for f in found), found
+        assert all(len(f["culprits"]) <= RECORD_CULPRITS for f in found)
+        expected.extend((seq, r["n"], r["rule"], r["severity"], r["subject"], r["title"])
+                        for r in finding_rows(found, typed(served[seq])))
+    assert [tuple(row) for row in rows] == expected
+
+
+def _fill_up(path):
+    """Write ``path`` until its file system is full."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(bytes(64 * 1024))
+                f.flush()
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
 
 
 def test_records_exact_gap_when_the_agent_no_longer_has_records(workdir, processes):

@@ -24,6 +24,7 @@ import pytest
 
 from hostdiag.apps.collector import Writer
 from hostdiag.apps.fleet import main_fleet
+from hostdiag.encode.wire import encode_msgpack
 from hostdiag.store.clickhouse import ClickHouseStore
 from hostdiag.store.collector_store import open_collector_store
 
@@ -389,3 +390,98 @@ def test_a_sqlite_store_made_before_the_cause_column_gets_it(tmp_path):
     db.close()
     _store_scene(str(tmp_path))  # a writer of this version opens it, adds the column and writes it
     assert _stored_findings(str(tmp_path)) == EXPECTED_FINDINGS
+
+
+# What an agent that judged its own samples puts in them (their `findings`
+# section): a finding no rule gives for the scene, so that a stored row can
+# only have come from the record.
+CARRIED = [{"id": "judged_by_the_agent", "severity": "crit", "title": "said by the agent", "subject": "/srv",
+            "evidence": {"used_pct": 99.5}, "threshold": "fs_used_crit_pct = 95",
+            "culprits": [{"kind": "process", "pid": 200, "start_time": 1200, "comm": "pgbouncer"}],
+            "symptoms": [], "look_next": None}]
+
+
+def _items_carrying(hosts):
+    """The scene's writer items, the records of ``hosts`` carrying :data:`CARRIED`."""
+    items = []
+    for item in scenes.record_items():
+        if item[0] == "record" and item[1] in hosts:
+            snap = dict(item[7], findings=CARRIED)
+            item = item[:6] + (encode_msgpack(snap), snap) + item[8:]
+        items.append(item)
+    return items
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "clickhouse"])
+def test_a_record_carrying_findings_is_stored_with_exactly_those(backend, request, tmp_path):
+    """web2 and web3 carry the agent's findings: they are stored as they are and
+    no rule runs for those records (web2's cpu_busy and process_cpu, which the
+    rules give, are absent); web1 and db1 carry none and are evaluated as
+    before. ClickHouse still derives the process rates of the carrying records."""
+    location = request.getfixturevalue("server").url("carried") if backend == "clickhouse" else str(tmp_path)
+    store = open_collector_store(location)
+    try:
+        writer = Writer(store, queue.Queue(), [], 5.0, threading.Event(), threading.BoundedSemaphore(1))
+        assert writer.commit(_items_carrying(("web2", "web3"))), writer.failed
+    finally:
+        store.close()
+    carried = [(host, seq, "judged_by_the_agent", "crit", 200, "pgbouncer",
+                "pgbouncer.service" if seq % scenes.TABLE_EVERY == 0 else None)
+               for host in ("web2", "web3") for seq in range(1, scenes.SAMPLES + 1)]
+    assert _stored_findings(location) == sorted(
+        [row for row in EXPECTED_FINDINGS if row[0] in ("web1", "db1")] + carried, key=lambda row: row[:3])
+    if backend == "clickhouse":
+        with ClickHouseStore(location, readonly=True) as ch:
+            assert ch.rows("SELECT pid, cpu_pct FROM processes FINAL WHERE host = 'web2' AND seq = 8 "
+                           "ORDER BY pid") == [{"pid": 100, "cpu_pct": 10}, {"pid": 200, "cpu_pct": 20},
+                                                {"pid": 300, "cpu_pct": 90}]
+            assert ch.rows("SELECT evidence_keys, evidence_values, threshold, subject FROM findings FINAL "
+                           "WHERE host = 'web3' AND seq = 4") == [
+                {"evidence_keys": ["used_pct"], "evidence_values": [99.5], "threshold": "fs_used_crit_pct = 95",
+                 "subject": "/srv"}]
+
+
+def test_cpu_busy_leaves_steal_apart(server):
+    """samples.cpu_busy_pct is 100 - idle - iowait - steal, as derive/rates.py and the report have it."""
+    url = server.url("steal")
+    first, second = scenes.snapshot("web3", 1), scenes.snapshot("web3", 2)
+    # Over the second: user 20, system 10, idle 40, iowait 10, steal 20 ticks (100 in all).
+    second["cpu"] = dict(second["cpu"], total=dict(first["cpu"]["total"], **{
+        name: first["cpu"]["total"][name] + ticks
+        for name, ticks in (("user", 20), ("system", 10), ("idle", 40), ("iowait", 10), ("steal", 20))}))
+    items = [("host", "web3", "tcp:web3:7781", "web3.example")] + [
+        ("record", "web3", scenes.agent_id("web3"), scenes.boot_id("web3"), seq, snap["meta"]["wall_ns"],
+         encode_msgpack(snap), snap, None) for seq, snap in ((1, first), (2, second))]
+    store = open_collector_store(url)
+    try:
+        assert Writer(store, queue.Queue(), [], 5.0, threading.Event(), threading.BoundedSemaphore(1)).commit(items)
+    finally:
+        store.close()
+    with ClickHouseStore(url, readonly=True) as ch:
+        assert ch.rows("SELECT seq, cpu_busy_pct FROM samples FINAL ORDER BY seq") == [
+            {"seq": "1", "cpu_busy_pct": None}, {"seq": "2", "cpu_busy_pct": 30}]
+
+
+@pytest.mark.parametrize("section", [None, "crit", ["not a finding"], [dict(CARRIED[0], culprits=7)],
+                                     [dict(CARRIED[0], evidence=[1, 2])], [dict(CARRIED[0], id=None)]])
+def test_a_record_whose_findings_are_not_findings_is_evaluated(section):
+    """A null or malformed ``findings`` section counts as none: the rules run, as for an older agent."""
+    from hostdiag.findings.stream import FindingsStream
+
+    plain, carrying = FindingsStream(), FindingsStream()
+    for seq in range(1, 5):
+        doc = scenes.snapshot("web2", seq)
+        want = plain.evaluate("web2", "a", "b", seq, doc).findings
+        got = carrying.evaluate("web2", "a", "b", seq, dict(doc, findings=section)).findings
+        assert got == want
+    assert [(f["id"], [s["id"] for s in f["symptoms"]]) for f in want] == [("process_cpu", ["cpu_busy"])]
+
+
+def test_the_findings_section_keeps_three_culprits():
+    from hostdiag.findings.stream import findings_section
+
+    culprits = [{"kind": "process", "pid": pid, "comm": "p%d" % pid} for pid in range(1, 6)]
+    many, few = dict(CARRIED[0], culprits=culprits), dict(CARRIED[0], culprits=culprits[:2])
+    section = findings_section([many, few])
+    assert section == [dict(many, culprits=culprits[:3]), few]
+    assert many["culprits"] == culprits  # the agent's own findings (for /metrics, the incidents) keep all

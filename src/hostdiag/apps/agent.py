@@ -449,6 +449,7 @@ class Agent:
     def sample(self, with_tables):
         """Take, store and publish one snapshot; False when it failed."""
         from hostdiag.encode.wire import encode_msgpack
+        from hostdiag.findings.stream import findings_section
         from hostdiag.store import Record
 
         started = time.monotonic()
@@ -460,6 +461,10 @@ class Agent:
                 self.table_durations.add(self.sampler.table_seconds + (self.sampler.netns_seconds or 0.0))
             snapshot["agent"] = self.self_report(with_tables)
             snapshot["probes"], snapshot["slo"] = self.availability.sections(snapshot["meta"]["wall_ns"])
+            rates, found = self.judge(taken, with_tables)
+            # Judged once, here, and stored: the collector takes these
+            # instead of running the rules again (findings/stream.py).
+            snapshot["findings"] = None if found is None else findings_section(found)
             payload = encode_msgpack(snapshot)
             wall_ns = snapshot["meta"]["wall_ns"]
             seq = self.history.append(wall_ns, payload, snapshot)
@@ -470,12 +475,10 @@ class Agent:
             return False
         record = Record(self.history.boot_id, seq, wall_ns, payload)
         self.server.publish(record, snapshot, stored)
-        if self.metrics is not None or self.incidents is not None:
-            rates, found = self.judge(taken, with_tables)
-            if self.metrics is not None:
-                self.metrics.publish(snapshot, rates, found)
-            if self.incidents is not None:
-                self.incidents.observe(record, snapshot, found)
+        if self.metrics is not None:
+            self.metrics.publish(snapshot, rates, found or [])
+        if self.incidents is not None and found is not None:  # a failed judgement says nothing either way
+            self.incidents.observe(record, snapshot, found)
         self.samples += 1
         if with_tables:
             self.tables_seq = seq
@@ -496,15 +499,22 @@ class Agent:
         return True
 
     def judge(self, taken, with_tables):
-        """(rates, findings) of the sample, for /metrics and the incidents. A
-        sample with tables is compared with the previous one that had them, so
-        that the per-process rates span whole table intervals."""
+        """(rates, findings) of the sample, for its ``findings`` section,
+        /metrics and the incidents. A sample with tables is compared with the
+        previous one that had them, so that the per-process rates span whole
+        table intervals. Findings None: a rule failed (logged and counted; the
+        sample is stored without them, and the collector judges it)."""
         from hostdiag.derive.rates import derive_rates
         from hostdiag.findings import evaluate
 
         base = self.previous_tables if with_tables else self.previous
-        rates = derive_rates(base, taken) if base is not None else None
-        found = evaluate(taken, rates, base)
+        try:
+            rates = derive_rates(base, taken) if base is not None else None
+            found = evaluate(taken, rates, base)
+        except Exception:  # noqa: BLE001 - a failing rule must not cost the sample itself
+            self.errors += 1
+            log.exception("findings failed")
+            rates = found = None
         self.previous = taken
         if with_tables:
             self.previous_tables = taken

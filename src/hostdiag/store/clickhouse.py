@@ -434,8 +434,10 @@ class ClickHouseStore:
         if previous is not None and previous[0] == ident["seq"] - 1:
             seconds = (ident["wall_ns"] - previous[1]) / 1e9
             old = previous[2]
-            busy = ("cpu_user", "cpu_nice", "cpu_system", "cpu_irq", "cpu_softirq", "cpu_steal")
-            total = busy + ("cpu_idle", "cpu_iowait")
+            # Busy as derive/rates.py has it: 100 - idle - iowait - steal
+            # (the time a hypervisor took is apart, as sar and top show it).
+            busy = ("cpu_user", "cpu_nice", "cpu_system", "cpu_irq", "cpu_softirq")
+            total = busy + ("cpu_idle", "cpu_iowait", "cpu_steal")
             if all(sample[n] is not None and old[n] is not None for n in total):
                 spent = sum(sample[n] - old[n] for n in total)
                 if spent > 0:
@@ -449,7 +451,8 @@ class ClickHouseStore:
         self._batch["samples"].append(sample)
         evaluated = None if self._findings is None else self._findings.evaluate(
             ident["host"], ident["agent_id"], ident["boot_id"], ident["seq"], doc,
-            lambda boot_id, seq: self._bases(ident["host"], ident["agent_id"], boot_id, seq))
+            lambda boot_id, seq: self._bases(ident["host"], ident["agent_id"], boot_id, seq),
+            want_rates=isinstance(doc.get("processes"), dict) or isinstance(doc.get("sockets"), dict))
         rates = evaluated.rates if evaluated is not None else None
         if evaluated is not None:
             for row in finding_rows(evaluated.findings, evaluated.snapshot):

@@ -1,8 +1,9 @@
 """What the collector's stores keep of a record beside its raw bytes: its
 findings as rows, and the rates of its processes and connections.
 
-Both stores (SQLite and ClickHouse) evaluate each record as they store it
-(:class:`~hostdiag.findings.stream.FindingsStream`) and keep its findings as
+Both stores (SQLite and ClickHouse) take each record's findings as they
+store it (:class:`~hostdiag.findings.stream.FindingsStream`: those the record
+carries, else evaluated) and keep them as
 the rows :func:`finding_rows` makes: one per finding, numbered ``n`` in the
 order :func:`~hostdiag.findings.evaluate` gives them (crit first), with the
 first culprit's process and workload as columns. The ClickHouse store also

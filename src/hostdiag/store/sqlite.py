@@ -25,8 +25,9 @@ carries the CRC-32 of its uncompressed payload, checked on every read: a
 damaged record, or one whose chain is, is skipped and counted, never
 returned wrong.
 
-Each record's findings (store/findings_rows.py), evaluated as it is stored
-against the records before it (findings/stream.py), are rows of the
+Each record's findings (store/findings_rows.py), the record's own when it
+carries them (the agent judged them), else evaluated as it is stored against
+the records before it (findings/stream.py), are rows of the
 ``findings`` table, so that ``diag fleet`` answers from this store too
 (store/fleet_sqlite.py); they go with their records at retention.
 
