@@ -19,6 +19,7 @@ over every cgroup); :func:`workload_families` writes the families from its
 result at each encoding.
 """
 
+from hostdiag.derive.counters import get as _get
 from hostdiag.findings.workloads import limit_bytes, workload_label
 
 TOP_CGROUPS = 20
@@ -28,14 +29,6 @@ _PSI = ("cpu", "memory", "io")
 
 def _number(value):
     return value if type(value) in (int, float) else None
-
-
-def _get(data, *keys):
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
 
 
 def _top(rows, value, n):

@@ -16,6 +16,7 @@ import datetime
 import re
 import time
 
+from hostdiag.derive.counters import get as _get
 from hostdiag.findings.workloads import limit_bytes, workload_label
 
 NS = 1_000_000_000
@@ -125,14 +126,6 @@ def compact_bits(value):
 def _pct(value):
     value = _num(value)
     return "-" if value is None else "%.1f%%" % value
-
-
-def _get(data, *keys):
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
 
 
 # -- the screen ------------------------------------------------------------------
