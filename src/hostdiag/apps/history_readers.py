@@ -307,13 +307,8 @@ def add_source_options(parser):
 def open_history(args):
     """The history the options name (see the module doc)."""
     from hostdiag.store.collector_store import StoreError, is_url, open_collector_store
-    from hostdiag.apps.config import load_config
 
-    if args.agent and (args.store or args.host):
-        raise UsageError("--agent and --store/--host name two different histories: give one")
-    config = None
-    if args.config is not None or not (args.agent or args.store):
-        config = load_config(args.config, os.environ)
+    config = source_config(args, "histories")
     if args.store or args.host:
         if args.store:
             directory = args.store if is_url(args.store) else os.path.abspath(args.store)
@@ -340,12 +335,26 @@ def open_history(args):
             raise
         return StoreHistory(store, host)
     spool_dir = args.spool
-    if args.agent:
-        address = args.agent
-    else:
-        address = "unix:" + config.server.unix_path
-        if spool_dir is None and os.path.isdir(config.spool.dir):
-            spool_dir = config.spool.dir  # the same settings' agent: its spool, if it is on this host
+    if not args.agent and spool_dir is None and os.path.isdir(config.spool.dir):
+        spool_dir = config.spool.dir  # the same settings' agent: its spool, if it is on this host
+    return agent_from_options(args, config, spool_dir)
+
+
+def source_config(args, what):
+    """The settings the source options need (None when --agent or --store say
+    it all and no --config is given); a usage error when both name a source."""
+    from hostdiag.apps.config import load_config
+
+    if args.agent and (args.store or args.host):
+        raise UsageError("--agent and --store/--host name two different %s: give one" % what)
+    if args.config is not None or not (args.agent or args.store):
+        return load_config(args.config, os.environ)
+    return None
+
+
+def agent_from_options(args, config, spool_dir=None):
+    """The agent that --agent (else the settings' socket) and the TLS options name, connected."""
+    address = args.agent or "unix:" + config.server.unix_path
     if args.tls_key and not args.tls_cert:
         raise UsageError("--tls-key: needs --tls-cert")
     return connect_agent(client_address(address, args.tls_ca, args.tls_cert), args.token_file,

@@ -19,8 +19,8 @@ import json
 import os
 import sys
 
-from hostdiag.apps.common import EXIT_OK, ArgumentParser, CommandFailed, UsageError, client_address, run_command
-from hostdiag.apps.history_readers import add_source_options, connect_agent
+from hostdiag.apps.common import EXIT_OK, ArgumentParser, CommandFailed, UsageError, run_command
+from hostdiag.apps.history_readers import add_source_options, agent_from_options, source_config
 
 # Summaries `diag incidents` asks an agent for (the protocol's most).
 LIST_LIMIT = 1000
@@ -80,14 +80,9 @@ class StoreIncidents:
 
 def open_incidents(args):
     """The incidents the options name (see the module doc)."""
-    from hostdiag.apps.config import load_config
     from hostdiag.store.collector_store import StoreError, is_url, open_collector_store
 
-    if args.agent and (args.store or args.host):
-        raise UsageError("--agent and --store/--host name two different sources: give one")
-    config = None
-    if args.config is not None or not (args.agent or args.store):
-        config = load_config(args.config, os.environ)
+    config = source_config(args, "sources")
     if args.store or args.host:
         location = args.store or config.collector.store
         location = location if is_url(location) else os.path.abspath(location)
@@ -97,11 +92,7 @@ def open_incidents(args):
         except StoreError as exc:
             raise CommandFailed(str(exc)) from None
         return StoreIncidents(store, host)
-    address = args.agent or "unix:" + config.server.unix_path
-    if args.tls_key and not args.tls_cert:
-        raise UsageError("--tls-key: needs --tls-cert")
-    return AgentIncidents(connect_agent(client_address(address, args.tls_ca, args.tls_cert), args.token_file,
-                                        args.tls_ca, None, args.tls_cert, args.tls_key))
+    return AgentIncidents(agent_from_options(args, config))
 
 
 def _run(prog, argv, build, act):
